@@ -1,0 +1,95 @@
+//! The one error type of the api crate, and the one place it becomes an HTTP answer.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Everything that can go wrong in the daemon. Each variant documents its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request is malformed or breaks a rule.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no or unknown bearer token.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// 403: authenticated but not allowed (only for resources the caller can see).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource, or one the caller may not see.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: understood but not possible (e.g. a feature the engine lacks).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 503: a dependency (Docker, the store) is down or a resource is exhausted.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Docker-side failure; status depends on its kind.
+    #[error(transparent)]
+    Manager(#[from] kalpana_manager_core::Error),
+    /// S3-side failure: 502.
+    #[error(transparent)]
+    S3(#[from] kalpana_s3_ops::Error),
+    /// 500: the store failed in a way that is not the caller's fault.
+    #[error("store: {0}")]
+    Store(String),
+    /// 500: anything else.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Result with [`Error`] as default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// HTTP status and stable error code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use kalpana_manager_core::Error as M;
+        match self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Manager(M::DockerUnavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable")
+            }
+            Error::Manager(M::PortsExhausted(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted")
+            }
+            Error::Manager(M::UnknownEngine(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Manager(M::ImageUnavailable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
+            }
+            Error::Manager(_) => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
+            Error::S3(_) => (StatusCode::BAD_GATEWAY, "s3_error"),
+            Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            // Details of internal failures go to the log, not to the client.
+            tracing::error!(error = %self, code, "request failed");
+            "internal error; see the daemon log".to_string()
+        } else {
+            self.to_string()
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,77 @@
+//! Status changes and progress as events: one broadcast bus that the SSE route filters per caller.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::model::BucketRecord;
+
+/// One event about a bucket.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketEvent {
+    /// `bucket.status` or `image.pull`.
+    pub kind: &'static str,
+    /// Bucket id.
+    pub bucket_id: String,
+    /// Bucket name.
+    pub name: String,
+    /// Status after the change.
+    pub status: &'static str,
+    /// Status message or progress line.
+    pub message: Option<String>,
+    /// When.
+    pub at: String,
+    /// Owner (for filtering; not sent).
+    #[serde(skip)]
+    pub user_id: String,
+    /// Team (for filtering; not sent).
+    #[serde(skip)]
+    pub team_id: Option<String>,
+}
+
+impl BucketEvent {
+    /// An event of `kind` about `b` as it is now.
+    pub fn of(kind: &'static str, b: &BucketRecord, message: Option<String>) -> Self {
+        BucketEvent {
+            kind,
+            bucket_id: b.id.clone(),
+            name: b.name.clone(),
+            status: b.status.as_str(),
+            message,
+            at: crate::model::now(),
+            user_id: b.user_id.clone(),
+            team_id: b.team_id.clone(),
+        }
+    }
+}
+
+/// The event bus.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<BucketEvent>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// A bus that keeps the last 1024 events for slow subscribers.
+    pub fn new() -> Self {
+        EventBus {
+            tx: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Sends an event to every subscriber (none is fine).
+    pub fn publish(&self, event: BucketEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    /// A new subscription.
+    pub fn subscribe(&self) -> broadcast::Receiver<BucketEvent> {
+        self.tx.subscribe()
+    }
+}

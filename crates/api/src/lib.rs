@@ -1,0 +1,21 @@
+//! The Kalpana Buckets daemon: the axum REST API, auth, the store of desired state (embedded by
+//! default, MongoDB in production), bucket lifecycle and the reconcile loop.
+//!
+//! Docker is reached only through `kalpana-manager-core`, S3 only through `kalpana-s3-ops`.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod lifecycle;
+pub mod model;
+pub mod reconcile;
+pub mod router;
+pub mod routes;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, Result};

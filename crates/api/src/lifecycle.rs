@@ -1,0 +1,584 @@
+//! Bucket lifecycle: create, provision, start, stop, delete. Every step writes its intent to the
+//! store before it touches Docker, holds the bucket's lock, and publishes each status change as
+//! an event and a log line.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kalpana_manager_core::readiness::wait_http_ok;
+use kalpana_manager_core::spec::{container_name, volume_name, BucketSpec};
+use kalpana_manager_core::{EngineKind, PullProgress};
+use kalpana_s3_ops::{BucketClient, Endpoint};
+use serde::Deserialize;
+use tokio::sync::OwnedMutexGuard;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::events::BucketEvent;
+use crate::model::{new_id, now, BucketRecord, BucketStatus};
+use crate::secrets::{new_access_key, new_secret_key};
+use crate::validate;
+
+/// How long `docker stop` waits before it kills a bucket container.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// One lock per bucket, so lifecycle steps of one bucket never interleave.
+#[derive(Default)]
+pub struct Locks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Locks {
+    /// Waits for and takes the lock of bucket `id`.
+    pub async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            // Drop locks nobody holds or waits for, so the map stays small.
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry(id.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// The body of `POST /api/buckets`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBucket {
+    /// S3 bucket name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Team that shares it (the caller must be a member).
+    pub team_id: Option<String>,
+    /// Workspace.
+    pub workspace_id: Option<String>,
+    /// Versioning.
+    pub versioning: Option<bool>,
+    /// Server-side encryption.
+    pub encryption: Option<bool>,
+    /// Anonymous read.
+    pub public_access: Option<bool>,
+    /// Quota in GB.
+    pub max_size_gb: Option<u64>,
+    /// Engine (default from configuration).
+    pub engine: Option<String>,
+    /// Subdomain label (default derived from the name).
+    pub subdomain: Option<String>,
+}
+
+/// Validates the request, reserves ports and name atomically, writes the CREATING record and
+/// starts provisioning in the background. Returns the record and the secret key (shown once).
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateBucket,
+) -> Result<(BucketRecord, String, tokio::task::JoinHandle<()>)> {
+    validate::bucket_name(&req.name)?;
+    let engine = match &req.engine {
+        Some(e) => e
+            .parse::<EngineKind>()
+            .map_err(|e| Error::BadRequest(e.to_string()))?,
+        None => state.config.engine,
+    };
+    let profile = state.config.profile(engine);
+    let features = profile.features;
+    let refuse = |what: &str| {
+        Err(Error::Unprocessable(format!(
+            "the {engine} engine does not support {what}"
+        )))
+    };
+    if req.versioning == Some(true) && !features.versioning {
+        return refuse("versioning");
+    }
+    if req.encryption == Some(true) && !features.encryption {
+        return refuse("server-side encryption");
+    }
+    if req.public_access == Some(true) && !features.public_access {
+        return refuse("public access");
+    }
+    if req.max_size_gb == Some(0) {
+        return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
+    }
+    if let Some(team) = &req.team_id {
+        if !caller.teams.contains(team) {
+            return Err(Error::NotFound("team"));
+        }
+    }
+    if let Some(sub) = &req.subdomain {
+        validate::dns_label(sub)?;
+    }
+    let secret = new_secret_key();
+    let id = new_id();
+    let ts = now();
+    let mut record = BucketRecord {
+        id: id.clone(),
+        name: req.name.clone(),
+        description: req.description,
+        user_id: caller.user.id.clone(),
+        team_id: req.team_id,
+        workspace_id: req.workspace_id,
+        engine,
+        image: profile.image.clone(),
+        host: state.config.public_host.clone(),
+        port: None,
+        console_port: None,
+        access_key: new_access_key(),
+        secret_key_enc: state.master_key.encrypt(&secret)?,
+        region: state.config.region.clone(),
+        versioning: req.versioning.unwrap_or(false),
+        encryption: req.encryption.unwrap_or(false),
+        public_access: req.public_access.unwrap_or(false),
+        max_size_gb: req.max_size_gb,
+        status: BucketStatus::Creating,
+        status_message: Some("waiting to be provisioned".into()),
+        object_count: 0,
+        total_size_bytes: 0,
+        domain_id: None,
+        subdomain: None,
+        container_id: None,
+        volume_name: Some(volume_name(&id)),
+        network_name: Some(state.config.network.clone()),
+        internal_host: Some(container_name(&id)),
+        provisioned: false,
+        deleting: false,
+        delete_volume: false,
+        created_at: ts.clone(),
+        updated_at: ts,
+    };
+    {
+        let _alloc = state.allocation.lock().await;
+        record.subdomain = Some(match req.subdomain {
+            Some(sub) => {
+                if state.store.subdomain_taken(&sub).await? {
+                    return Err(Error::Conflict(format!(
+                        "subdomain {sub:?} is already taken"
+                    )));
+                }
+                sub
+            }
+            None => free_subdomain(state, &record).await?,
+        });
+        let ports = allocate_ports(state, engine).await?;
+        record.port = ports.first().copied();
+        record.console_port = ports.get(1).copied();
+        state.store.insert_bucket(&record).await?;
+    }
+    tracing::info!(bucket = %record.id, name = %record.name, owner = %record.user_id, %engine,
+        port = ?record.port, console_port = ?record.console_port, "bucket CREATING");
+    state.events.publish(BucketEvent::of(
+        "bucket.status",
+        &record,
+        record.status_message.clone(),
+    ));
+    let task_state = state.clone();
+    let task_id = record.id.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = provision(&task_state, &task_id).await {
+            tracing::error!(bucket = %task_id, error = %e, "provisioning failed");
+        }
+    });
+    Ok((record, secret, handle))
+}
+
+async fn free_subdomain(state: &AppState, b: &BucketRecord) -> Result<String> {
+    let base = validate::subdomain_from_name(&b.name);
+    if !state.store.subdomain_taken(&base).await? {
+        return Ok(base);
+    }
+    // Same name under another owner: disambiguate with the start of the id.
+    for len in [6, 10, 16, 32] {
+        let suffix = &b.id[b.id.len().saturating_sub(len)..];
+        let mut candidate = base.clone();
+        candidate.truncate(62 - suffix.len());
+        let candidate = format!("{}-{suffix}", candidate.trim_end_matches('-'));
+        if !state.store.subdomain_taken(&candidate).await? {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::Conflict("could not find a free subdomain".into()))
+}
+
+/// Allocates the host ports an engine needs. Must be called with `state.allocation` held.
+async fn allocate_ports(state: &AppState, engine: EngineKind) -> Result<Vec<u16>> {
+    let count = if state.config.profile(engine).console_port.is_some() {
+        2
+    } else {
+        1
+    };
+    let reserved = state.store.reserved_ports().await?;
+    let ports = state.ports.allocate(count, &reserved).map_err(|e| {
+        Error::Unavailable(format!(
+            "{e}: delete unused buckets or widen KALPANA_PORT_RANGE"
+        ))
+    })?;
+    Ok(ports)
+}
+
+/// The container spec of a bucket as its record says.
+pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
+    let cfg = &state.config;
+    let s3_port = b
+        .port
+        .ok_or_else(|| Error::Internal(format!("bucket {} has no port", b.id)))?;
+    let routed_hosts = match (&cfg.routing.base_domain, &b.subdomain) {
+        (Some(base), Some(sub)) => vec![format!("{sub}.{base}")],
+        _ => Vec::new(),
+    };
+    Ok(BucketSpec {
+        id: b.id.clone(),
+        name: b.name.clone(),
+        owner: b.user_id.clone(),
+        instance: cfg.instance.clone(),
+        engine: b.engine.profile().with_image(b.image.clone()),
+        access_key: b.access_key.clone(),
+        secret_key: state.master_key.decrypt(&b.secret_key_enc)?,
+        s3_port,
+        console_port: b.console_port,
+        bind_ip: cfg.bind_ip.to_string(),
+        network: cfg.network.clone(),
+        routed_hosts,
+        routing: cfg.routing.clone(),
+        limits: cfg.limits,
+    })
+}
+
+/// An S3 client for the bucket, through the port the daemon can reach.
+pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
+    let port = b
+        .port
+        .ok_or_else(|| Error::Conflict(format!("bucket {} has no S3 port", b.name)))?;
+    let endpoint = Endpoint {
+        url: format!("http://{}:{port}", state.config.internal_host()),
+        region: b.region.clone(),
+        access_key: b.access_key.clone(),
+        secret_key: state.master_key.decrypt(&b.secret_key_enc)?,
+    };
+    Ok(BucketClient::new(&endpoint, &b.name))
+}
+
+/// Records a status change, publishes it and logs it. With `expect`, only from that status.
+pub async fn set_status(
+    state: &AppState,
+    b: &mut BucketRecord,
+    status: BucketStatus,
+    message: Option<String>,
+    expect: Option<BucketStatus>,
+) -> Result<()> {
+    let before = b.status;
+    b.status = status;
+    b.status_message = message;
+    b.updated_at = now();
+    if status == BucketStatus::Running {
+        b.provisioned = true;
+    }
+    state.store.update_bucket(b, expect).await?;
+    match status {
+        BucketStatus::Error => {
+            tracing::warn!(bucket = %b.id, name = %b.name, from = before.as_str(),
+            message = b.status_message.as_deref().unwrap_or(""), "bucket ERROR")
+        }
+        _ => tracing::info!(bucket = %b.id, name = %b.name, from = before.as_str(),
+            to = status.as_str(), "bucket status changed"),
+    }
+    state.events.publish(BucketEvent::of(
+        "bucket.status",
+        b,
+        b.status_message.clone(),
+    ));
+    Ok(())
+}
+
+/// Provisions a CREATING bucket: image, network, volume, container, start, readiness, S3 bucket.
+/// Idempotent: a daemon that died half-way runs it again from the top. On failure everything a
+/// never-provisioned bucket holds (container, volume, ports) is given back and it goes to ERROR.
+pub async fn provision(state: &AppState, id: &str) -> Result<()> {
+    let _guard = state.locks.lock(id).await;
+    let Some(mut b) = state.store.get_bucket(id).await? else {
+        return Ok(());
+    };
+    if b.deleting || b.status != BucketStatus::Creating {
+        return Ok(());
+    }
+    let started = Instant::now();
+    match provision_steps(state, &mut b).await {
+        Ok(()) => {
+            tracing::info!(bucket = %b.id, elapsed_ms = started.elapsed().as_millis() as u64, "bucket provisioned");
+            set_status(
+                state,
+                &mut b,
+                BucketStatus::Running,
+                None,
+                Some(BucketStatus::Creating),
+            )
+            .await
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if !b.provisioned {
+                release_resources(state, &mut b).await;
+            }
+            set_status(state, &mut b, BucketStatus::Error, Some(message), None).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
+    if b.port.is_none() {
+        let _alloc = state.allocation.lock().await;
+        let ports = allocate_ports(state, b.engine).await?;
+        b.port = ports.first().copied();
+        b.console_port = ports.get(1).copied();
+        b.updated_at = now();
+        state
+            .store
+            .update_bucket(b, Some(BucketStatus::Creating))
+            .await?;
+    }
+    let spec = spec_for(state, b)?;
+    pull_image(state, b, &spec.engine.image).await?;
+    step(state, b, "creating volume and container").await?;
+    state.docker.ensure_network(&spec.network).await?;
+    b.volume_name = Some(state.docker.create_volume(&spec).await?);
+    b.container_id = Some(state.docker.create_container(&spec).await?);
+    b.updated_at = now();
+    state
+        .store
+        .update_bucket(b, Some(BucketStatus::Creating))
+        .await?;
+    step(state, b, "starting").await?;
+    bring_up(state, b, &spec).await
+}
+
+/// Starts the container, waits for the S3 server and makes sure the S3 bucket exists.
+async fn bring_up(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Result<()> {
+    let name = container_name(&b.id);
+    state.docker.start_container(&name).await?;
+    let url = format!(
+        "http://{}:{}{}",
+        state.config.internal_host(),
+        spec.s3_port,
+        spec.engine.health_path
+    );
+    wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
+    let client = s3_client(state, b)?;
+    // Signed requests can lag the health answer by a few milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.create_bucket().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(bucket = %b.id, error = %e, "create bucket not yet accepted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn step(state: &AppState, b: &mut BucketRecord, what: &str) -> Result<()> {
+    b.status_message = Some(what.to_string());
+    tracing::info!(bucket = %b.id, step = what, "provisioning");
+    state.events.publish(BucketEvent::of(
+        "bucket.progress",
+        b,
+        Some(what.to_string()),
+    ));
+    Ok(())
+}
+
+async fn pull_image(state: &AppState, b: &BucketRecord, image: &str) -> Result<()> {
+    let bus = state.events.clone();
+    let record = b.clone();
+    let mut last_line = String::new();
+    let mut last_sent = Instant::now() - Duration::from_secs(10);
+    state
+        .docker
+        .ensure_image(image, move |p: PullProgress| {
+            let line = match (p.current, p.total) {
+                (Some(c), Some(t)) if t > 0 => format!(
+                    "pulling {}: {} {} {}/{} bytes",
+                    p.image,
+                    p.layer.as_deref().unwrap_or(""),
+                    p.status,
+                    c,
+                    t
+                ),
+                _ => format!(
+                    "pulling {}: {} {}",
+                    p.image,
+                    p.layer.as_deref().unwrap_or(""),
+                    p.status
+                ),
+            };
+            // Byte counters change many times a second; report a new status at once and
+            // byte progress at most once a second.
+            if p.status != last_line || last_sent.elapsed() >= Duration::from_secs(1) {
+                tracing::info!(bucket = %record.id, progress = %line, "image pull");
+                bus.publish(BucketEvent::of("image.pull", &record, Some(line)));
+                last_line = p.status.clone();
+                last_sent = Instant::now();
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// Removes a never-provisioned bucket's container and volume and gives back its ports.
+async fn release_resources(state: &AppState, b: &mut BucketRecord) {
+    let name = container_name(&b.id);
+    if let Err(e) = state.docker.remove_container(&name).await {
+        tracing::warn!(bucket = %b.id, error = %e, "rollback: removing the container failed");
+    }
+    if let Err(e) = state.docker.remove_volume(&volume_name(&b.id)).await {
+        tracing::warn!(bucket = %b.id, error = %e, "rollback: removing the volume failed");
+    }
+    b.container_id = None;
+    b.port = None;
+    b.console_port = None;
+}
+
+/// Loads a bucket the caller may see; anything else is 404.
+pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<BucketRecord> {
+    match state.store.get_bucket(id).await? {
+        Some(b) if caller.can_see(&b) && !b.deleting => Ok(b),
+        _ => Err(Error::NotFound("bucket")),
+    }
+}
+
+/// Starts a bucket: STOPPED or ERROR → RUNNING. A never-provisioned ERROR bucket is provisioned
+/// again from scratch; a container removed by hand is recreated on the kept volume.
+pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
+    let guard = state.locks.lock(id).await;
+    let mut b = state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))?;
+    match b.status {
+        BucketStatus::Creating => {
+            return Err(Error::Conflict("the bucket is still being created".into()))
+        }
+        BucketStatus::Error if !b.provisioned => {
+            set_status(
+                state,
+                &mut b,
+                BucketStatus::Creating,
+                Some("retrying provisioning".into()),
+                Some(BucketStatus::Error),
+            )
+            .await?;
+            drop(guard);
+            let _ = provision(state, id).await;
+            return state
+                .store
+                .get_bucket(id)
+                .await?
+                .ok_or(Error::NotFound("bucket"));
+        }
+        _ => {}
+    }
+    let from = b.status;
+    let result = ensure_running(state, &b).await;
+    match result {
+        Ok(()) => {
+            if b.status != BucketStatus::Running || b.status_message.is_some() {
+                set_status(state, &mut b, BucketStatus::Running, None, Some(from)).await?;
+            }
+            Ok(b)
+        }
+        Err(e) if matches!(&e, Error::Manager(m) if m.is_unavailable()) => Err(e),
+        Err(e) => {
+            set_status(
+                state,
+                &mut b,
+                BucketStatus::Error,
+                Some(format!("start failed: {e}")),
+                None,
+            )
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+/// Makes the container of a provisioned bucket exist and serve S3.
+pub async fn ensure_running(state: &AppState, b: &BucketRecord) -> Result<()> {
+    let spec = spec_for(state, b)?;
+    if state
+        .docker
+        .inspect_container(&container_name(&b.id))
+        .await?
+        .is_none()
+    {
+        tracing::warn!(bucket = %b.id, "container missing; recreating it on the kept volume");
+        state.docker.ensure_network(&spec.network).await?;
+        state.docker.create_volume(&spec).await?;
+        state.docker.create_container(&spec).await?;
+    }
+    bring_up(state, b, &spec).await
+}
+
+/// Stops a bucket: RUNNING (or a provisioned ERROR) → STOPPED. Stopping a stopped bucket is fine.
+pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
+    let _guard = state.locks.lock(id).await;
+    let mut b = state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))?;
+    match b.status {
+        BucketStatus::Stopped => return Ok(b),
+        BucketStatus::Creating => {
+            return Err(Error::Conflict("the bucket is still being created".into()))
+        }
+        BucketStatus::Error if !b.provisioned => {
+            return Err(Error::Conflict(
+                "the bucket never came up; start it to retry or delete it".into(),
+            ))
+        }
+        _ => {}
+    }
+    state
+        .docker
+        .stop_container(&container_name(&b.id), STOP_GRACE)
+        .await?;
+    let from = b.status;
+    set_status(state, &mut b, BucketStatus::Stopped, None, Some(from)).await?;
+    Ok(b)
+}
+
+/// Deletes a bucket as a finalizer: mark it deleting, remove the container (and the volume when
+/// asked), then drop the record, which frees its ports. A failure leaves the mark for reconcile.
+pub async fn delete(state: &AppState, id: &str, delete_volume: bool) -> Result<()> {
+    let _guard = state.locks.lock(id).await;
+    let Some(mut b) = state.store.get_bucket(id).await? else {
+        return Ok(());
+    };
+    if !b.deleting || (delete_volume && !b.delete_volume) {
+        b.deleting = true;
+        b.delete_volume |= delete_volume;
+        b.updated_at = now();
+        state.store.update_bucket(&b, None).await?;
+    }
+    finish_delete(state, &b).await
+}
+
+/// The Docker half of a delete, then the record. Idempotent.
+pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
+    state
+        .docker
+        .remove_container(&container_name(&b.id))
+        .await?;
+    // A bucket that never held data has nothing worth keeping.
+    if b.delete_volume || !b.provisioned {
+        state.docker.remove_volume(&volume_name(&b.id)).await?;
+    }
+    state.store.delete_bucket(&b.id).await?;
+    tracing::info!(bucket = %b.id, name = %b.name, volume_deleted = b.delete_volume || !b.provisioned, "bucket deleted");
+    state
+        .events
+        .publish(BucketEvent::of("bucket.deleted", b, None));
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Records the daemon keeps, and their JSON views.
+
+use kalpana_manager_core::EngineKind;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The current time as RFC 3339.
+pub fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+/// A new time-ordered id (UUID v7), so listing by id lists by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// A bucket's status, as in DESIGN.md's status machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BucketStatus {
+    /// Being provisioned.
+    Creating,
+    /// Serving S3.
+    Running,
+    /// Stopped on request; data kept.
+    Stopped,
+    /// Something failed; see `statusMessage`.
+    Error,
+}
+
+impl BucketStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketStatus::Creating => "CREATING",
+            BucketStatus::Running => "RUNNING",
+            BucketStatus::Stopped => "STOPPED",
+            BucketStatus::Error => "ERROR",
+        }
+    }
+
+    /// Parses the wire name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "CREATING" => Some(BucketStatus::Creating),
+            "RUNNING" => Some(BucketStatus::Running),
+            "STOPPED" => Some(BucketStatus::Stopped),
+            "ERROR" => Some(BucketStatus::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A user of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the user is an administrator.
+    pub admin: bool,
+    /// SHA-256 of the user's API token; the token itself is never stored.
+    pub token_hash: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A team: its members see its buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Team {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The user who made it; may add and remove members.
+    pub owner_id: String,
+    /// Member user ids (the owner included).
+    pub members: Vec<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// Everything the daemon keeps about a bucket: the desired state and what it last observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketRecord {
+    /// Id.
+    pub id: String,
+    /// S3 bucket name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Owner.
+    pub user_id: String,
+    /// Team whose members share it.
+    pub team_id: Option<String>,
+    /// Workspace it belongs to.
+    pub workspace_id: Option<String>,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Image the container runs.
+    pub image: String,
+    /// Host clients use for the direct endpoint.
+    pub host: String,
+    /// Host port of the S3 API (reserved while set).
+    pub port: Option<u16>,
+    /// Host port of the console (reserved while set).
+    pub console_port: Option<u16>,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key, encrypted with the master key.
+    pub secret_key_enc: String,
+    /// S3 region.
+    pub region: String,
+    /// Versioning wanted.
+    pub versioning: bool,
+    /// Server-side encryption wanted.
+    pub encryption: bool,
+    /// Anonymous read wanted.
+    pub public_access: bool,
+    /// Quota in GB.
+    pub max_size_gb: Option<u64>,
+    /// Status.
+    pub status: BucketStatus,
+    /// Why the status is what it is.
+    pub status_message: Option<String>,
+    /// Cached object count.
+    pub object_count: u64,
+    /// Cached total size.
+    pub total_size_bytes: u64,
+    /// Linked domain.
+    pub domain_id: Option<String>,
+    /// Subdomain label.
+    pub subdomain: Option<String>,
+    /// Docker container id.
+    pub container_id: Option<String>,
+    /// Docker volume name.
+    pub volume_name: Option<String>,
+    /// Docker network name.
+    pub network_name: Option<String>,
+    /// Host name on the Docker network.
+    pub internal_host: Option<String>,
+    /// Whether it has ever reached RUNNING (its volume then holds user data).
+    pub provisioned: bool,
+    /// Deletion in progress (a finalizer: the record goes only once Docker is clean).
+    pub deleting: bool,
+    /// With `deleting`: drop the volume too.
+    pub delete_volume: bool,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl BucketRecord {
+    /// Host ports this record reserves.
+    pub fn ports(&self) -> Vec<u16> {
+        self.port.into_iter().chain(self.console_port).collect()
+    }
+}

@@ -1,0 +1,37 @@
+//! The whole router in one place.
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::Error;
+use crate::routes::{buckets, events, health, identities};
+
+/// Every route of the REST API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/me", get(identities::me))
+        .route("/api/users", post(identities::create_user))
+        .route("/api/teams", post(identities::create_team))
+        .route("/api/teams/{id}/members", post(identities::add_member))
+        .route(
+            "/api/teams/{id}/members/{user_id}",
+            delete(identities::remove_member),
+        )
+        .route("/api/buckets", post(buckets::create).get(buckets::list))
+        .route(
+            "/api/buckets/{id}",
+            get(buckets::get)
+                .patch(buckets::update)
+                .delete(buckets::delete),
+        )
+        .route("/api/buckets/{id}/start", post(buckets::start))
+        .route("/api/buckets/{id}/stop", post(buckets::stop))
+        .route("/api/events", get(events::stream))
+        .fallback(|| async { Error::NotFound("route") })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

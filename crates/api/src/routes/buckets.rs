@@ -1,0 +1,326 @@
+//! Bucket routes: create, list, read, update, delete, start, stop.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::lifecycle::{self, CreateBucket};
+use crate::model::{now, BucketRecord, BucketStatus};
+use crate::store::BucketQuery;
+
+/// How long `?wait=true` waits for a create to leave CREATING.
+const CREATE_WAIT: Duration = Duration::from_secs(300);
+
+/// The JSON view of a bucket. `secretKey` is only set when a secret is handed out.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketView {
+    id: String,
+    name: String,
+    description: Option<String>,
+    user_id: String,
+    team_id: Option<String>,
+    workspace_id: Option<String>,
+    engine: String,
+    host: String,
+    port: Option<u16>,
+    console_port: Option<u16>,
+    access_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_key: Option<String>,
+    endpoint: Option<String>,
+    console_url: Option<String>,
+    region: String,
+    versioning: bool,
+    encryption: bool,
+    public_access: bool,
+    #[serde(rename = "maxSizeGB")]
+    max_size_gb: Option<u64>,
+    status: &'static str,
+    status_message: Option<String>,
+    object_count: u64,
+    total_size_bytes: u64,
+    domain_id: Option<String>,
+    subdomain: Option<String>,
+    container_id: Option<String>,
+    volume_name: Option<String>,
+    network_name: Option<String>,
+    internal_host: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The view of `b`, with the routed endpoint when a base domain is configured.
+pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> BucketView {
+    let routing = &state.config.routing;
+    let routed = match (&routing.base_domain, &b.subdomain) {
+        (Some(base), Some(sub)) => Some(format!("{sub}.{base}")),
+        _ => None,
+    };
+    let endpoint = match (&routed, b.port) {
+        (Some(host), _) => Some(routing.origin(host)),
+        (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
+        (None, None) => None,
+    };
+    let console_url = match (&routed, b.console_port) {
+        (_, None) => None,
+        (Some(host), Some(_)) => Some(routing.origin(&format!("console-{host}"))),
+        (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
+    };
+    BucketView {
+        engine: b.engine.as_str().to_string(),
+        status: b.status.as_str(),
+        endpoint,
+        console_url,
+        secret_key,
+        id: b.id,
+        name: b.name,
+        description: b.description,
+        user_id: b.user_id,
+        team_id: b.team_id,
+        workspace_id: b.workspace_id,
+        host: b.host,
+        port: b.port,
+        console_port: b.console_port,
+        access_key: b.access_key,
+        region: b.region,
+        versioning: b.versioning,
+        encryption: b.encryption,
+        public_access: b.public_access,
+        max_size_gb: b.max_size_gb,
+        status_message: b.status_message,
+        object_count: b.object_count,
+        total_size_bytes: b.total_size_bytes,
+        domain_id: b.domain_id,
+        subdomain: b.subdomain,
+        container_id: b.container_id,
+        volume_name: b.volume_name,
+        network_name: b.network_name,
+        internal_host: b.internal_host,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+    }
+}
+
+/// Query of `POST /api/buckets`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    /// Answer only once the bucket left CREATING (RUNNING or ERROR).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /api/buckets`: 201 with the bucket and its `secretKey` (shown only here).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CreateQuery>,
+    body: std::result::Result<Json<CreateBucket>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<BucketView>)> {
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let (mut record, secret, handle) = lifecycle::create(&state, &caller, req).await?;
+    if q.wait {
+        // The provisioning task goes on even if this request is dropped or times out.
+        let _ = tokio::time::timeout(CREATE_WAIT, handle).await;
+        if let Some(latest) = state.store.get_bucket(&record.id).await? {
+            record = latest;
+        }
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&state, record, Some(secret))),
+    ))
+}
+
+/// Query of `GET /api/buckets`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    workspace_id: Option<String>,
+    team_id: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A page of buckets.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketPage {
+    buckets: Vec<BucketView>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/buckets`: the caller's buckets and their teams'.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<BucketPage>> {
+    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            BucketStatus::parse(s).ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "status {s:?} is not one of CREATING, RUNNING, STOPPED, ERROR"
+                ))
+            })
+        })
+        .transpose()?;
+    let query = BucketQuery {
+        owner: Some(caller.user.id.clone()),
+        teams: caller.teams.clone(),
+        all: false,
+        workspace_id: q.workspace_id,
+        team_id: q.team_id,
+        status,
+        after: q.cursor,
+        limit: limit + 1,
+    };
+    let mut rows: Vec<BucketRecord> = state
+        .store
+        .list_buckets(&query)
+        .await?
+        .into_iter()
+        .filter(|b| !b.deleting)
+        .collect();
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|b| b.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(BucketPage {
+        buckets: rows.into_iter().map(|b| view(&state, b, None)).collect(),
+        next_cursor,
+    }))
+}
+
+/// `GET /api/buckets/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BucketView>> {
+    let b = lifecycle::visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, b, None)))
+}
+
+/// Body of `PATCH /api/buckets/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateBucket {
+    description: Option<String>,
+    #[serde(rename = "maxSizeGB")]
+    max_size_gb: Option<u64>,
+    versioning: Option<bool>,
+    encryption: Option<bool>,
+    public_access: Option<bool>,
+}
+
+/// `PATCH /api/buckets/{id}`: description and quota.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<UpdateBucket>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<BucketView>> {
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    lifecycle::visible(&state, &caller, &id).await?;
+    let _guard = state.locks.lock(&id).await;
+    let mut b = lifecycle::visible(&state, &caller, &id).await?;
+    let features = b.engine.profile().features;
+    let engine = b.engine;
+    for (wanted, supported, what) in [
+        (req.versioning, features.versioning, "versioning"),
+        (
+            req.encryption,
+            features.encryption,
+            "server-side encryption",
+        ),
+        (req.public_access, features.public_access, "public access"),
+    ] {
+        if wanted == Some(true) && !supported {
+            return Err(Error::Unprocessable(format!(
+                "the {engine} engine does not support {what}"
+            )));
+        }
+    }
+    if req.max_size_gb == Some(0) {
+        return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
+    }
+    if let Some(d) = req.description {
+        b.description = Some(d);
+    }
+    if let Some(q) = req.max_size_gb {
+        b.max_size_gb = Some(q);
+    }
+    if let Some(v) = req.versioning {
+        b.versioning = v;
+    }
+    if let Some(v) = req.encryption {
+        b.encryption = v;
+    }
+    if let Some(v) = req.public_access {
+        b.public_access = v;
+    }
+    b.updated_at = now();
+    state.store.update_bucket(&b, None).await?;
+    Ok(Json(view(&state, b, None)))
+}
+
+/// Query of `DELETE /api/buckets/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    delete_volume: bool,
+}
+
+/// `DELETE /api/buckets/{id}`: 204; `?deleteVolume=true` drops the data too.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: std::result::Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode> {
+    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
+    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::delete(&state, &id, q.delete_volume).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/buckets/{id}/start`.
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BucketView>> {
+    lifecycle::visible(&state, &caller, &id).await?;
+    let b = lifecycle::start(&state, &id).await?;
+    Ok(Json(view(&state, b, None)))
+}
+
+/// `POST /api/buckets/{id}/stop`.
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BucketView>> {
+    lifecycle::visible(&state, &caller, &id).await?;
+    let b = lifecycle::stop(&state, &id).await?;
+    Ok(Json(view(&state, b, None)))
+}

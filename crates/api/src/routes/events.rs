@@ -1,0 +1,53 @@
+//! `GET /api/events`: server-sent events of the caller's buckets.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+
+/// Streams `bucket.status`, `bucket.progress`, `image.pull` and `bucket.deleted` events of the
+/// buckets the caller can see. Team membership is checked again per event, so a removed member
+/// stops receiving at once.
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut rx = state.events.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let visible = caller.user.admin
+                        || ev.user_id == caller.user.id
+                        || match &ev.team_id {
+                            Some(team) => state
+                                .store
+                                .get_team(team)
+                                .await
+                                .ok()
+                                .flatten()
+                                .is_some_and(|t| t.members.contains(&caller.user.id)),
+                            None => false,
+                        };
+                    if !visible {
+                        continue;
+                    }
+                    if let Ok(data) = serde_json::to_string(&ev) {
+                        yield Ok(Event::default().event(ev.kind).data(data));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

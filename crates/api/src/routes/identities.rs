@@ -1,0 +1,165 @@
+//! Users and teams.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::model::{new_id, now, Team, User};
+use crate::secrets::{hash_token, new_token};
+
+/// Body of `POST /api/users`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUser {
+    name: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// A user as the API shows it; `token` only in the answer that creates it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: String,
+    name: String,
+    admin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    created_at: String,
+}
+
+fn user_view(u: User, token: Option<String>) -> UserView {
+    UserView {
+        id: u.id,
+        name: u.name,
+        admin: u.admin,
+        token,
+        created_at: u.created_at,
+    }
+}
+
+fn check_name(name: &str, what: &str) -> Result<()> {
+    let n = name.trim();
+    if n.is_empty() || n.len() > 128 || n.chars().any(char::is_control) {
+        return Err(Error::BadRequest(format!(
+            "{what} name must be 1 to 128 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/users` (admin): 201 with the user's token, shown only here.
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: std::result::Result<Json<CreateUser>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<UserView>)> {
+    caller.require_admin()?;
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    check_name(&req.name, "user")?;
+    let token = new_token();
+    let user = User {
+        id: new_id(),
+        name: req.name.trim().to_string(),
+        admin: req.admin,
+        token_hash: hash_token(&token),
+        created_at: now(),
+    };
+    state.store.put_user(&user).await?;
+    tracing::info!(user = %user.id, admin = user.admin, "user created");
+    Ok((StatusCode::CREATED, Json(user_view(user, Some(token)))))
+}
+
+/// `GET /api/me`: who the token belongs to.
+pub async fn me(caller: Caller) -> Json<UserView> {
+    Json(user_view(caller.user, None))
+}
+
+/// Body of `POST /api/teams`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTeam {
+    name: String,
+}
+
+/// `POST /api/teams`: the caller becomes owner and first member.
+pub async fn create_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: std::result::Result<Json<CreateTeam>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Team>)> {
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    check_name(&req.name, "team")?;
+    let team = Team {
+        id: new_id(),
+        name: req.name.trim().to_string(),
+        owner_id: caller.user.id.clone(),
+        members: vec![caller.user.id.clone()],
+        created_at: now(),
+    };
+    state.store.put_team(&team).await?;
+    tracing::info!(team = %team.id, owner = %team.owner_id, "team created");
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// Body of `POST /api/teams/{id}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMember {
+    user_id: String,
+}
+
+async fn own_team(state: &AppState, caller: &Caller, id: &str) -> Result<Team> {
+    let team = state
+        .store
+        .get_team(id)
+        .await?
+        .filter(|t| caller.can_see_team(t))
+        .ok_or(Error::NotFound("team"))?;
+    if team.owner_id != caller.user.id && !caller.user.admin {
+        return Err(Error::Forbidden(
+            "only the team's owner may change its members".into(),
+        ));
+    }
+    Ok(team)
+}
+
+/// `POST /api/teams/{id}/members` (team owner or admin).
+pub async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Team>> {
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let mut team = own_team(&state, &caller, &id).await?;
+    if state.store.get_user(&req.user_id).await?.is_none() {
+        return Err(Error::NotFound("user"));
+    }
+    if !team.members.contains(&req.user_id) {
+        team.members.push(req.user_id.clone());
+        state.store.put_team(&team).await?;
+        tracing::info!(team = %team.id, user = %req.user_id, "team member added");
+    }
+    Ok(Json(team))
+}
+
+/// `DELETE /api/teams/{id}/members/{userId}` (team owner or admin); access ends at once.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<Json<Team>> {
+    let mut team = own_team(&state, &caller, &id).await?;
+    if user_id == team.owner_id {
+        return Err(Error::Conflict("the owner cannot leave their team".into()));
+    }
+    team.members.retain(|m| *m != user_id);
+    state.store.put_team(&team).await?;
+    tracing::info!(team = %team.id, user = %user_id, "team member removed");
+    Ok(Json(team))
+}

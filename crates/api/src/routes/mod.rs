@@ -1,0 +1,6 @@
+//! Handlers, one module per resource.
+
+pub mod buckets;
+pub mod events;
+pub mod health;
+pub mod identities;

@@ -1,0 +1,89 @@
+//! Starting the daemon: state, bootstrap, reconcile loop, listener, graceful shutdown.
+
+use std::sync::Arc;
+
+use kalpana_manager_core::{DockerClient, PortAllocator};
+
+use crate::app::{App, AppState};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::EventBus;
+use crate::secrets::MasterKey;
+use crate::{auth, reconcile, router, store};
+
+/// Builds the shared state from configuration (opens the store, loads the master key).
+pub async fn build_state(config: Config) -> Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Internal(format!(
+            "creating data dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let master_key = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
+    let store = store::open(config.store.as_deref(), &config.data_dir)?;
+    let docker = DockerClient::connect(&config.instance, config.pull_timeout)?;
+    let ports = PortAllocator::new(config.port_range, config.bind_ip);
+    let state = AppState(Arc::new(App {
+        config,
+        store,
+        docker,
+        ports,
+        allocation: tokio::sync::Mutex::new(()),
+        locks: Default::default(),
+        master_key,
+        events: EventBus::new(),
+    }));
+    if let Some(token) = state.config.admin_token.clone() {
+        auth::bootstrap_admin(&state, &token).await?;
+    }
+    Ok(state)
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C, then finishes in-flight requests and returns.
+pub async fn run(config: Config) -> Result<()> {
+    let listen = config.listen.clone();
+    let state = build_state(config).await?;
+    if let Err(e) = state.docker.ping().await {
+        tracing::warn!(error = %e, "Docker is not answering; bucket operations will fail with 503 until it does");
+    }
+    if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
+        tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
+    }
+    reconcile::spawn(state.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("local address: {e}")))?;
+    // Lets tools and tests that asked for port 0 find the daemon.
+    let addr_file = state.config.data_dir.join("listen.addr");
+    std::fs::write(&addr_file, addr.to_string())
+        .map_err(|e| Error::Internal(format!("writing {}: {e}", addr_file.display())))?;
+    tracing::info!(%addr, engine = %state.config.engine, ports = %state.config.port_range, "listening");
+    axum::serve(listener, router::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,401 @@
+//! The embedded store: one redb file (ACID, crash-safe, copy-on-write B-trees). Records are JSON
+//! values; uniqueness (owner + name, ports, subdomains, token hashes) is kept by index tables
+//! written in the same transaction as the record.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{BucketQuery, Store};
+use crate::error::{Error, Result};
+use crate::model::{BucketRecord, BucketStatus, Team, User};
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("token_hashes");
+const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const BUCKET_NAMES: TableDefinition<&str, &str> = TableDefinition::new("bucket_names");
+const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
+const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(db_err)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(db_err)
+}
+
+fn name_key(b: &BucketRecord) -> String {
+    format!("{}\u{0}{}", b.user_id, b.name)
+}
+
+impl EmbeddedStore {
+    /// Opens or creates the database file and its tables.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(db_err)?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| Error::Store(format!("opening {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(USERS).map_err(db_err)?;
+            txn.open_table(TOKENS).map_err(db_err)?;
+            txn.open_table(TEAMS).map_err(db_err)?;
+            txn.open_table(BUCKETS).map_err(db_err)?;
+            txn.open_table(BUCKET_NAMES).map_err(db_err)?;
+            txn.open_table(PORTS).map_err(db_err)?;
+            txn.open_table(SUBDOMAINS).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs blocking database work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Internal(format!("store task: {e}")))?
+    }
+
+    fn all<T: DeserializeOwned>(
+        db: &Database,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>> {
+        let txn = db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(table).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn get<T: DeserializeOwned>(
+        db: &Database,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+    ) -> Result<Option<T>> {
+        let txn = db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(table).map_err(db_err)?;
+        let v = t.get(id).map_err(db_err)?;
+        v.map(|v| decode(v.value())).transpose()
+    }
+}
+
+/// Reserves `new`'s ports and subdomain, releasing those of `old` it no longer holds.
+fn reindex(
+    txn: &redb::WriteTransaction,
+    old: Option<&BucketRecord>,
+    new: &BucketRecord,
+) -> Result<()> {
+    let mut ports = txn.open_table(PORTS).map_err(db_err)?;
+    let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
+    if let Some(old) = old {
+        for p in old.ports() {
+            ports.remove(p).map_err(db_err)?;
+        }
+        if let Some(s) = &old.subdomain {
+            subs.remove(s.as_str()).map_err(db_err)?;
+        }
+    }
+    for p in new.ports() {
+        if let Some(holder) = ports.get(p).map_err(db_err)? {
+            if holder.value() != new.id {
+                return Err(Error::Conflict(format!(
+                    "host port {p} is already reserved"
+                )));
+            }
+        }
+        ports.insert(p, new.id.as_str()).map_err(db_err)?;
+    }
+    if let Some(s) = &new.subdomain {
+        if let Some(holder) = subs.get(s.as_str()).map_err(db_err)? {
+            if holder.value() != new.id {
+                return Err(Error::Conflict(format!("subdomain {s:?} is already taken")));
+            }
+        }
+        subs.insert(s.as_str(), new.id.as_str()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> Result<()> {
+        self.blocking(|db| db.begin_read().map(|_| ()).map_err(db_err))
+            .await
+    }
+
+    async fn put_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut users = txn.open_table(USERS).map_err(db_err)?;
+                let mut tokens = txn.open_table(TOKENS).map_err(db_err)?;
+                if let Some(holder) = tokens.get(user.token_hash.as_str()).map_err(db_err)? {
+                    if holder.value() != user.id {
+                        return Err(Error::Conflict("token already in use".into()));
+                    }
+                }
+                let old: Option<User> = users
+                    .get(user.id.as_str())
+                    .map_err(db_err)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                if let Some(old) = old {
+                    tokens.remove(old.token_hash.as_str()).map_err(db_err)?;
+                }
+                tokens
+                    .insert(user.token_hash.as_str(), user.id.as_str())
+                    .map_err(db_err)?;
+                users
+                    .insert(user.id.as_str(), encode(&user)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>> {
+        let hash = token_hash.to_string();
+        self.blocking(move |db| {
+            let id = {
+                let txn = db.begin_read().map_err(db_err)?;
+                let tokens = txn.open_table(TOKENS).map_err(db_err)?;
+                let id = tokens.get(hash.as_str()).map_err(db_err)?;
+                id.map(|v| v.value().to_string())
+            };
+            match id {
+                Some(id) => Self::get(db, USERS, &id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, USERS, &id)).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.blocking(|db| Self::all(db, USERS)).await
+    }
+
+    async fn put_team(&self, team: &Team) -> Result<()> {
+        let team = team.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut teams = txn.open_table(TEAMS).map_err(db_err)?;
+                teams
+                    .insert(team.id.as_str(), encode(&team)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_team(&self, id: &str) -> Result<Option<Team>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, TEAMS, &id)).await
+    }
+
+    async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>> {
+        let user_id = user_id.to_string();
+        self.blocking(move |db| {
+            let all: Vec<Team> = Self::all(db, TEAMS)?;
+            Ok(all
+                .into_iter()
+                .filter(|t| t.members.contains(&user_id))
+                .collect())
+        })
+        .await
+    }
+
+    async fn list_teams(&self) -> Result<Vec<Team>> {
+        self.blocking(|db| Self::all(db, TEAMS)).await
+    }
+
+    async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()> {
+        let b = bucket.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut names = txn.open_table(BUCKET_NAMES).map_err(db_err)?;
+                if buckets.get(b.id.as_str()).map_err(db_err)?.is_some() {
+                    return Err(Error::Conflict(format!("bucket id {} exists", b.id)));
+                }
+                let key = name_key(&b);
+                if names.get(key.as_str()).map_err(db_err)?.is_some() {
+                    return Err(Error::Conflict(format!(
+                        "you already have a bucket named {:?}",
+                        b.name
+                    )));
+                }
+                names.insert(key.as_str(), b.id.as_str()).map_err(db_err)?;
+                buckets
+                    .insert(b.id.as_str(), encode(&b)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            reindex(&txn, None, &b)?;
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_bucket(
+        &self,
+        bucket: &BucketRecord,
+        expect: Option<BucketStatus>,
+    ) -> Result<()> {
+        let b = bucket.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let old: BucketRecord = {
+                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let v = buckets.get(b.id.as_str()).map_err(db_err)?;
+                match v {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(Error::NotFound("bucket")),
+                }
+            };
+            if let Some(expected) = expect {
+                if old.status != expected {
+                    return Err(Error::Conflict(format!(
+                        "bucket is {}, not {}",
+                        old.status.as_str(),
+                        expected.as_str()
+                    )));
+                }
+            }
+            if old.name != b.name || old.user_id != b.user_id {
+                return Err(Error::Internal(
+                    "a bucket's owner and name never change".into(),
+                ));
+            }
+            reindex(&txn, Some(&old), &b)?;
+            {
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                buckets
+                    .insert(b.id.as_str(), encode(&b)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_bucket(&self, id: &str) -> Result<Option<BucketRecord>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, BUCKETS, &id)).await
+    }
+
+    async fn delete_bucket(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let old: Option<BucketRecord> = {
+                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let v = buckets.get(id.as_str()).map_err(db_err)?;
+                v.map(|v| decode(v.value())).transpose()?
+            };
+            if let Some(old) = old {
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut names = txn.open_table(BUCKET_NAMES).map_err(db_err)?;
+                let mut ports = txn.open_table(PORTS).map_err(db_err)?;
+                let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
+                buckets.remove(id.as_str()).map_err(db_err)?;
+                names.remove(name_key(&old).as_str()).map_err(db_err)?;
+                for p in old.ports() {
+                    ports.remove(p).map_err(db_err)?;
+                }
+                if let Some(s) = &old.subdomain {
+                    subs.remove(s.as_str()).map_err(db_err)?;
+                }
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_buckets(&self, query: &BucketQuery) -> Result<Vec<BucketRecord>> {
+        let q = query.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(BUCKETS).map_err(db_err)?;
+            let mut out = Vec::new();
+            let rows = match &q.after {
+                Some(after) => t.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => t.range::<&str>(..),
+            }
+            .map_err(db_err)?;
+            for row in rows {
+                let (_, v) = row.map_err(db_err)?;
+                let b: BucketRecord = decode(v.value())?;
+                if q.matches(&b) {
+                    out.push(b);
+                    if out.len() >= q.limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn reserved_ports(&self) -> Result<HashSet<u16>> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PORTS).map_err(db_err)?;
+            let mut out = HashSet::new();
+            for row in t.iter().map_err(db_err)? {
+                let (k, _) = row.map_err(db_err)?;
+                out.insert(k.value());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn subdomain_taken(&self, subdomain: &str) -> Result<bool> {
+        let s = subdomain.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(SUBDOMAINS).map_err(db_err)?;
+            let taken = t.get(s.as_str()).map_err(db_err)?.is_some();
+            Ok(taken)
+        })
+        .await
+    }
+}

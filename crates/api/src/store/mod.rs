@@ -1,0 +1,123 @@
+//! The store of desired state: one trait, an embedded implementation (the default) and one test
+//! suite that every implementation must pass.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::model::{BucketRecord, BucketStatus, Team, User};
+
+pub mod embedded;
+pub mod suite;
+
+/// Which buckets a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct BucketQuery {
+    /// Buckets owned by this user…
+    pub owner: Option<String>,
+    /// …or belonging to one of these teams.
+    pub teams: Vec<String>,
+    /// Every bucket, regardless of owner (admin tools, reconcile).
+    pub all: bool,
+    /// Only this workspace.
+    pub workspace_id: Option<String>,
+    /// Only this team.
+    pub team_id: Option<String>,
+    /// Only this status.
+    pub status: Option<BucketStatus>,
+    /// Only ids greater than this one (the page cursor).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl BucketQuery {
+    /// Whether `b` matches the query (for stores that filter in code).
+    pub fn matches(&self, b: &BucketRecord) -> bool {
+        let visible = self.all
+            || self.owner.as_deref() == Some(b.user_id.as_str())
+            || b.team_id.as_ref().is_some_and(|t| self.teams.contains(t));
+        visible
+            && self
+                .workspace_id
+                .as_ref()
+                .is_none_or(|w| b.workspace_id.as_ref() == Some(w))
+            && self
+                .team_id
+                .as_ref()
+                .is_none_or(|t| b.team_id.as_ref() == Some(t))
+            && self.status.is_none_or(|s| b.status == s)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|a| b.id.as_str() > a.as_str())
+    }
+}
+
+/// Persistent state of the daemon. Every method is atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Inserts or replaces a user (by id). Token hashes are unique: 409 otherwise.
+    async fn put_user(&self, user: &User) -> Result<()>;
+    /// The user with this token hash.
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>>;
+    /// The user with this id.
+    async fn get_user(&self, id: &str) -> Result<Option<User>>;
+    /// Every user.
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Inserts or replaces a team (by id).
+    async fn put_team(&self, team: &Team) -> Result<()>;
+    /// The team with this id.
+    async fn get_team(&self, id: &str) -> Result<Option<Team>>;
+    /// Teams `user_id` is a member of.
+    async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>>;
+    /// Every team.
+    async fn list_teams(&self) -> Result<Vec<Team>>;
+
+    /// Inserts a new bucket. 409 when the owner has a bucket of that name, when one of its
+    /// ports is reserved, or when its subdomain is taken.
+    async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()>;
+    /// Replaces a bucket record, keeping the port and subdomain reservations in step. With
+    /// `expect`, only when the stored status is that one (409 otherwise).
+    async fn update_bucket(
+        &self,
+        bucket: &BucketRecord,
+        expect: Option<BucketStatus>,
+    ) -> Result<()>;
+    /// The bucket with this id.
+    async fn get_bucket(&self, id: &str) -> Result<Option<BucketRecord>>;
+    /// Deletes a bucket and frees its ports and subdomain. A missing one is fine.
+    async fn delete_bucket(&self, id: &str) -> Result<()>;
+    /// Buckets matching the query, in id order.
+    async fn list_buckets(&self, query: &BucketQuery) -> Result<Vec<BucketRecord>>;
+    /// Every reserved host port.
+    async fn reserved_ports(&self) -> Result<HashSet<u16>>;
+    /// Whether a subdomain is taken.
+    async fn subdomain_taken(&self, subdomain: &str) -> Result<bool>;
+}
+
+/// Opens the store named by `KALPANA_STORE`: empty for the embedded store in `data_dir`,
+/// `redb:<path>` for an embedded store at a path.
+pub fn open(uri: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    match uri.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(Arc::new(embedded::EmbeddedStore::open(
+            &data_dir.join("kalpana.redb"),
+        )?)),
+        Some(u) if u.starts_with("redb:") => Ok(Arc::new(embedded::EmbeddedStore::open(
+            Path::new(&u["redb:".len()..]),
+        )?)),
+        Some(u) if u.starts_with("mongodb://") || u.starts_with("mongodb+srv://") => Err(
+            Error::Unavailable("the MongoDB store is not built into this version yet".into()),
+        ),
+        Some(u) => Err(Error::BadRequest(format!(
+            "KALPANA_STORE {u:?}: expected empty, redb:<path> or mongodb://…"
+        ))),
+    }
+}

@@ -1,0 +1,106 @@
+//! Input rules: S3 bucket names and DNS labels.
+
+use crate::error::{Error, Result};
+
+/// Checks a bucket name against the S3 naming rules.
+pub fn bucket_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::BadRequest(format!(
+            "invalid bucket name {name:?}: {why}"
+        )))
+    };
+    if name.len() < 3 || name.len() > 63 {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+    {
+        return bad("only lowercase letters, digits, hyphens and dots are allowed");
+    }
+    let alnum = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !alnum(name.bytes().next()) || !alnum(name.bytes().last()) {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("must not contain two adjacent dots");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("must not be formatted as an IP address");
+    }
+    if name.starts_with("xn--") || name.starts_with("sthree-") {
+        return bad("must not start with a reserved prefix (xn--, sthree-)");
+    }
+    if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        return bad("must not end with a reserved suffix (-s3alias, --ol-s3)");
+    }
+    Ok(())
+}
+
+/// Checks a DNS label (a subdomain part): 1–63 of `a-z0-9-`, not starting or ending with `-`.
+pub fn dns_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "invalid subdomain {label:?}: 1 to 63 lowercase letters, digits or inner hyphens"
+        )))
+    }
+}
+
+/// A DNS label derived from a bucket name (dots become hyphens).
+pub fn subdomain_from_name(name: &str) -> String {
+    name.replace('.', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_names() {
+        for n in ["abc", "my-bucket", "my.bucket.1", "a1b", &"a".repeat(63)] {
+            assert!(bucket_name(n).is_ok(), "{n} refused");
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_names() {
+        for n in [
+            "ab",
+            &"a".repeat(64),
+            "My-Bucket",
+            "my_bucket",
+            "-abc",
+            "abc-",
+            ".abc",
+            "abc.",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "sthree-abc",
+            "ab c",
+            "ábc",
+        ] {
+            assert!(bucket_name(n).is_err(), "{n} accepted");
+        }
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(dns_label("photos-1").is_ok());
+        for l in ["", "-a", "a-", "A", "a.b", &"a".repeat(64)] {
+            assert!(dns_label(l).is_err(), "{l} accepted");
+        }
+        assert_eq!(subdomain_from_name("my.bucket"), "my-bucket");
+    }
+}

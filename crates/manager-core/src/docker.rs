@@ -1,0 +1,419 @@
+//! The one wrapper around bollard. Docker's 404/409/304 answers are classified here and nowhere
+//! else; callers see idempotent operations and [`Error`] values.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
+    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures::{Stream, StreamExt};
+
+use crate::error::{Error, Result};
+use crate::spec::{
+    container_name, volume_name, BucketSpec, LABEL_BUCKET_ID, LABEL_INSTANCE, LABEL_MANAGED,
+};
+
+/// One step of an image pull as Docker reports it.
+#[derive(Debug, Clone)]
+pub struct PullProgress {
+    /// The image being pulled.
+    pub image: String,
+    /// Docker's status line ("Downloading", "Pull complete", …).
+    pub status: String,
+    /// Layer id, when the line is about a layer.
+    pub layer: Option<String>,
+    /// Bytes done of this layer.
+    pub current: Option<i64>,
+    /// Bytes total of this layer.
+    pub total: Option<i64>,
+}
+
+/// What Docker says of one managed container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    /// Container id.
+    pub id: String,
+    /// Container name without the leading slash.
+    pub name: String,
+    /// Bucket id from its label.
+    pub bucket_id: Option<String>,
+    /// Whether the container is running.
+    pub running: bool,
+    /// Docker's status word (created, running, exited, …).
+    pub status: String,
+    /// Exit code of the last run.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel OOM-killed it.
+    pub oom_killed: bool,
+}
+
+/// A container event for a managed bucket container.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    /// Docker's action (start, die, stop, destroy, oom, …).
+    pub action: String,
+    /// Bucket id from the container's labels.
+    pub bucket_id: String,
+    /// Exit code for `die`.
+    pub exit_code: Option<i64>,
+}
+
+/// A cheap-to-clone handle on the Docker daemon.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: Docker,
+    instance: String,
+    pull_timeout: Duration,
+}
+
+impl DockerClient {
+    /// Connects with the usual defaults (`DOCKER_HOST` or the local socket). Nothing is sent yet.
+    pub fn connect(instance: &str, pull_timeout: Duration) -> Result<Self> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| Error::DockerUnavailable(format!("connect: {e}")))?
+            .with_timeout(Duration::from_secs(60));
+        Ok(DockerClient {
+            docker,
+            instance: instance.to_string(),
+            pull_timeout,
+        })
+    }
+
+    /// Whether Docker answers at all.
+    pub async fn ping(&self) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(3), self.docker.ping())
+            .await
+            .map_err(|_| Error::DockerUnavailable("ping timed out".into()))?
+            .map_err(|e| Error::docker("ping", e))?;
+        Ok(())
+    }
+
+    /// Creates the network if it is not there.
+    pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = Error::docker("inspect network", e);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([(
+                LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            // Another daemon made it between our inspect and create.
+            Err(e) => match Error::docker("create network", e) {
+                e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Whether the image is present locally.
+    pub async fn image_present(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => match Error::docker("inspect image", e) {
+                e if e.is_not_found() => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Makes sure the image is present, pulling it if needed and reporting each pull step to
+    /// `progress`. A pull that fails or times out is [`Error::ImageUnavailable`] naming the image.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        mut progress: impl FnMut(PullProgress) + Send,
+    ) -> Result<()> {
+        if self.image_present(image).await? {
+            return Ok(());
+        }
+        let unavailable = |reason: String| Error::ImageUnavailable {
+            image: image.to_string(),
+            reason,
+        };
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let pull = async {
+            let mut stream = self.docker.create_image(Some(opts), None, None);
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(info) => progress(PullProgress {
+                        image: image.to_string(),
+                        status: info.status.unwrap_or_default(),
+                        layer: info.id,
+                        current: info.progress_detail.as_ref().and_then(|d| d.current),
+                        total: info.progress_detail.as_ref().and_then(|d| d.total),
+                    }),
+                    Err(e) => {
+                        return Err(match Error::docker("pull image", e) {
+                            Error::Docker { message, .. } => unavailable(message),
+                            other => other,
+                        })
+                    }
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.pull_timeout, pull)
+            .await
+            .map_err(|_| unavailable(format!("pull timed out after {:?}", self.pull_timeout)))??;
+        if self.image_present(image).await? {
+            Ok(())
+        } else {
+            Err(unavailable(
+                "the pull ended but the image is still missing".into(),
+            ))
+        }
+    }
+
+    /// Creates the bucket's data volume (idempotent: an existing volume is kept, data and all).
+    pub async fn create_volume(&self, spec: &BucketSpec) -> Result<String> {
+        let name = volume_name(&spec.id);
+        let req = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(spec.volume_labels()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| Error::docker("create volume", e))?;
+        Ok(name)
+    }
+
+    /// Removes a volume; a missing one is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let opts = RemoveVolumeOptions { force: true };
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("remove volume", e) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Whether a volume exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) => match Error::docker("inspect volume", e) {
+                e if e.is_not_found() => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Creates the bucket's container. If a container of that name exists already (a retried
+    /// step), it is reused when it belongs to the same bucket. Returns the container id.
+    pub async fn create_container(&self, spec: &BucketSpec) -> Result<String> {
+        let name = container_name(&spec.id);
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .create_container(Some(opts), spec.container_body())
+            .await
+        {
+            Ok(resp) => Ok(resp.id),
+            Err(e) => match Error::docker("create container", e) {
+                e if e.is_conflict() => match self.inspect_container(&name).await? {
+                    Some(c) if c.bucket_id.as_deref() == Some(spec.id.as_str()) => Ok(c.id),
+                    _ => Err(e),
+                },
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Starts a container; one already running is fine.
+    pub async fn start_container(&self, name: &str) -> Result<()> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("start container", e) {
+                Error::Docker { status: 304, .. } => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Stops a container, giving it `grace` to exit; a stopped or missing one is fine.
+    pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<()> {
+        let opts = StopContainerOptions {
+            t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("stop container", e) {
+                Error::Docker { status: 304, .. } => Ok(()),
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Removes a container by force; a missing one is fine.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("remove container", e) {
+                e if e.is_not_found() => Ok(()),
+                // "removal already in progress"
+                e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// The container's state, or `None` when there is no such container.
+    pub async fn inspect_container(&self, name: &str) -> Result<Option<ContainerState>> {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => {
+                let state = c.state.unwrap_or_default();
+                let labels = c.config.and_then(|cfg| cfg.labels).unwrap_or_default();
+                Ok(Some(ContainerState {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .name
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    bucket_id: labels.get(LABEL_BUCKET_ID).cloned(),
+                    running: state.running.unwrap_or(false),
+                    status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                    exit_code: state.exit_code,
+                    oom_killed: state.oom_killed.unwrap_or(false),
+                }))
+            }
+            Err(e) => match Error::docker("inspect container", e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    fn managed_filters(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_INSTANCE}={}", self.instance),
+            ],
+        )])
+    }
+
+    /// Every container this daemon instance manages, running or not.
+    pub async fn list_managed_containers(&self) -> Result<Vec<ContainerState>> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(self.managed_filters()),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| Error::docker("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let status = c.state.map(|s| s.to_string()).unwrap_or_default();
+                ContainerState {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    bucket_id: labels.get(LABEL_BUCKET_ID).cloned(),
+                    running: status == "running",
+                    status,
+                    exit_code: None,
+                    oom_killed: false,
+                }
+            })
+            .collect())
+    }
+
+    /// Names and bucket ids of every volume this daemon instance manages.
+    pub async fn list_managed_volumes(&self) -> Result<Vec<(String, Option<String>)>> {
+        let opts = ListVolumesOptions {
+            filters: Some(self.managed_filters()),
+        };
+        let resp = self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(|e| Error::docker("list volumes", e))?;
+        Ok(resp
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                let id = v.labels.get(LABEL_BUCKET_ID).cloned();
+                (v.name, id)
+            })
+            .collect())
+    }
+
+    /// Container events of the buckets this instance manages, as they happen.
+    pub fn container_events(&self) -> impl Stream<Item = Result<ContainerEvent>> + Send + 'static {
+        let mut filters = self.managed_filters();
+        filters.insert("type".into(), vec!["container".into()]);
+        let opts = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(opts))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(ev) => {
+                        let actor = ev.actor?;
+                        let attrs = actor.attributes.unwrap_or_default();
+                        let bucket_id = attrs.get(LABEL_BUCKET_ID)?.clone();
+                        let exit_code = attrs.get("exitCode").and_then(|c| c.parse().ok());
+                        Some(Ok(ContainerEvent {
+                            action: ev.action.unwrap_or_default(),
+                            bucket_id,
+                            exit_code,
+                        }))
+                    }
+                    Err(e) => Some(Err(Error::docker("events", e))),
+                }
+            })
+    }
+}

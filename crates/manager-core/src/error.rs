@@ -1,0 +1,88 @@
+//! The error type of manager-core: Docker failures classified once, here.
+
+/// Anything that can go wrong while managing bucket containers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Docker could not be reached at all (socket missing, daemon down, timeout).
+    #[error("Docker is unreachable: {0}")]
+    DockerUnavailable(String),
+    /// The engine image is not present locally and could not be pulled.
+    #[error("image {image} is not present and could not be pulled: {reason}")]
+    ImageUnavailable {
+        /// The image reference that was asked for.
+        image: String,
+        /// What the registry or Docker said.
+        reason: String,
+    },
+    /// A Docker call failed with a status Docker gave.
+    #[error("Docker {op} failed ({status}): {message}")]
+    Docker {
+        /// The operation, e.g. "create container".
+        op: &'static str,
+        /// Docker's HTTP status.
+        status: u16,
+        /// Docker's message.
+        message: String,
+    },
+    /// The configured host port range has no free ports left.
+    #[error("no free host ports left in {0}")]
+    PortsExhausted(String),
+    /// A configuration value is malformed.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The unknown engine name given.
+    #[error("unknown engine {0:?} (known: minio, seaweedfs)")]
+    UnknownEngine(String),
+    /// The S3 server in the container did not answer in time.
+    #[error("the {engine} server did not become ready within {seconds} s: {last}")]
+    NotReady {
+        /// The engine name.
+        engine: String,
+        /// How long we waited.
+        seconds: u64,
+        /// The last thing that went wrong while polling.
+        last: String,
+    },
+}
+
+/// Result with [`Error`] as default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Classifies a bollard error for operation `op`: transport failures become
+    /// [`Error::DockerUnavailable`], server answers keep their status.
+    pub(crate) fn docker(op: &'static str, err: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as B;
+        match err {
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => Error::Docker {
+                op,
+                status: status_code,
+                message,
+            },
+            B::DockerStreamError { error } => Error::Docker {
+                op,
+                status: 500,
+                message: error,
+            },
+            other => Error::DockerUnavailable(format!("{op}: {other}")),
+        }
+    }
+
+    /// Docker answered 404 for this operation.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Docker { status: 404, .. })
+    }
+
+    /// Docker answered 409 for this operation.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Docker { status: 409, .. })
+    }
+
+    /// The failure says Docker itself is down or unreachable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::DockerUnavailable(_))
+    }
+}

@@ -1,0 +1,18 @@
+//! The Docker side of Kalpana Buckets: engine profiles, host port allocation, the container and
+//! volume spec of a bucket (with its Traefik labels), and the one wrapper around bollard.
+//!
+//! It knows nothing of HTTP, auth or the store: callers hand it a [`spec::BucketSpec`] and get
+//! containers, volumes and readiness back.
+
+pub mod docker;
+pub mod engine;
+pub mod error;
+pub mod ports;
+pub mod readiness;
+pub mod spec;
+
+pub use docker::{ContainerState, DockerClient, PullProgress};
+pub use engine::{EngineFeatures, EngineKind, EngineProfile};
+pub use error::{Error, Result};
+pub use ports::{PortAllocator, PortRange};
+pub use spec::{BucketSpec, RoutingConfig};

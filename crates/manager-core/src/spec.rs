@@ -1,0 +1,415 @@
+//! The container and volume of a bucket, as pure functions of its spec: names, labels (including
+//! Traefik's), ports, limits and hardening. Built here and nowhere else.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+
+use crate::engine::{EngineProfile, PublicOrigins};
+
+/// Label every managed container and volume carries.
+pub const LABEL_MANAGED: &str = "kalpana.managed";
+/// Label naming the daemon instance that manages the resource.
+pub const LABEL_INSTANCE: &str = "kalpana.instance";
+/// Label with the bucket id.
+pub const LABEL_BUCKET_ID: &str = "kalpana.bucket.id";
+/// Label with the bucket name.
+pub const LABEL_BUCKET_NAME: &str = "kalpana.bucket.name";
+/// Label with the owner's user id.
+pub const LABEL_OWNER: &str = "kalpana.owner";
+
+/// Name of the container of bucket `id`.
+pub fn container_name(id: &str) -> String {
+    format!("kalpana-bucket-{id}")
+}
+
+/// Name of the data volume of bucket `id`.
+pub fn volume_name(id: &str) -> String {
+    format!("kalpana-bucket-{id}-data")
+}
+
+/// Resource limits applied to every bucket container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory_bytes: i64,
+    /// CPU limit in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Maximum number of processes/threads.
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 512 MiB: SeaweedFS grows to 200–300 MiB under traffic and was OOM-killed at 128 MiB.
+        Limits {
+            memory_bytes: 512 * 1024 * 1024,
+            nano_cpus: 1_000_000_000,
+            pids: 512,
+        }
+    }
+}
+
+/// How buckets are exposed through Traefik.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Base domain; without it no routing labels are written.
+    pub base_domain: Option<String>,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Public port of routed URLs when not the scheme's default.
+    pub public_port: Option<u16>,
+    /// Traefik entrypoints of the routers.
+    pub entrypoints: Vec<String>,
+    /// Traefik certificate resolver; when set the routers get TLS labels.
+    pub cert_resolver: Option<String>,
+}
+
+impl RoutingConfig {
+    /// Public origin of `host`, e.g. `https://b.example.com` or `http://b.localhost:8081`.
+    pub fn origin(&self, host: &str) -> String {
+        let scheme = if self.scheme.is_empty() {
+            "http"
+        } else {
+            &self.scheme
+        };
+        match self.public_port {
+            Some(p) if !is_default_port(scheme, p) => format!("{scheme}://{host}:{p}"),
+            _ => format!("{scheme}://{host}"),
+        }
+    }
+}
+
+fn is_default_port(scheme: &str, port: u16) -> bool {
+    (scheme == "http" && port == 80) || (scheme == "https" && port == 443)
+}
+
+/// Everything that determines a bucket's container.
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    /// Bucket id.
+    pub id: String,
+    /// Bucket (and S3 bucket) name.
+    pub name: String,
+    /// Owner's user id.
+    pub owner: String,
+    /// Daemon instance label value.
+    pub instance: String,
+    /// Engine profile (with the image to run).
+    pub engine: EngineProfile,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// Host port of the S3 API.
+    pub s3_port: u16,
+    /// Host port of the console, when the engine has one.
+    pub console_port: Option<u16>,
+    /// Host IP the ports are bound to.
+    pub bind_ip: String,
+    /// Docker network the container joins.
+    pub network: String,
+    /// Host names routed to the S3 API (default subdomain host and linked domains).
+    pub routed_hosts: Vec<String>,
+    /// Routing settings.
+    pub routing: RoutingConfig,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl BucketSpec {
+    /// Labels of the volume: ownership only.
+    pub fn volume_labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
+            (LABEL_BUCKET_ID.to_string(), self.id.clone()),
+            (LABEL_BUCKET_NAME.to_string(), self.name.clone()),
+            (LABEL_OWNER.to_string(), self.owner.clone()),
+        ])
+    }
+
+    /// Labels of the container: ownership plus Traefik's router and service labels.
+    pub fn container_labels(&self) -> HashMap<String, String> {
+        let mut labels = self.volume_labels();
+        labels.extend(self.traefik_labels());
+        labels
+    }
+
+    /// Public origins of the routed S3 API and console (for the engine's env).
+    pub fn public_origins(&self) -> PublicOrigins {
+        if self.routing.base_domain.is_none() {
+            return PublicOrigins::default();
+        }
+        let s3 = self.routed_hosts.first().map(|h| self.routing.origin(h));
+        let console = match (self.engine.console_port, self.routed_hosts.first()) {
+            (Some(_), Some(h)) => Some(self.routing.origin(&format!("console-{h}"))),
+            _ => None,
+        };
+        PublicOrigins { s3, console }
+    }
+
+    /// Traefik Docker-provider labels; empty without a base domain or routed host.
+    pub fn traefik_labels(&self) -> HashMap<String, String> {
+        let mut labels = HashMap::new();
+        if self.routing.base_domain.is_none() || self.routed_hosts.is_empty() {
+            return labels;
+        }
+        let router = format!("kalpana-{}", self.id);
+        let rule = self
+            .routed_hosts
+            .iter()
+            .map(|h| format!("Host(`{h}`)"))
+            .collect::<Vec<_>>()
+            .join(" || ");
+        labels.insert("traefik.enable".into(), "true".into());
+        labels.insert("traefik.docker.network".into(), self.network.clone());
+        self.add_router(&mut labels, &router, rule, self.engine.s3_port);
+        if let Some(console_port) = self.engine.console_port {
+            let rule = self
+                .routed_hosts
+                .iter()
+                .map(|h| format!("Host(`console-{h}`)"))
+                .collect::<Vec<_>>()
+                .join(" || ");
+            self.add_router(
+                &mut labels,
+                &format!("{router}-console"),
+                rule,
+                console_port,
+            );
+        }
+        labels
+    }
+
+    fn add_router(
+        &self,
+        labels: &mut HashMap<String, String>,
+        name: &str,
+        rule: String,
+        port: u16,
+    ) {
+        let r = format!("traefik.http.routers.{name}");
+        labels.insert(format!("{r}.rule"), rule);
+        labels.insert(format!("{r}.service"), name.to_string());
+        if !self.routing.entrypoints.is_empty() {
+            labels.insert(
+                format!("{r}.entrypoints"),
+                self.routing.entrypoints.join(","),
+            );
+        }
+        if let Some(resolver) = &self.routing.cert_resolver {
+            labels.insert(format!("{r}.tls"), "true".into());
+            labels.insert(format!("{r}.tls.certresolver"), resolver.clone());
+        }
+        labels.insert(
+            format!("traefik.http.services.{name}.loadbalancer.server.port"),
+            port.to_string(),
+        );
+    }
+
+    /// The full create-container body: image, env, ports, volume, limits, hardening, labels.
+    pub fn container_body(&self) -> ContainerCreateBody {
+        let e = &self.engine;
+        let mut exposed = vec![format!("{}/tcp", e.s3_port)];
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        bindings.insert(
+            format!("{}/tcp", e.s3_port),
+            Some(vec![self.binding(self.s3_port)]),
+        );
+        if let (Some(inner), Some(host)) = (e.console_port, self.console_port) {
+            // dockerd 20.10 silently drops bindings of ports not listed as exposed.
+            exposed.push(format!("{inner}/tcp"));
+            bindings.insert(format!("{inner}/tcp"), Some(vec![self.binding(host)]));
+        }
+        let host_config = HostConfig {
+            binds: Some(vec![format!("{}:{}", volume_name(&self.id), e.data_path)]),
+            port_bindings: Some(bindings),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            memory: Some(self.limits.memory_bytes),
+            nano_cpus: Some(self.limits.nano_cpus),
+            pids_limit: Some(self.limits.pids),
+            privileged: Some(false),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            cap_add: (!e.cap_add.is_empty()).then(|| e.cap_add.clone()),
+            security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(
+                e.tmpfs
+                    .iter()
+                    .map(|p| (p.to_string(), "rw,nosuid,nodev,size=64m".to_string()))
+                    .collect(),
+            ),
+            network_mode: Some(self.network.clone()),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(e.image.clone()),
+            entrypoint: e.entrypoint.clone(),
+            cmd: Some(e.cmd.clone()),
+            env: Some(e.env(&self.access_key, &self.secret_key, &self.public_origins())),
+            exposed_ports: Some(exposed),
+            labels: Some(self.container_labels()),
+            hostname: Some(container_name(&self.id)),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    self.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![container_name(&self.id)]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn binding(&self, port: u16) -> PortBinding {
+        PortBinding {
+            host_ip: Some(self.bind_ip.clone()),
+            host_port: Some(port.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineProfile;
+
+    fn spec(engine: EngineProfile, routing: RoutingConfig) -> BucketSpec {
+        BucketSpec {
+            id: "b1".into(),
+            name: "photos".into(),
+            owner: "u1".into(),
+            instance: "default".into(),
+            engine,
+            access_key: "AK".into(),
+            secret_key: "SK".into(),
+            s3_port: 40001,
+            console_port: Some(40002),
+            bind_ip: "127.0.0.1".into(),
+            network: "kalpana".into(),
+            routed_hosts: vec!["photos.example.com".into()],
+            routing,
+            limits: Limits::default(),
+        }
+    }
+
+    fn routed(cert_resolver: Option<&str>) -> RoutingConfig {
+        RoutingConfig {
+            base_domain: Some("example.com".into()),
+            scheme: "https".into(),
+            public_port: None,
+            entrypoints: vec!["web".into(), "websecure".into()],
+            cert_resolver: cert_resolver.map(String::from),
+        }
+    }
+
+    #[test]
+    fn minio_labels_route_s3_and_console_with_tls() {
+        let l = spec(EngineProfile::minio(), routed(Some("le"))).container_labels();
+        let get = |k: &str| l.get(k).map(String::as_str);
+        assert_eq!(get("kalpana.managed"), Some("true"));
+        assert_eq!(get("kalpana.bucket.id"), Some("b1"));
+        assert_eq!(get("kalpana.bucket.name"), Some("photos"));
+        assert_eq!(get("kalpana.owner"), Some("u1"));
+        assert_eq!(get("traefik.enable"), Some("true"));
+        assert_eq!(get("traefik.docker.network"), Some("kalpana"));
+        assert_eq!(
+            get("traefik.http.routers.kalpana-b1.rule"),
+            Some("Host(`photos.example.com`)")
+        );
+        assert_eq!(
+            get("traefik.http.routers.kalpana-b1-console.rule"),
+            Some("Host(`console-photos.example.com`)")
+        );
+        for r in ["kalpana-b1", "kalpana-b1-console"] {
+            assert_eq!(
+                get(&format!("traefik.http.routers.{r}.entrypoints")),
+                Some("web,websecure")
+            );
+            assert_eq!(get(&format!("traefik.http.routers.{r}.tls")), Some("true"));
+            assert_eq!(
+                get(&format!("traefik.http.routers.{r}.tls.certresolver")),
+                Some("le")
+            );
+            assert_eq!(get(&format!("traefik.http.routers.{r}.service")), Some(r));
+        }
+        assert_eq!(
+            get("traefik.http.services.kalpana-b1.loadbalancer.server.port"),
+            Some("9000")
+        );
+        assert_eq!(
+            get("traefik.http.services.kalpana-b1-console.loadbalancer.server.port"),
+            Some("9001")
+        );
+    }
+
+    #[test]
+    fn no_tls_labels_without_resolver_and_no_routing_without_domain() {
+        let l = spec(EngineProfile::minio(), routed(None)).container_labels();
+        assert!(!l.keys().any(|k| k.contains(".tls")));
+        let l = spec(EngineProfile::minio(), RoutingConfig::default()).container_labels();
+        assert!(!l.keys().any(|k| k.starts_with("traefik.")));
+        assert_eq!(l.len(), 5);
+    }
+
+    #[test]
+    fn container_is_hardened_limited_and_binds_only_the_bind_ip() {
+        let body = spec(EngineProfile::minio(), RoutingConfig::default()).container_body();
+        let hc = body.host_config.expect("host config");
+        assert_eq!(hc.privileged, Some(false));
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            hc.security_opt,
+            Some(vec!["no-new-privileges:true".to_string()])
+        );
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.memory, Some(512 * 1024 * 1024));
+        assert_eq!(hc.pids_limit, Some(512));
+        assert_eq!(
+            hc.restart_policy.and_then(|r| r.name),
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        let bindings = hc.port_bindings.expect("bindings");
+        assert_eq!(bindings.len(), 2);
+        for b in bindings.values().flatten().flatten() {
+            assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
+        }
+        let exposed = body.exposed_ports.expect("exposed");
+        assert!(exposed.contains(&"9000/tcp".to_string()));
+        assert!(exposed.contains(&"9001/tcp".to_string()));
+        assert_eq!(
+            hc.binds,
+            Some(vec!["kalpana-bucket-b1-data:/data".to_string()])
+        );
+    }
+
+    #[test]
+    fn seaweedfs_binds_only_s3() {
+        let mut s = spec(EngineProfile::seaweedfs(), RoutingConfig::default());
+        s.console_port = None;
+        let hc = s.container_body().host_config.expect("host config");
+        let bindings = hc.port_bindings.expect("bindings");
+        assert_eq!(bindings.keys().collect::<Vec<_>>(), vec!["8333/tcp"]);
+    }
+
+    #[test]
+    fn origins_omit_default_ports() {
+        let mut r = routed(None);
+        assert_eq!(r.origin("a.example.com"), "https://a.example.com");
+        r.public_port = Some(443);
+        assert_eq!(r.origin("a.example.com"), "https://a.example.com");
+        r.scheme = "http".into();
+        r.public_port = Some(8081);
+        assert_eq!(r.origin("a.localhost"), "http://a.localhost:8081");
+    }
+}

@@ -1,0 +1,66 @@
+//! The error type of s3-ops.
+
+/// Anything that can go wrong talking S3 to a bucket's server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached or did not answer in time.
+    #[error("the S3 server at {endpoint} is unreachable: {message}")]
+    Unreachable {
+        /// The endpoint we talked to.
+        endpoint: String,
+        /// What failed.
+        message: String,
+    },
+    /// The server answered with an S3 error.
+    #[error("S3 {op} failed ({status}): {code}: {message}")]
+    S3 {
+        /// The operation.
+        op: &'static str,
+        /// HTTP status of the answer.
+        status: u16,
+        /// The S3 error code.
+        code: String,
+        /// The S3 error message.
+        message: String,
+    },
+}
+
+/// Result with [`Error`] as default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Turns an SDK error into ours, keeping the S3 code and HTTP status.
+    pub(crate) fn from_sdk<E>(
+        op: &'static str,
+        endpoint: &str,
+        err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+        match &err {
+            SdkError::ServiceError(ctx) => {
+                let e = ctx.err();
+                Error::S3 {
+                    op,
+                    status: ctx.raw().status().as_u16(),
+                    code: e.code().unwrap_or("Unknown").to_string(),
+                    message: e.message().unwrap_or_default().to_string(),
+                }
+            }
+            _ => Error::Unreachable {
+                endpoint: endpoint.to_string(),
+                message: DisplayErrorContext(&err).to_string(),
+            },
+        }
+    }
+
+    /// The S3 error code, if the server gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::S3 { code, .. } => Some(code),
+            Error::Unreachable { .. } => None,
+        }
+    }
+}

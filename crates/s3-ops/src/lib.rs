@@ -1,0 +1,11 @@
+//! S3 operations against one bucket endpoint through aws-sdk-s3, configured for S3-compatible
+//! servers (path-style addressing, checksums only when required).
+//!
+//! It knows nothing of HTTP routes, auth or the store: callers give an endpoint, credentials and
+//! a bucket name.
+
+pub mod client;
+pub mod error;
+
+pub use client::{BucketClient, Endpoint};
+pub use error::{Error, Result};
