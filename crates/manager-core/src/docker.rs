@@ -152,6 +152,13 @@ impl DockerClient {
             from_image: Some(image.to_string()),
             ..Default::default()
         };
+        progress(PullProgress {
+            image: image.to_string(),
+            status: "image not present; pulling".to_string(),
+            layer: None,
+            current: None,
+            total: None,
+        });
         let pull = async {
             let mut stream = self.docker.create_image(Some(opts), None, None);
             while let Some(item) = stream.next().await {

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real daemon binary, real Docker, real engine containers, real S3.
+//! All compiled into one test binary.
+
+mod auth;
+mod lifecycle;
+mod ports;
