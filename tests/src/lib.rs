@@ -29,12 +29,20 @@ pub fn daemon_binary() -> Result<PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = cfg!(not(debug_assertions));
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root())
-            .args(["build", "-q", "-p", "kalpana-api", "--bin", "kalpana-buckets"]);
+        cmd.current_dir(repo_root()).args([
+            "build",
+            "-q",
+            "-p",
+            "kalpana-api",
+            "--bin",
+            "kalpana-buckets",
+        ]);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd.status().map_err(|e| format!("running cargo build: {e}"))?;
+        let status = cmd
+            .status()
+            .map_err(|e| format!("running cargo build: {e}"))?;
         if !status.success() {
             return Err("cargo build of kalpana-buckets failed".into());
         }
@@ -56,7 +64,9 @@ pub fn require_environment() -> Result<()> {
         .output()
         .context("the docker CLI is not installed; install Docker Engine")?;
     if !docker.status.success() {
-        bail!("Docker is not answering (docker info failed): start dockerd, then run the tests again");
+        bail!(
+            "Docker is not answering (docker info failed): start dockerd, then run the tests again"
+        );
     }
     let image = Command::new("docker")
         .args(["image", "inspect", ENGINE_IMAGE])
@@ -177,7 +187,13 @@ impl Daemon {
         loop {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
                 self.url = format!("http://{}", addr.trim());
-                if self.http.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+                if self
+                    .http
+                    .get(format!("{}/healthz", self.url))
+                    .send()
+                    .await
+                    .is_ok()
+                {
                     return Ok(());
                 }
             }
@@ -308,7 +324,12 @@ pub struct Api {
 
 impl Api {
     /// Sends a request with an optional JSON body; returns status and JSON (or Null).
-    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
@@ -330,7 +351,8 @@ impl Api {
 
     /// Creates a bucket and waits until it left CREATING; returns status and body.
     pub async fn create_bucket(&self, body: Value) -> Result<(u16, Value)> {
-        self.send("POST", "/api/buckets?wait=true", Some(body)).await
+        self.send("POST", "/api/buckets?wait=true", Some(body))
+            .await
     }
 
     /// The raw HTTP client and base URL, for streaming routes.
@@ -348,9 +370,7 @@ pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .credentials_provider(creds)
         .force_path_style(true)
-        .request_checksum_calculation(
-            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-        )
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
@@ -372,7 +392,10 @@ pub fn docker_inspect(name: &str, format: &str) -> Result<String> {
         .args(["inspect", "-f", format, name])
         .output()?;
     if !out.status.success() {
-        bail!("docker inspect {name}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "docker inspect {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -24,7 +24,11 @@ async fn embedded_store_keeps_data_across_reopen() {
     }
     let store = EmbeddedStore::open(&path).expect("reopen");
     assert_eq!(store.get_bucket(&b.id).await.expect("get"), Some(b));
-    assert!(store.reserved_ports().await.expect("ports").contains(&45000));
+    assert!(store
+        .reserved_ports()
+        .await
+        .expect("ports")
+        .contains(&45000));
 }
 
 #[tokio::test]

@@ -12,13 +12,18 @@ async fn tokens_teams_and_isolation() -> anyhow::Result<()> {
     let (status, body) = d.anonymous().send("GET", "/api/buckets", None).await?;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "unauthorized");
-    let (status, _) = d.api("kb_not-a-token").send("GET", "/api/buckets", None).await?;
+    let (status, _) = d
+        .api("kb_not-a-token")
+        .send("GET", "/api/buckets", None)
+        .await?;
     assert_eq!(status, 401);
 
     let (alice, alice_id) = d.new_user("alice").await?;
     let (bob, bob_id) = d.new_user("bob").await?;
     // Only an admin creates users.
-    let (status, _) = alice.send("POST", "/api/users", Some(json!({ "name": "eve" }))).await?;
+    let (status, _) = alice
+        .send("POST", "/api/users", Some(json!({ "name": "eve" })))
+        .await?;
     assert_eq!(status, 403);
 
     let (status, private) = alice.create_bucket(json!({ "name": "private" })).await?;
@@ -40,36 +45,66 @@ async fn tokens_teams_and_isolation() -> anyhow::Result<()> {
     let (_, list) = bob.send("GET", "/api/buckets", None).await?;
     assert_eq!(list["buckets"].as_array().map(Vec::len), Some(0));
     // The bucket is untouched by Bob's attempts.
-    let (_, still) = alice.send("GET", &format!("/api/buckets/{pid}"), None).await?;
+    let (_, still) = alice
+        .send("GET", &format!("/api/buckets/{pid}"), None)
+        .await?;
     assert_eq!(still["status"], "RUNNING");
 
     // A team shares its buckets with its members, and only while they are members.
-    let (status, team) = alice.send("POST", "/api/teams", Some(json!({ "name": "ops" }))).await?;
+    let (status, team) = alice
+        .send("POST", "/api/teams", Some(json!({ "name": "ops" })))
+        .await?;
     assert_eq!(status, 201, "{team}");
     let tid = team["id"].as_str().expect("id").to_string();
     let (status, _) = bob
-        .send("POST", &format!("/api/teams/{tid}/members"), Some(json!({ "userId": bob_id })))
+        .send(
+            "POST",
+            &format!("/api/teams/{tid}/members"),
+            Some(json!({ "userId": bob_id })),
+        )
         .await?;
     assert_eq!(status, 404, "a non-member cannot see the team");
     let (status, _) = alice
-        .send("POST", &format!("/api/teams/{tid}/members"), Some(json!({ "userId": bob_id })))
+        .send(
+            "POST",
+            &format!("/api/teams/{tid}/members"),
+            Some(json!({ "userId": bob_id })),
+        )
         .await?;
     assert_eq!(status, 200);
-    let (status, shared) = alice.create_bucket(json!({ "name": "shared", "teamId": tid })).await?;
+    let (status, shared) = alice
+        .create_bucket(json!({ "name": "shared", "teamId": tid }))
+        .await?;
     assert_eq!(status, 201, "{shared}");
     let sid = shared["id"].as_str().expect("id").to_string();
-    let (status, seen) = bob.send("GET", &format!("/api/buckets/{sid}"), None).await?;
+    let (status, seen) = bob
+        .send("GET", &format!("/api/buckets/{sid}"), None)
+        .await?;
     assert_eq!(status, 200, "{seen}");
     assert_eq!(seen["userId"], alice_id.as_str());
-    let (_, list) = bob.send("GET", &format!("/api/buckets?teamId={tid}"), None).await?;
+    let (_, list) = bob
+        .send("GET", &format!("/api/buckets?teamId={tid}"), None)
+        .await?;
     assert_eq!(list["buckets"].as_array().map(Vec::len), Some(1));
-    let (status, _) = bob.send("POST", "/api/buckets", Some(json!({ "name": "x-team", "teamId": "nope" }))).await?;
+    let (status, _) = bob
+        .send(
+            "POST",
+            "/api/buckets",
+            Some(json!({ "name": "x-team", "teamId": "nope" })),
+        )
+        .await?;
     assert_eq!(status, 404);
     let (status, _) = alice
-        .send("DELETE", &format!("/api/teams/{tid}/members/{bob_id}"), None)
+        .send(
+            "DELETE",
+            &format!("/api/teams/{tid}/members/{bob_id}"),
+            None,
+        )
         .await?;
     assert_eq!(status, 200);
-    let (status, _) = bob.send("GET", &format!("/api/buckets/{sid}"), None).await?;
+    let (status, _) = bob
+        .send("GET", &format!("/api/buckets/{sid}"), None)
+        .await?;
     assert_eq!(status, 404, "a removed member loses access at once");
     Ok(())
 }
@@ -79,23 +114,42 @@ async fn list_filters_and_paging() -> anyhow::Result<()> {
     let d = Daemon::start().await?;
     let (alice, _) = d.new_user("alice").await?;
     for (name, ws) in [("ws-a-1", "w1"), ("ws-a-2", "w1"), ("ws-b-1", "w2")] {
-        let (status, b) = alice.create_bucket(json!({ "name": name, "workspaceId": ws })).await?;
+        let (status, b) = alice
+            .create_bucket(json!({ "name": name, "workspaceId": ws }))
+            .await?;
         assert_eq!(status, 201, "{b}");
     }
-    let (_, w1) = alice.send("GET", "/api/buckets?workspaceId=w1", None).await?;
+    let (_, w1) = alice
+        .send("GET", "/api/buckets?workspaceId=w1", None)
+        .await?;
     assert_eq!(w1["buckets"].as_array().map(Vec::len), Some(2));
     let (_, page1) = alice.send("GET", "/api/buckets?limit=2", None).await?;
     assert_eq!(page1["buckets"].as_array().map(Vec::len), Some(2));
-    let cursor = page1["nextCursor"].as_str().expect("a next page").to_string();
-    let (_, page2) = alice.send("GET", &format!("/api/buckets?limit=2&cursor={cursor}"), None).await?;
+    let cursor = page1["nextCursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (_, page2) = alice
+        .send(
+            "GET",
+            &format!("/api/buckets?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await?;
     assert_eq!(page2["buckets"].as_array().map(Vec::len), Some(1));
     assert!(page2["nextCursor"].is_null());
-    let (_, running) = alice.send("GET", "/api/buckets?status=running", None).await?;
+    let (_, running) = alice
+        .send("GET", "/api/buckets?status=running", None)
+        .await?;
     assert_eq!(running["buckets"].as_array().map(Vec::len), Some(3));
-    let (_, stopped) = alice.send("GET", "/api/buckets?status=STOPPED", None).await?;
+    let (_, stopped) = alice
+        .send("GET", "/api/buckets?status=STOPPED", None)
+        .await?;
     assert_eq!(stopped["buckets"].as_array().map(Vec::len), Some(0));
     for bad in ["?limit=0", "?limit=1001", "?status=SLEEPING", "?bogus=1"] {
-        let (status, body) = alice.send("GET", &format!("/api/buckets{bad}"), None).await?;
+        let (status, body) = alice
+            .send("GET", &format!("/api/buckets{bad}"), None)
+            .await?;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     Ok(())

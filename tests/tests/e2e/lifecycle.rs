@@ -19,23 +19,57 @@ async fn create_put_get_stop_start_delete() -> anyhow::Result<()> {
     let secret = b["secretKey"].as_str().expect("secretKey once").to_string();
     let port = b["port"].as_u64().expect("port") as u16;
     assert!((d.port_range.0..=d.port_range.1).contains(&port));
-    assert_eq!(b["consolePort"], serde_json::Value::Null, "seaweedfs has no console");
+    assert_eq!(
+        b["consolePort"],
+        serde_json::Value::Null,
+        "seaweedfs has no console"
+    );
 
     // The container is what DESIGN.md says it is.
     let container = format!("kalpana-bucket-{id}");
     assert_eq!(docker_inspect(&container, "{{.State.Running}}")?, "true");
-    assert_eq!(docker_inspect(&container, "{{.HostConfig.RestartPolicy.Name}}")?, "unless-stopped");
-    assert_eq!(docker_inspect(&container, "{{index .Config.Labels \"kalpana.managed\"}}")?, "true");
-    assert_eq!(docker_inspect(&container, "{{index .Config.Labels \"kalpana.bucket.name\"}}")?, "photos");
-    assert_eq!(docker_inspect(&container, "{{index .Config.Labels \"kalpana.owner\"}}")?, alice_id);
-    assert_eq!(docker_inspect(&container, "{{.HostConfig.CapDrop}}")?, "[ALL]");
-    assert_eq!(docker_inspect(&container, "{{.HostConfig.SecurityOpt}}")?, "[no-new-privileges:true]");
-    assert_eq!(docker_inspect(&container, "{{.HostConfig.Memory}}")?, (512u64 * 1024 * 1024).to_string());
     assert_eq!(
-        docker_inspect(&container, "{{(index (index .HostConfig.PortBindings \"8333/tcp\") 0).HostIp}}")?,
+        docker_inspect(&container, "{{.HostConfig.RestartPolicy.Name}}")?,
+        "unless-stopped"
+    );
+    assert_eq!(
+        docker_inspect(&container, "{{index .Config.Labels \"kalpana.managed\"}}")?,
+        "true"
+    );
+    assert_eq!(
+        docker_inspect(
+            &container,
+            "{{index .Config.Labels \"kalpana.bucket.name\"}}"
+        )?,
+        "photos"
+    );
+    assert_eq!(
+        docker_inspect(&container, "{{index .Config.Labels \"kalpana.owner\"}}")?,
+        alice_id
+    );
+    assert_eq!(
+        docker_inspect(&container, "{{.HostConfig.CapDrop}}")?,
+        "[ALL]"
+    );
+    assert_eq!(
+        docker_inspect(&container, "{{.HostConfig.SecurityOpt}}")?,
+        "[no-new-privileges:true]"
+    );
+    assert_eq!(
+        docker_inspect(&container, "{{.HostConfig.Memory}}")?,
+        (512u64 * 1024 * 1024).to_string()
+    );
+    assert_eq!(
+        docker_inspect(
+            &container,
+            "{{(index (index .HostConfig.PortBindings \"8333/tcp\") 0).HostIp}}"
+        )?,
         "127.0.0.1"
     );
-    assert!(docker_exists("volume", &format!("kalpana-bucket-{id}-data")));
+    assert!(docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{id}-data")
+    ));
 
     // S3 with the returned endpoint and credentials: put, then get the same bytes.
     let s3 = s3_client(&endpoint, &access, &secret);
@@ -46,45 +80,81 @@ async fn create_put_get_stop_start_delete() -> anyhow::Result<()> {
         .body(ByteStream::from(payload.clone()))
         .send()
         .await?;
-    let got = s3.get_object().bucket("photos").key("a/b.bin").send().await?;
-    assert_eq!(got.body.collect().await?.into_bytes().as_ref(), payload.as_slice());
+    let got = s3
+        .get_object()
+        .bucket("photos")
+        .key("a/b.bin")
+        .send()
+        .await?;
+    assert_eq!(
+        got.body.collect().await?.into_bytes().as_ref(),
+        payload.as_slice()
+    );
 
     // No later response carries the secret.
-    let (status, again) = alice.send("GET", &format!("/api/buckets/{id}"), None).await?;
+    let (status, again) = alice
+        .send("GET", &format!("/api/buckets/{id}"), None)
+        .await?;
     assert_eq!(status, 200);
     assert!(again.get("secretKey").is_none(), "{again}");
     let (_, list) = alice.send("GET", "/api/buckets", None).await?;
     assert!(!list.to_string().contains(&secret));
 
     // Stop: the container stops, status says so.
-    let (status, stopped) = alice.send("POST", &format!("/api/buckets/{id}/stop"), None).await?;
+    let (status, stopped) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
     assert_eq!(status, 200, "{stopped}");
     assert_eq!(stopped["status"], "STOPPED");
     assert_eq!(docker_inspect(&container, "{{.State.Running}}")?, "false");
     // Stopping again is fine.
-    let (status, _) = alice.send("POST", &format!("/api/buckets/{id}/stop"), None).await?;
+    let (status, _) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
     assert_eq!(status, 200);
 
     // Start: the data written before the stop is still there.
-    let (status, started) = alice.send("POST", &format!("/api/buckets/{id}/start"), None).await?;
+    let (status, started) = alice
+        .send("POST", &format!("/api/buckets/{id}/start"), None)
+        .await?;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "RUNNING");
-    let got = s3.get_object().bucket("photos").key("a/b.bin").send().await?;
-    assert_eq!(got.body.collect().await?.into_bytes().as_ref(), payload.as_slice());
+    let got = s3
+        .get_object()
+        .bucket("photos")
+        .key("a/b.bin")
+        .send()
+        .await?;
+    assert_eq!(
+        got.body.collect().await?.into_bytes().as_ref(),
+        payload.as_slice()
+    );
 
     // Delete with the volume: container, volume and port are gone.
     let (status, _) = alice
-        .send("DELETE", &format!("/api/buckets/{id}?deleteVolume=true"), None)
+        .send(
+            "DELETE",
+            &format!("/api/buckets/{id}?deleteVolume=true"),
+            None,
+        )
         .await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &container));
-    assert!(!docker_exists("volume", &format!("kalpana-bucket-{id}-data")));
+    assert!(!docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{id}-data")
+    ));
     assert!(port_is_free(port), "port {port} still bound");
-    let (status, body) = alice.send("GET", &format!("/api/buckets/{id}"), None).await?;
+    let (status, body) = alice
+        .send("GET", &format!("/api/buckets/{id}"), None)
+        .await?;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
     let log = d.log();
-    assert!(!log.contains(&secret), "the secret key appeared in the daemon log");
+    assert!(
+        !log.contains(&secret),
+        "the secret key appeared in the daemon log"
+    );
     Ok(())
 }
 
@@ -95,10 +165,15 @@ async fn delete_without_volume_keeps_the_data_volume() -> anyhow::Result<()> {
     let (status, b) = alice.create_bucket(json!({ "name": "keepme" })).await?;
     assert_eq!(status, 201, "{b}");
     let id = b["id"].as_str().expect("id");
-    let (status, _) = alice.send("DELETE", &format!("/api/buckets/{id}"), None).await?;
+    let (status, _) = alice
+        .send("DELETE", &format!("/api/buckets/{id}"), None)
+        .await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &format!("kalpana-bucket-{id}")));
-    assert!(docker_exists("volume", &format!("kalpana-bucket-{id}-data")));
+    assert!(docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{id}-data")
+    ));
     Ok(())
 }
 
@@ -106,23 +181,51 @@ async fn delete_without_volume_keeps_the_data_volume() -> anyhow::Result<()> {
 async fn bad_names_are_400_duplicates_409_and_leave_nothing() -> anyhow::Result<()> {
     let d = Daemon::start().await?;
     let (alice, _) = d.new_user("alice").await?;
-    for name in ["ab", "Upper", "under_score", "-lead", "trail-", "a..b", "10.0.0.1", "xn--abc", "abc-s3alias", &"x".repeat(64)] {
-        let (status, body) = alice.send("POST", "/api/buckets", Some(json!({ "name": name }))).await?;
+    for name in [
+        "ab",
+        "Upper",
+        "under_score",
+        "-lead",
+        "trail-",
+        "a..b",
+        "10.0.0.1",
+        "xn--abc",
+        "abc-s3alias",
+        &"x".repeat(64),
+    ] {
+        let (status, body) = alice
+            .send("POST", "/api/buckets", Some(json!({ "name": name })))
+            .await?;
         assert_eq!(status, 400, "{name}: {body}");
         assert_eq!(body["error"]["code"], "bad_request");
-        assert!(body["error"]["message"].as_str().unwrap_or("").contains("invalid bucket name"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid bucket name"));
     }
-    for body in [json!({}), json!({ "name": "ok-name", "bogus": 1 }), json!({ "name": "ok-name", "engine": "ceph" })] {
-        let (status, resp) = alice.send("POST", "/api/buckets", Some(body.clone())).await?;
+    for body in [
+        json!({}),
+        json!({ "name": "ok-name", "bogus": 1 }),
+        json!({ "name": "ok-name", "engine": "ceph" }),
+    ] {
+        let (status, resp) = alice
+            .send("POST", "/api/buckets", Some(body.clone()))
+            .await?;
         assert_eq!(status, 400, "{body}: {resp}");
         assert!(resp["error"]["message"].is_string());
     }
     let (_, list) = alice.send("GET", "/api/buckets", None).await?;
-    assert_eq!(list["buckets"].as_array().map(Vec::len), Some(0), "no trace of refused creates");
+    assert_eq!(
+        list["buckets"].as_array().map(Vec::len),
+        Some(0),
+        "no trace of refused creates"
+    );
 
     let (status, _) = alice.create_bucket(json!({ "name": "dup" })).await?;
     assert_eq!(status, 201);
-    let (status, body) = alice.send("POST", "/api/buckets", Some(json!({ "name": "dup" }))).await?;
+    let (status, body) = alice
+        .send("POST", "/api/buckets", Some(json!({ "name": "dup" })))
+        .await?;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "conflict");
     // Another owner may use the same name.
@@ -130,7 +233,10 @@ async fn bad_names_are_400_duplicates_409_and_leave_nothing() -> anyhow::Result<
     let (status, b) = bob.create_bucket(json!({ "name": "dup" })).await?;
     assert_eq!(status, 201, "{b}");
     assert_eq!(b["status"], "RUNNING");
-    assert_ne!(b["subdomain"], "dup", "subdomains stay unique across owners");
+    assert_ne!(
+        b["subdomain"], "dup",
+        "subdomains stay unique across owners"
+    );
     Ok(())
 }
 
@@ -143,7 +249,9 @@ async fn missing_image_leaves_error_naming_it_and_nothing_behind() -> anyhow::Re
     })
     .await?;
     let (alice, _) = d.new_user("alice").await?;
-    let (status, b) = alice.create_bucket(json!({ "name": "noimage", "engine": "minio" })).await?;
+    let (status, b) = alice
+        .create_bucket(json!({ "name": "noimage", "engine": "minio" }))
+        .await?;
     assert_eq!(status, 201, "{b}");
     assert_eq!(b["status"], "ERROR", "{b}");
     let msg = b["statusMessage"].as_str().unwrap_or("");
@@ -151,10 +259,18 @@ async fn missing_image_leaves_error_naming_it_and_nothing_behind() -> anyhow::Re
     assert_eq!(b["port"], serde_json::Value::Null, "ports released");
     let id = b["id"].as_str().expect("id");
     assert!(!docker_exists("container", &format!("kalpana-bucket-{id}")));
-    assert!(!docker_exists("volume", &format!("kalpana-bucket-{id}-data")));
-    assert!(d.log().contains("image pull"), "the pull attempt is in the log");
+    assert!(!docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{id}-data")
+    ));
+    assert!(
+        d.log().contains("image pull"),
+        "the pull attempt is in the log"
+    );
     // Deleting it cleans the record.
-    let (status, _) = alice.send("DELETE", &format!("/api/buckets/{id}"), None).await?;
+    let (status, _) = alice
+        .send("DELETE", &format!("/api/buckets/{id}"), None)
+        .await?;
     assert_eq!(status, 204);
     Ok(())
 }

@@ -16,7 +16,8 @@ async fn twenty_concurrent_creates_get_distinct_free_ports() -> anyhow::Result<(
     for i in 0..20 {
         let api = alice.clone();
         tasks.push(tokio::spawn(async move {
-            api.create_bucket(json!({ "name": format!("many-{i}") })).await
+            api.create_bucket(json!({ "name": format!("many-{i}") }))
+                .await
         }));
     }
     let mut ports = HashSet::new();
@@ -25,7 +26,10 @@ async fn twenty_concurrent_creates_get_distinct_free_ports() -> anyhow::Result<(
         assert_eq!(status, 201, "{b}");
         assert_eq!(b["status"], "RUNNING", "{b}");
         let port = b["port"].as_u64().expect("port") as u16;
-        assert_ne!(port, busy_port, "a port another process listens on was handed out");
+        assert_ne!(
+            port, busy_port,
+            "a port another process listens on was handed out"
+        );
         assert!(ports.insert(port), "port {port} handed out twice");
     }
     assert_eq!(ports.len(), 20);
@@ -41,7 +45,8 @@ async fn twenty_concurrent_creates_of_one_name_have_one_winner() -> anyhow::Resu
     for _ in 0..20 {
         let api = alice.clone();
         tasks.push(tokio::spawn(async move {
-            api.send("POST", "/api/buckets", Some(json!({ "name": "contested" }))).await
+            api.send("POST", "/api/buckets", Some(json!({ "name": "contested" })))
+                .await
         }));
     }
     let mut created = 0;
@@ -75,23 +80,54 @@ async fn exhausted_range_is_503_leaves_nothing_and_ports_return_on_delete() -> a
     let (status, first) = alice.create_bucket(json!({ "name": "only-one" })).await?;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["port"].as_u64(), Some(u64::from(base)));
-    let (status, body) = alice.send("POST", "/api/buckets", Some(json!({ "name": "one-too-many" }))).await?;
+    let (status, body) = alice
+        .send(
+            "POST",
+            "/api/buckets",
+            Some(json!({ "name": "one-too-many" })),
+        )
+        .await?;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("no free host ports"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no free host ports"),
+        "{body}"
+    );
     let (_, list) = alice.send("GET", "/api/buckets", None).await?;
-    assert_eq!(list["buckets"].as_array().map(Vec::len), Some(1), "nothing left of the refused create");
+    assert_eq!(
+        list["buckets"].as_array().map(Vec::len),
+        Some(1),
+        "nothing left of the refused create"
+    );
     let names = std::process::Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=kalpana.instance={}", d.instance)])
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=kalpana.instance={}", d.instance),
+        ])
         .output()?;
     assert_eq!(String::from_utf8_lossy(&names.stdout).lines().count(), 1);
 
     // Deleting the first gives its port back.
     let id = first["id"].as_str().expect("id");
-    let (status, _) = alice.send("DELETE", &format!("/api/buckets/{id}?deleteVolume=true"), None).await?;
+    let (status, _) = alice
+        .send(
+            "DELETE",
+            &format!("/api/buckets/{id}?deleteVolume=true"),
+            None,
+        )
+        .await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &format!("kalpana-bucket-{id}")));
-    let (status, second) = alice.create_bucket(json!({ "name": "one-too-many" })).await?;
+    let (status, second) = alice
+        .create_bucket(json!({ "name": "one-too-many" }))
+        .await?;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["status"], "RUNNING");
     assert_eq!(second["port"].as_u64(), Some(u64::from(base)));
