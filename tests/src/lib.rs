@@ -179,6 +179,7 @@ impl Daemon {
             .env("KALPANA_DOCKER_NETWORK", TEST_NETWORK)
             .env("KALPANA_INSTANCE", &self.instance)
             .env("KALPANA_LOG", "info,kalpana_api=debug")
+            .envs(mongodb_store(&self.instance).map(|uri| ("KALPANA_STORE", uri)))
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -273,6 +274,30 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// With `KALPANA_TEST_MONGODB_URI` set, the daemons keep their state in MongoDB, each in a
+/// database of its own; otherwise in the embedded store.
+fn mongodb_store(instance: &str) -> Option<String> {
+    let uri = std::env::var("KALPANA_TEST_MONGODB_URI").ok()?;
+    let uri = uri.trim();
+    if uri.is_empty() {
+        return None;
+    }
+    let (base, query) = match uri.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (uri, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let hosts = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    let db = instance.replace('-', "_");
+    Some(match query {
+        Some(q) => format!("{hosts}/{db}?{q}"),
+        None => format!("{hosts}/{db}"),
+    })
 }
 
 /// Removes every container and volume labelled with this daemon instance.

@@ -82,21 +82,7 @@ pub async fn create(
         None => state.config.engine,
     };
     let profile = state.config.profile(engine);
-    let features = profile.features;
-    let refuse = |what: &str| {
-        Err(Error::Unprocessable(format!(
-            "the {engine} engine does not support {what}"
-        )))
-    };
-    if req.versioning == Some(true) && !features.versioning {
-        return refuse("versioning");
-    }
-    if req.encryption == Some(true) && !features.encryption {
-        return refuse("server-side encryption");
-    }
-    if req.public_access == Some(true) && !features.public_access {
-        return refuse("public access");
-    }
+    check_features(engine, req.versioning, req.encryption, req.public_access)?;
     if req.max_size_gb == Some(0) {
         return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
     }
@@ -179,6 +165,35 @@ pub async fn create(
         }
     });
     Ok((record, secret, handle))
+}
+
+/// Refuses bucket features the engine lacks (422 naming the engine), and those this version
+/// does not yet apply to the S3 bucket, rather than accepting and ignoring them.
+pub fn check_features(
+    engine: EngineKind,
+    versioning: Option<bool>,
+    encryption: Option<bool>,
+    public_access: Option<bool>,
+) -> Result<()> {
+    let features = engine.profile().features;
+    for (wanted, supported, what) in [
+        (versioning, features.versioning, "versioning"),
+        (encryption, features.encryption, "server-side encryption"),
+        (public_access, features.public_access, "public access"),
+    ] {
+        if wanted != Some(true) {
+            continue;
+        }
+        if !supported {
+            return Err(Error::Unprocessable(format!(
+                "the {engine} engine does not support {what}"
+            )));
+        }
+        return Err(Error::Unprocessable(format!(
+            "{what} is not applied to buckets by this version of kalpana-buckets yet"
+        )));
+    }
+    Ok(())
 }
 
 async fn free_subdomain(state: &AppState, b: &BucketRecord) -> Result<String> {

@@ -15,6 +15,17 @@ struct Cli {
 enum Command {
     /// Run the daemon (configured by KALPANA_* environment variables; see README).
     Serve,
+    /// Copy every record (users, teams, buckets with their port reservations) from one store
+    /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
+    MigrateStore {
+        /// Source: `redb:<path>` (the embedded store file, `<data dir>/kalpana.redb`) or
+        /// `mongodb://…`.
+        #[arg(long)]
+        from: String,
+        /// Target, same forms; must not hold any of the source's buckets yet.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[tokio::main]
@@ -34,6 +45,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let config = kalpana_api::config::Config::from_env()?;
             kalpana_api::server::run(config).await?;
+        }
+        Command::MigrateStore { from, to } => {
+            use kalpana_api::store;
+            let here = std::path::Path::new(".");
+            let source = store::open(Some(&from), here).await?;
+            let target = store::open(Some(&to), here).await?;
+            let before = store::count(&*source).await?;
+            println!("source {from}: {before}");
+            let after = store::migrate(&*source, &*target).await?;
+            println!("target {to}: {after}");
+            if after.users < before.users
+                || after.teams < before.teams
+                || after.buckets < before.buckets
+            {
+                anyhow::bail!("the target holds fewer records than the source");
+            }
         }
     }
     Ok(())

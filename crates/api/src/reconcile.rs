@@ -11,7 +11,6 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::lifecycle;
 use crate::model::BucketStatus;
-use crate::store::BucketQuery;
 
 /// How often every bucket is reconciled even without events.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -74,14 +73,7 @@ pub async fn reconcile_one(state: &AppState, id: &str) -> Result<()> {
 
 /// Reconciles every bucket and reports managed containers that have no record.
 pub async fn reconcile_all(state: &AppState) -> Result<()> {
-    let all = state
-        .store
-        .list_buckets(&BucketQuery {
-            all: true,
-            limit: usize::MAX,
-            ..Default::default()
-        })
-        .await?;
+    let all = crate::store::all_buckets(&*state.store).await?;
     let known: HashSet<String> = all.iter().map(|b| b.id.clone()).collect();
     for b in &all {
         if let Err(e) = reconcile_one(state, &b.id).await {

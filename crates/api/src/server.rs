@@ -20,7 +20,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         ))
     })?;
     let master_key = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
-    let store = store::open(config.store.as_deref(), &config.data_dir)?;
+    let store = store::open(config.store.as_deref(), &config.data_dir).await?;
     let docker = DockerClient::connect(&config.instance, config.pull_timeout)?;
     let ports = PortAllocator::new(config.port_range, config.bind_ip);
     let state = AppState(Arc::new(App {

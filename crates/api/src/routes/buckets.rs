@@ -242,23 +242,7 @@ pub async fn update(
     lifecycle::visible(&state, &caller, &id).await?;
     let _guard = state.locks.lock(&id).await;
     let mut b = lifecycle::visible(&state, &caller, &id).await?;
-    let features = b.engine.profile().features;
-    let engine = b.engine;
-    for (wanted, supported, what) in [
-        (req.versioning, features.versioning, "versioning"),
-        (
-            req.encryption,
-            features.encryption,
-            "server-side encryption",
-        ),
-        (req.public_access, features.public_access, "public access"),
-    ] {
-        if wanted == Some(true) && !supported {
-            return Err(Error::Unprocessable(format!(
-                "the {engine} engine does not support {what}"
-            )));
-        }
-    }
+    lifecycle::check_features(b.engine, req.versioning, req.encryption, req.public_access)?;
     if req.max_size_gb == Some(0) {
         return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
     }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{BucketRecord, BucketStatus, Team, User};
 
 pub mod embedded;
+pub mod mongo;
 pub mod suite;
 
 /// Which buckets a listing returns.
@@ -104,8 +105,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by `KALPANA_STORE`: empty for the embedded store in `data_dir`,
-/// `redb:<path>` for an embedded store at a path.
-pub fn open(uri: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
+/// `redb:<path>` for an embedded store at a path, `mongodb://…` for MongoDB.
+pub async fn open(uri: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
     match uri.map(str::trim).filter(|u| !u.is_empty()) {
         None => Ok(Arc::new(embedded::EmbeddedStore::open(
             &data_dir.join("kalpana.redb"),
@@ -113,11 +114,70 @@ pub fn open(uri: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
         Some(u) if u.starts_with("redb:") => Ok(Arc::new(embedded::EmbeddedStore::open(
             Path::new(&u["redb:".len()..]),
         )?)),
-        Some(u) if u.starts_with("mongodb://") || u.starts_with("mongodb+srv://") => Err(
-            Error::Unavailable("the MongoDB store is not built into this version yet".into()),
-        ),
+        Some(u) if u.starts_with("mongodb://") || u.starts_with("mongodb+srv://") => {
+            Ok(Arc::new(mongo::MongoStore::connect(u).await?))
+        }
         Some(u) => Err(Error::BadRequest(format!(
             "KALPANA_STORE {u:?}: expected empty, redb:<path> or mongodb://…"
         ))),
     }
+}
+
+/// How many records of each kind a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Users.
+    pub users: usize,
+    /// Teams.
+    pub teams: usize,
+    /// Buckets.
+    pub buckets: usize,
+    /// Reserved host ports.
+    pub ports: usize,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "users={} teams={} buckets={} ports={}",
+            self.users, self.teams, self.buckets, self.ports
+        )
+    }
+}
+
+/// Counts every kind of record in `store`.
+pub async fn count(store: &dyn Store) -> Result<Counts> {
+    Ok(Counts {
+        users: store.list_users().await?.len(),
+        teams: store.list_teams().await?.len(),
+        buckets: all_buckets(store).await?.len(),
+        ports: store.reserved_ports().await?.len(),
+    })
+}
+
+/// Every bucket record, in id order.
+pub async fn all_buckets(store: &dyn Store) -> Result<Vec<BucketRecord>> {
+    store
+        .list_buckets(&BucketQuery {
+            all: true,
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await
+}
+
+/// Copies every record from `from` into `to`, which must hold none of them yet (a bucket already
+/// there is a 409 and stops the copy). Returns the counts of the target afterwards.
+pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
+    for user in from.list_users().await? {
+        to.put_user(&user).await?;
+    }
+    for team in from.list_teams().await? {
+        to.put_team(&team).await?;
+    }
+    for bucket in all_buckets(from).await? {
+        to.insert_bucket(&bucket).await?;
+    }
+    count(to).await
 }
