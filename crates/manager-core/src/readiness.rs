@@ -21,7 +21,7 @@ pub async fn wait_http_ok(engine: &str, url: &str, timeout: Duration) -> Result<
             Err(e) => last = format!("{url}: {e}"),
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(200));
+        delay = (delay * 2).min(Duration::from_millis(50));
     }
     Err(Error::NotReady {
         engine: engine.to_string(),
