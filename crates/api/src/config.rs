@@ -50,6 +50,9 @@ pub struct Config {
     pub pull_timeout: Duration,
     /// Default region of new buckets (`KALPANA_REGION`).
     pub region: String,
+    /// Reach bucket servers by container name on the Docker network instead of the published
+    /// host port (`KALPANA_REACH_BUCKETS_VIA=network`; default `host`).
+    pub reach_via_network: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -145,6 +148,15 @@ impl Config {
             ready_timeout: Duration::from_secs(parse("KALPANA_READY_TIMEOUT_SECS", 60)?),
             pull_timeout: Duration::from_secs(parse("KALPANA_PULL_TIMEOUT_SECS", 600)?),
             region: var("KALPANA_REGION").unwrap_or_else(|| "us-east-1".into()),
+            reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
+                None | Some("host") => false,
+                Some("network") => true,
+                Some(other) => {
+                    return Err(Error::BadRequest(format!(
+                        "KALPANA_REACH_BUCKETS_VIA={other:?}: expected host or network"
+                    )))
+                }
+            },
         })
     }
 

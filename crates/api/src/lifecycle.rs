@@ -258,13 +258,27 @@ pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
     })
 }
 
-/// An S3 client for the bucket, through the port the daemon can reach.
-pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
+/// The origin the daemon itself uses to reach the bucket's S3 server: the published host port,
+/// or (`KALPANA_REACH_BUCKETS_VIA=network`, for a daemon that runs in a container on the
+/// buckets' network) the container's name and its S3 port.
+pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
+    if state.config.reach_via_network {
+        return Ok(format!(
+            "http://{}:{}",
+            container_name(&b.id),
+            b.engine.profile().s3_port
+        ));
+    }
     let port = b
         .port
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no S3 port", b.name)))?;
+    Ok(format!("http://{}:{port}", state.config.internal_host()))
+}
+
+/// An S3 client for the bucket, through the origin the daemon can reach.
+pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
     let endpoint = Endpoint {
-        url: format!("http://{}:{port}", state.config.internal_host()),
+        url: internal_origin(state, b)?,
         region: b.region.clone(),
         access_key: b.access_key.clone(),
         secret_key: state.master_key.decrypt(&b.secret_key_enc)?,
@@ -370,12 +384,7 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
 async fn bring_up(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Result<()> {
     let name = container_name(&b.id);
     state.docker.start_container(&name).await?;
-    let url = format!(
-        "http://{}:{}{}",
-        state.config.internal_host(),
-        spec.s3_port,
-        spec.engine.health_path
-    );
+    let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
     wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
     let client = s3_client(state, b)?;
     // Signed requests can lag the health answer by a few milliseconds.
