@@ -72,6 +72,15 @@ fn from_doc<T: DeserializeOwned>(mut d: Document) -> Result<T> {
     bson::from_document(d).map_err(|e| Error::Store(format!("decoding: {e}")))
 }
 
+/// Decodes every document a cursor yields.
+async fn drain<T: DeserializeOwned>(mut cursor: mongodb::Cursor<Document>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(d) = cursor.try_next().await.map_err(mongo_err)? {
+        out.push(from_doc(d)?);
+    }
+    Ok(out)
+}
+
 fn bucket_doc(b: &BucketRecord) -> Result<Document> {
     let mut d = to_doc(&b.id, b)?;
     let ports: Vec<Bson> = b
@@ -365,18 +374,14 @@ impl Store for MongoStore {
             filter.insert("_id", doc! { "$gt": after });
         }
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-        let mut cursor = self
+        let cursor = self
             .buckets()
             .find(filter)
             .sort(doc! { "_id": 1 })
             .limit(limit)
             .await
             .map_err(mongo_err)?;
-        let mut out = Vec::new();
-        while let Some(d) = cursor.try_next().await.map_err(mongo_err)? {
-            out.push(from_doc(d)?);
-        }
-        Ok(out)
+        drain(cursor).await
     }
 
     async fn reserved_ports(&self) -> Result<HashSet<u16>> {
