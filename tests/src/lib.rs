@@ -413,6 +413,19 @@ impl Api {
             .await
     }
 
+    /// Deletes a bucket (`?deleteVolume=true` when asked); returns the status.
+    pub async fn delete_bucket(&self, id: &str, delete_volume: bool) -> Result<u16> {
+        let query = if delete_volume {
+            "?deleteVolume=true"
+        } else {
+            ""
+        };
+        let (status, _) = self
+            .send("DELETE", &format!("/api/buckets/{id}{query}"), None)
+            .await?;
+        Ok(status)
+    }
+
     /// The raw HTTP client and base URL, for streaming routes.
     pub fn raw(&self) -> (&reqwest::Client, &str, Option<&str>) {
         (&self.http, &self.base, self.token.as_deref())
@@ -431,6 +444,12 @@ pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The whole body of an object, read over S3.
+pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
+    let got = s3.get_object().bucket(bucket).key(key).send().await?;
+    Ok(got.body.collect().await?.into_bytes().to_vec())
 }
 
 /// `docker inspect` of a container or volume by name: whether it exists.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kalpana_e2e::{Daemon, ENGINE_IMAGE};
+use kalpana_manager_core::EngineProfile;
 use serde_json::json;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -50,15 +51,8 @@ async fn plain_docker_run(port: u16) -> Result<f64> {
             "AWS_SECRET_ACCESS_KEY=benchbenchbenchbench",
         ])
         .args(["--entrypoint", "/usr/bin/weed", ENGINE_IMAGE])
-        .args([
-            "mini",
-            "-dir=/data",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.telemetry=false",
-        ])
+        // The same command the daemon's seaweedfs profile runs.
+        .args(&EngineProfile::seaweedfs().cmd)
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
@@ -107,13 +101,7 @@ async fn provision(n: usize) -> Result<()> {
         }
         daemon.push(secs);
         let id = b["id"].as_str().context("id")?;
-        let (status, _) = api
-            .send(
-                "DELETE",
-                &format!("/api/buckets/{id}?deleteVolume=true"),
-                None,
-            )
-            .await?;
+        let status = api.delete_bucket(id, true).await?;
         if status != 204 {
             bail!("delete {i} failed: {status}");
         }

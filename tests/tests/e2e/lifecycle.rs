@@ -1,7 +1,9 @@
 //! A bucket's whole life through the REST API, with S3 spoken to the container it gets.
 
 use aws_sdk_s3::primitives::ByteStream;
-use kalpana_e2e::{docker_exists, docker_inspect, port_is_free, s3_client, Daemon, DaemonOptions};
+use kalpana_e2e::{
+    docker_exists, docker_inspect, get_bytes, port_is_free, s3_client, Daemon, DaemonOptions,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -80,16 +82,7 @@ async fn create_put_get_stop_start_delete() -> anyhow::Result<()> {
         .body(ByteStream::from(payload.clone()))
         .send()
         .await?;
-    let got = s3
-        .get_object()
-        .bucket("photos")
-        .key("a/b.bin")
-        .send()
-        .await?;
-    assert_eq!(
-        got.body.collect().await?.into_bytes().as_ref(),
-        payload.as_slice()
-    );
+    assert_eq!(get_bytes(&s3, "photos", "a/b.bin").await?, payload);
 
     // No later response carries the secret.
     let (status, again) = alice
@@ -119,25 +112,10 @@ async fn create_put_get_stop_start_delete() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "RUNNING");
-    let got = s3
-        .get_object()
-        .bucket("photos")
-        .key("a/b.bin")
-        .send()
-        .await?;
-    assert_eq!(
-        got.body.collect().await?.into_bytes().as_ref(),
-        payload.as_slice()
-    );
+    assert_eq!(get_bytes(&s3, "photos", "a/b.bin").await?, payload);
 
     // Delete with the volume: container, volume and port are gone.
-    let (status, _) = alice
-        .send(
-            "DELETE",
-            &format!("/api/buckets/{id}?deleteVolume=true"),
-            None,
-        )
-        .await?;
+    let status = alice.delete_bucket(&id, true).await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &container));
     assert!(!docker_exists(
@@ -165,9 +143,7 @@ async fn delete_without_volume_keeps_the_data_volume() -> anyhow::Result<()> {
     let (status, b) = alice.create_bucket(json!({ "name": "keepme" })).await?;
     assert_eq!(status, 201, "{b}");
     let id = b["id"].as_str().expect("id");
-    let (status, _) = alice
-        .send("DELETE", &format!("/api/buckets/{id}"), None)
-        .await?;
+    let status = alice.delete_bucket(id, false).await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &format!("kalpana-bucket-{id}")));
     assert!(docker_exists(
@@ -268,9 +244,7 @@ async fn missing_image_leaves_error_naming_it_and_nothing_behind() -> anyhow::Re
         "the pull attempt is in the log"
     );
     // Deleting it cleans the record.
-    let (status, _) = alice
-        .send("DELETE", &format!("/api/buckets/{id}"), None)
-        .await?;
+    let status = alice.delete_bucket(id, false).await?;
     assert_eq!(status, 204);
     Ok(())
 }

@@ -116,13 +116,7 @@ async fn exhausted_range_is_503_leaves_nothing_and_ports_return_on_delete() -> a
 
     // Deleting the first gives its port back.
     let id = first["id"].as_str().expect("id");
-    let (status, _) = alice
-        .send(
-            "DELETE",
-            &format!("/api/buckets/{id}?deleteVolume=true"),
-            None,
-        )
-        .await?;
+    let status = alice.delete_bucket(id, true).await?;
     assert_eq!(status, 204);
     assert!(!docker_exists("container", &format!("kalpana-bucket-{id}")));
     let (status, second) = alice
