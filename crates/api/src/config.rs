@@ -50,6 +50,9 @@ pub struct Config {
     pub pull_timeout: Duration,
     /// Default region of new buckets (`KALPANA_REGION`).
     pub region: String,
+    /// How often object counts and sizes are recounted from every running bucket's S3 server
+    /// (`KALPANA_STATS_SYNC_SECS`, default 300).
+    pub stats_sync_interval: Duration,
     /// Reach bucket servers by container name on the Docker network instead of the published
     /// host port (`KALPANA_REACH_BUCKETS_VIA=network`; default `host`).
     pub reach_via_network: bool,
@@ -148,6 +151,9 @@ impl Config {
             ready_timeout: Duration::from_secs(parse("KALPANA_READY_TIMEOUT_SECS", 60)?),
             pull_timeout: Duration::from_secs(parse("KALPANA_PULL_TIMEOUT_SECS", 600)?),
             region: var("KALPANA_REGION").unwrap_or_else(|| "us-east-1".into()),
+            stats_sync_interval: Duration::from_secs(
+                parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
+            ),
             reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
                 None | Some("host") => false,
                 Some("network") => true,

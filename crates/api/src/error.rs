@@ -23,6 +23,12 @@ pub enum Error {
     /// 409: conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the upload would take the bucket over its quota, or the body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 416: the requested range is outside the object.
+    #[error("the requested range is not satisfiable for an object of this size")]
+    RangeNotSatisfiable,
     /// 422: understood but not possible (e.g. a feature the engine lacks).
     #[error("{0}")]
     Unprocessable(String),
@@ -50,12 +56,17 @@ impl Error {
     /// HTTP status and stable error code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use kalpana_manager_core::Error as M;
+        use kalpana_s3_ops::Error as S;
         match self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+            Error::RangeNotSatisfiable => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Manager(M::DockerUnavailable(_)) => {
@@ -69,6 +80,10 @@ impl Error {
                 (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
             }
             Error::Manager(_) => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
+            Error::S3(S::Unreachable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "bucket_unreachable")
+            }
+            Error::S3(S::Body(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::S3(_) => (StatusCode::BAD_GATEWAY, "s3_error"),
             Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

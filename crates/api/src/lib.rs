@@ -16,6 +16,8 @@ pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod upload;
+pub mod usage;
 pub mod validate;
 
 pub use error::{Error, Result};

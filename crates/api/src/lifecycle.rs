@@ -59,8 +59,9 @@ pub struct CreateBucket {
     pub encryption: Option<bool>,
     /// Anonymous read.
     pub public_access: Option<bool>,
-    /// Quota in GB.
-    pub max_size_gb: Option<u64>,
+    /// Quota in GB (10^9 bytes); fractions allowed.
+    #[serde(rename = "maxSizeGB")]
+    pub max_size_gb: Option<f64>,
     /// Engine (default from configuration).
     pub engine: Option<String>,
     /// Subdomain label (default derived from the name).
@@ -83,9 +84,7 @@ pub async fn create(
     };
     let profile = state.config.profile(engine);
     check_features(engine, req.versioning, req.encryption, req.public_access)?;
-    if req.max_size_gb == Some(0) {
-        return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
-    }
+    validate::quota(req.max_size_gb)?;
     if let Some(team) = &req.team_id {
         if !caller.teams.contains(team) {
             return Err(Error::NotFound("team"));
@@ -120,6 +119,7 @@ pub async fn create(
         status_message: Some("waiting to be provisioned".into()),
         object_count: 0,
         total_size_bytes: 0,
+        stats_synced_at: None,
         domain_id: None,
         subdomain: None,
         container_id: None,
@@ -167,8 +167,8 @@ pub async fn create(
     Ok((record, secret, handle))
 }
 
-/// Refuses bucket features the engine lacks (422 naming the engine), and those this version
-/// does not yet apply to the S3 bucket, rather than accepting and ignoring them.
+/// Refuses bucket features the engine lacks (422 naming the engine) rather than accepting and
+/// ignoring them.
 pub fn check_features(
     engine: EngineKind,
     versioning: Option<bool>,
@@ -181,17 +181,56 @@ pub fn check_features(
         (encryption, features.encryption, "server-side encryption"),
         (public_access, features.public_access, "public access"),
     ] {
-        if wanted != Some(true) {
-            continue;
-        }
-        if !supported {
+        if wanted == Some(true) && !supported {
             return Err(Error::Unprocessable(format!(
                 "the {engine} engine does not support {what}"
             )));
         }
-        return Err(Error::Unprocessable(format!(
-            "{what} is not applied to buckets by this version of kalpana-buckets yet"
-        )));
+    }
+    Ok(())
+}
+
+/// Which bucket settings to write to the S3 server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// Versioning on/off.
+    pub versioning: Option<bool>,
+    /// Anonymous read on/off.
+    pub public_access: Option<bool>,
+    /// Default encryption on/off.
+    pub encryption: Option<bool>,
+}
+
+impl Settings {
+    /// Every setting as the record wants it.
+    pub fn all_of(b: &BucketRecord) -> Self {
+        Settings {
+            versioning: Some(b.versioning),
+            public_access: Some(b.public_access),
+            encryption: Some(b.encryption),
+        }
+    }
+
+    /// Only the settings that differ from a new S3 bucket's defaults (all off).
+    pub fn enabled_in(b: &BucketRecord) -> Self {
+        Settings {
+            versioning: b.versioning.then_some(true),
+            public_access: b.public_access.then_some(true),
+            encryption: b.encryption.then_some(true),
+        }
+    }
+}
+
+/// Writes bucket settings to the S3 server inside the container.
+pub async fn apply_settings(client: &BucketClient, s: Settings) -> Result<()> {
+    if let Some(v) = s.versioning {
+        client.set_versioning(v).await?;
+    }
+    if let Some(p) = s.public_access {
+        client.set_public_read(p).await?;
+    }
+    if let Some(e) = s.encryption {
+        client.set_default_encryption(e).await?;
     }
     Ok(())
 }
@@ -275,10 +314,50 @@ pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
     Ok(format!("http://{}:{port}", state.config.internal_host()))
 }
 
+/// The origin clients use for the bucket's S3 API: its routed host when Traefik routes it,
+/// otherwise the public host and the bucket's port.
+pub fn public_origin(state: &AppState, b: &BucketRecord) -> Option<String> {
+    let routing = &state.config.routing;
+    match (&routing.base_domain, &b.subdomain, b.port) {
+        (Some(base), Some(sub), _) => Some(routing.origin(&format!("{sub}.{base}"))),
+        (None, _, Some(port)) | (Some(_), None, Some(port)) => {
+            Some(format!("http://{}:{port}", b.host))
+        }
+        _ => None,
+    }
+}
+
+/// Loads a bucket the caller may see and that serves S3 now; a bucket in any other state is 409
+/// saying which.
+pub async fn running(state: &AppState, caller: &Caller, id: &str) -> Result<BucketRecord> {
+    let b = visible(state, caller, id).await?;
+    match b.status {
+        BucketStatus::Running => Ok(b),
+        BucketStatus::Stopped => Err(Error::Conflict(format!(
+            "bucket {} is stopped: start it to use its objects",
+            b.name
+        ))),
+        BucketStatus::Creating => Err(Error::Conflict(format!(
+            "bucket {} is still being created",
+            b.name
+        ))),
+        BucketStatus::Error => Err(Error::Conflict(format!(
+            "bucket {} is in ERROR: {}",
+            b.name,
+            b.status_message.as_deref().unwrap_or("see its status")
+        ))),
+    }
+}
+
 /// An S3 client for the bucket, through the origin the daemon can reach.
 pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
+    s3_client_for(state, b, internal_origin(state, b)?)
+}
+
+/// An S3 client for the bucket at `origin` (for presigning: the origin clients will use).
+pub fn s3_client_for(state: &AppState, b: &BucketRecord, origin: String) -> Result<BucketClient> {
     let endpoint = Endpoint {
-        url: internal_origin(state, b)?,
+        url: origin,
         region: b.region.clone(),
         access_key: b.access_key.clone(),
         secret_key: state.master_key.decrypt(&b.secret_key_enc)?,
@@ -377,11 +456,17 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
         .update_bucket(b, Some(BucketStatus::Creating))
         .await?;
     step(state, b, "starting").await?;
-    bring_up(state, b, &spec).await
+    bring_up(state, b, &spec, Settings::enabled_in(b)).await
 }
 
-/// Starts the container, waits for the S3 server and makes sure the S3 bucket exists.
-async fn bring_up(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Result<()> {
+/// Starts the container, waits for the S3 server, makes sure the S3 bucket exists and carries
+/// `settings`.
+async fn bring_up(
+    state: &AppState,
+    b: &BucketRecord,
+    spec: &BucketSpec,
+    settings: Settings,
+) -> Result<()> {
     let name = container_name(&b.id);
     state.docker.start_container(&name).await?;
     let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
@@ -391,7 +476,7 @@ async fn bring_up(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Resu
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match client.create_bucket().await {
-            Ok(()) => return Ok(()),
+            Ok(()) => break,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(bucket = %b.id, error = %e, "create bucket not yet accepted");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -399,6 +484,7 @@ async fn bring_up(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Resu
             Err(e) => return Err(e.into()),
         }
     }
+    apply_settings(&client, settings).await
 }
 
 async fn step(state: &AppState, b: &mut BucketRecord, what: &str) -> Result<()> {
@@ -541,7 +627,8 @@ pub async fn ensure_running(state: &AppState, b: &BucketRecord) -> Result<()> {
         state.docker.create_volume(&spec).await?;
         state.docker.create_container(&spec).await?;
     }
-    bring_up(state, b, &spec).await
+    // Settings changed while the bucket was stopped, or lost with a recreated container.
+    bring_up(state, b, &spec, Settings::all_of(b)).await
 }
 
 /// Stops a bucket: RUNNING (or a provisioned ERROR) → STOPPED. Stopping a stopped bucket is fine.

@@ -124,8 +124,8 @@ pub struct BucketRecord {
     pub encryption: bool,
     /// Anonymous read wanted.
     pub public_access: bool,
-    /// Quota in GB.
-    pub max_size_gb: Option<u64>,
+    /// Quota in GB (10^9 bytes); fractions allowed.
+    pub max_size_gb: Option<f64>,
     /// Status.
     pub status: BucketStatus,
     /// Why the status is what it is.
@@ -134,6 +134,9 @@ pub struct BucketRecord {
     pub object_count: u64,
     /// Cached total size.
     pub total_size_bytes: u64,
+    /// When `objectCount`/`totalSizeBytes` were last counted from the S3 server itself.
+    #[serde(default)]
+    pub stats_synced_at: Option<String>,
     /// Linked domain.
     pub domain_id: Option<String>,
     /// Subdomain label.
@@ -159,6 +162,11 @@ pub struct BucketRecord {
 }
 
 impl BucketRecord {
+    /// The quota in bytes, if any.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        self.max_size_gb.map(|gb| (gb * 1e9) as u64)
+    }
+
     /// Host ports this record reserves.
     pub fn ports(&self) -> Vec<u16> {
         self.port.into_iter().chain(self.console_port).collect()

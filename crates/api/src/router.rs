@@ -1,12 +1,13 @@
 //! The whole router in one place.
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::Error;
-use crate::routes::{buckets, events, health, identities};
+use crate::routes::{buckets, events, health, identities, objects};
 
 /// Every route of the REST API.
 pub fn router(state: AppState) -> Router {
@@ -30,6 +31,33 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/buckets/{id}/start", post(buckets::start))
         .route("/api/buckets/{id}/stop", post(buckets::stop))
+        .route(
+            "/api/buckets/{id}/objects",
+            post(objects::upload_form)
+                .get(objects::list)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/buckets/{id}/objects/{key}",
+            get(objects::get)
+                .head(objects::head)
+                .put(objects::put)
+                .delete(objects::delete)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/buckets/{id}/objects/{key}/metadata",
+            get(objects::metadata),
+        )
+        .route(
+            "/api/buckets/{id}/presigned-upload",
+            post(objects::presigned_upload),
+        )
+        .route(
+            "/api/buckets/{id}/presigned-download",
+            post(objects::presigned_download),
+        )
+        .route("/api/buckets/{id}/stats", get(objects::stats))
         .route("/api/events", get(events::stream))
         .fallback(|| async { Error::NotFound("route") })
         .layer(TraceLayer::new_for_http())

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::secrets::MasterKey;
-use crate::{auth, reconcile, router, store};
+use crate::{auth, reconcile, router, store, usage};
 
 /// Builds the shared state from configuration (opens the store, loads the master key).
 pub async fn build_state(config: Config) -> Result<AppState> {
@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }
     reconcile::spawn(state.clone());
+    usage::spawn_periodic_sync(state.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;

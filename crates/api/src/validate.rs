@@ -1,4 +1,4 @@
-//! Input rules: S3 bucket names and DNS labels.
+//! Input rules: S3 bucket names, object keys and DNS labels.
 
 use crate::error::{Error, Result};
 
@@ -35,6 +35,43 @@ pub fn bucket_name(name: &str) -> Result<()> {
         return bad("must not end with a reserved suffix (-s3alias, --ol-s3)");
     }
     Ok(())
+}
+
+/// Checks an object key: 1 to 1024 bytes of UTF-8, no control characters, no leading `/`,
+/// no `.` or `..` segment (they would mean something else to paths and proxies).
+pub fn object_key(key: &str) -> Result<()> {
+    let bad = |why: &str| {
+        let shown: String = key.chars().take(64).collect();
+        Err(Error::BadRequest(format!(
+            "invalid object key {shown:?}: {why}"
+        )))
+    };
+    if key.is_empty() {
+        return bad("must not be empty");
+    }
+    if key.len() > 1024 {
+        return bad("must be at most 1024 bytes of UTF-8");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    if key.starts_with('/') {
+        return bad("must not start with '/'");
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return bad("must not have a '.' or '..' path segment");
+    }
+    Ok(())
+}
+
+/// Checks a quota: a positive, finite number of GB.
+pub fn quota(gb: Option<f64>) -> Result<()> {
+    match gb {
+        Some(q) if !(q.is_finite() && q > 0.0) => Err(Error::BadRequest(format!(
+            "maxSizeGB must be a positive number of GB, not {q}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks a DNS label (a subdomain part): 1–63 of `a-z0-9-`, not starting or ending with `-`.
@@ -102,5 +139,36 @@ mod tests {
             assert!(dns_label(l).is_err(), "{l} accepted");
         }
         assert_eq!(subdomain_from_name("my.bucket"), "my-bucket");
+    }
+
+    #[test]
+    fn object_keys() {
+        for ok in [
+            "a",
+            "dir/file.txt",
+            "a/.hidden",
+            "x..y",
+            "ünïcode/ключ",
+            "trailing/",
+        ] {
+            assert!(object_key(ok).is_ok(), "{ok}");
+        }
+        let long = "k".repeat(1025);
+        for bad in [
+            "",
+            "/abs",
+            "a/../b",
+            "./a",
+            "a/.",
+            "..",
+            "tab\tkey",
+            "nl\n",
+            "del\u{7f}",
+            long.as_str(),
+        ] {
+            assert!(object_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(object_key(&"é".repeat(512)).is_ok());
+        assert!(object_key(&"é".repeat(513)).is_err());
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StatsOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures::{Stream, StreamExt};
@@ -31,6 +31,19 @@ pub struct PullProgress {
     pub current: Option<i64>,
     /// Bytes total of this layer.
     pub total: Option<i64>,
+}
+
+/// Resource use of a container at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerStats {
+    /// Memory in use.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU time used since start.
+    pub cpu_seconds: Option<f64>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
 }
 
 /// What Docker says of one managed container.
@@ -100,7 +113,8 @@ impl DockerClient {
             Err(e) => {
                 let e = Error::docker("inspect network", e);
                 if !e.is_not_found() {
-                    return Err(e);
+                    // "ambiguous": racing daemons made two networks of this name.
+                    return self.dedupe_network(name).await.or(Err(e));
                 }
             }
         }
@@ -114,13 +128,45 @@ impl DockerClient {
             ..Default::default()
         };
         match self.docker.create_network(req).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Another daemon made it between our inspect and create.
             Err(e) => match Error::docker("create network", e) {
-                e if e.is_conflict() => Ok(()),
-                e => Err(e),
+                e if e.is_conflict() => {}
+                e => return Err(e),
             },
         }
+        // Docker does not refuse a second network of the same name when two creates race.
+        self.dedupe_network(name).await
+    }
+
+    /// Keeps one network of this name: every racer keeps the same one (lowest id) and removes
+    /// the others, which are still empty.
+    async fn dedupe_network(&self, name: &str) -> Result<()> {
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([(
+                    "name".to_string(),
+                    vec![name.to_string()],
+                )])),
+            }))
+            .await
+            .map_err(|e| Error::docker("list networks", e))?;
+        let mut ids: Vec<String> = nets
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        for extra in ids.iter().skip(1) {
+            if let Err(e) = self.docker.remove_network(extra).await {
+                let e = Error::docker("remove duplicate network", e);
+                if !e.is_not_found() {
+                    tracing::warn!(network = name, id = %extra, error = %e, "could not remove a duplicate network");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the image is present locally.
@@ -294,6 +340,38 @@ impl DockerClient {
                 e if e.is_not_found() => Ok(()),
                 // "removal already in progress"
                 e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// One sample of a container's resource use; `None` when it does not exist or is not running.
+    pub async fn container_stats(&self, name: &str) -> Result<Option<ContainerStats>> {
+        let mut stream = self.docker.stats(
+            name,
+            Some(StatsOptions {
+                stream: false,
+                // Without one-shot Docker waits a second for a second sample.
+                one_shot: true,
+            }),
+        );
+        match stream.next().await {
+            None => Ok(None),
+            Some(Ok(s)) => {
+                let mem = s.memory_stats.unwrap_or_default();
+                let cpu = s.cpu_stats.unwrap_or_default();
+                Ok(Some(ContainerStats {
+                    memory_bytes: mem.usage,
+                    memory_limit_bytes: mem.limit,
+                    cpu_seconds: cpu
+                        .cpu_usage
+                        .and_then(|u| u.total_usage)
+                        .map(|ns| ns as f64 / 1e9),
+                    pids: s.pids_stats.and_then(|p| p.current),
+                }))
+            }
+            Some(Err(e)) => match Error::docker("container stats", e) {
+                e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
         }

@@ -161,7 +161,7 @@ impl EngineProfile {
             features: EngineFeatures {
                 versioning: true,
                 public_access: true,
-                encryption: false,
+                encryption: true,
             },
         }
     }

@@ -28,9 +28,9 @@ pub struct Endpoint {
 /// An S3 client bound to one bucket on one server.
 #[derive(Debug, Clone)]
 pub struct BucketClient {
-    client: Client,
-    endpoint: String,
-    bucket: String,
+    pub(crate) client: Client,
+    pub(crate) endpoint: String,
+    pub(crate) bucket: String,
 }
 
 impl BucketClient {

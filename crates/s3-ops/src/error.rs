@@ -11,6 +11,12 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The body of an upload failed (the client went away, a limit cut it short).
+    #[error("reading the upload body failed: {0}")]
+    Body(String),
+    /// A request could not be built or presigned (bad expiry, bad input).
+    #[error("could not build the S3 request: {0}")]
+    Presign(String),
     /// The server answered with an S3 error.
     #[error("S3 {op} failed ({status}): {code}: {message}")]
     S3 {
@@ -60,7 +66,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::S3 { code, .. } => Some(code),
-            Error::Unreachable { .. } => None,
+            Error::Unreachable { .. } | Error::Body(_) | Error::Presign(_) => None,
         }
     }
 }

@@ -6,6 +6,11 @@
 
 pub mod client;
 pub mod error;
+pub mod objects;
+pub mod presign;
+pub mod settings;
 
 pub use client::{BucketClient, Endpoint};
 pub use error::{Error, Result};
+pub use objects::{BodyStream, BoxError, Download, Listing, ObjectInfo, Uploaded};
+pub use presign::Presigned;

@@ -3,4 +3,5 @@
 
 mod auth;
 mod lifecycle;
+mod objects;
 mod ports;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateBucket};
 use crate::model::{now, BucketRecord, BucketStatus};
 use crate::store::BucketQuery;
+use crate::validate;
 
 /// How long `?wait=true` waits for a create to leave CREATING.
 const CREATE_WAIT: Duration = Duration::from_secs(300);
@@ -41,11 +42,12 @@ pub struct BucketView {
     encryption: bool,
     public_access: bool,
     #[serde(rename = "maxSizeGB")]
-    max_size_gb: Option<u64>,
+    max_size_gb: Option<f64>,
     status: &'static str,
     status_message: Option<String>,
     object_count: u64,
     total_size_bytes: u64,
+    stats_synced_at: Option<String>,
     domain_id: Option<String>,
     subdomain: Option<String>,
     container_id: Option<String>,
@@ -63,11 +65,7 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
         (Some(base), Some(sub)) => Some(format!("{sub}.{base}")),
         _ => None,
     };
-    let endpoint = match (&routed, b.port) {
-        (Some(host), _) => Some(routing.origin(host)),
-        (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
-        (None, None) => None,
-    };
+    let endpoint = lifecycle::public_origin(state, &b);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,
         (Some(host), Some(_)) => Some(routing.origin(&format!("console-{host}"))),
@@ -97,6 +95,7 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
         status_message: b.status_message,
         object_count: b.object_count,
         total_size_bytes: b.total_size_bytes,
+        stats_synced_at: b.stats_synced_at,
         domain_id: b.domain_id,
         subdomain: b.subdomain,
         container_id: b.container_id,
@@ -225,13 +224,15 @@ pub async fn get(
 pub struct UpdateBucket {
     description: Option<String>,
     #[serde(rename = "maxSizeGB")]
-    max_size_gb: Option<u64>,
+    max_size_gb: Option<f64>,
     versioning: Option<bool>,
     encryption: Option<bool>,
     public_access: Option<bool>,
 }
 
-/// `PATCH /api/buckets/{id}`: description and quota.
+/// `PATCH /api/buckets/{id}`: description, quota and S3 settings. Settings are written to a
+/// running bucket's S3 server before the record, so a failure changes nothing; a stopped
+/// bucket gets them when it starts.
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,8 +244,15 @@ pub async fn update(
     let _guard = state.locks.lock(&id).await;
     let mut b = lifecycle::visible(&state, &caller, &id).await?;
     lifecycle::check_features(b.engine, req.versioning, req.encryption, req.public_access)?;
-    if req.max_size_gb == Some(0) {
-        return Err(Error::BadRequest("maxSizeGB must be at least 1".into()));
+    validate::quota(req.max_size_gb)?;
+    let changed = lifecycle::Settings {
+        versioning: req.versioning.filter(|v| *v != b.versioning),
+        public_access: req.public_access.filter(|v| *v != b.public_access),
+        encryption: req.encryption.filter(|v| *v != b.encryption),
+    };
+    if b.status == BucketStatus::Running {
+        let client = lifecycle::s3_client(&state, &b)?;
+        lifecycle::apply_settings(&client, changed).await?;
     }
     if let Some(d) = req.description {
         b.description = Some(d);
@@ -252,17 +260,13 @@ pub async fn update(
     if let Some(q) = req.max_size_gb {
         b.max_size_gb = Some(q);
     }
-    if let Some(v) = req.versioning {
-        b.versioning = v;
-    }
-    if let Some(v) = req.encryption {
-        b.encryption = v;
-    }
-    if let Some(v) = req.public_access {
-        b.public_access = v;
-    }
+    b.versioning = req.versioning.unwrap_or(b.versioning);
+    b.public_access = req.public_access.unwrap_or(b.public_access);
+    b.encryption = req.encryption.unwrap_or(b.encryption);
     b.updated_at = now();
     state.store.update_bucket(&b, None).await?;
+    tracing::info!(bucket = %b.id, versioning = b.versioning, public_access = b.public_access,
+        encryption = b.encryption, max_size_gb = ?b.max_size_gb, "bucket settings updated");
     Ok(Json(view(&state, b, None)))
 }
 

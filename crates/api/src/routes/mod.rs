@@ -4,3 +4,4 @@ pub mod buckets;
 pub mod events;
 pub mod health;
 pub mod identities;
+pub mod objects;

@@ -34,6 +34,7 @@ pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         status_message: None,
         object_count: 0,
         total_size_bytes: 0,
+        stats_synced_at: None,
         domain_id: None,
         subdomain: None,
         container_id: None,

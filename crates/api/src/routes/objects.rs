@@ -1,0 +1,466 @@
+//! Object routes: upload (form and raw), list, download with Range, HEAD, metadata, delete,
+//! presigned URLs, usage stats. Keys are one path segment: a `/` inside a key is sent as `%2F`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::model::now;
+use crate::upload::{self, Stored};
+use crate::{lifecycle, usage, validate};
+
+/// Largest page of a listing.
+const MAX_LIST: usize = 1000;
+/// Longest and default lifetime of a presigned URL.
+const MAX_EXPIRY: u64 = 7 * 24 * 3600;
+const DEFAULT_EXPIRY: u64 = 3600;
+
+/// Turns a missing key or a bad range into the answer the client should see.
+fn s3_error(e: kalpana_s3_ops::Error) -> Error {
+    match &e {
+        kalpana_s3_ops::Error::S3 { status: 404, .. } => Error::NotFound("object"),
+        kalpana_s3_ops::Error::S3 { status: 416, .. } => Error::RangeNotSatisfiable,
+        _ => Error::S3(e),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `PUT /api/buckets/{id}/objects/{key}`: stores the raw request body, streamed.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Stored>)> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    validate::object_key(&key)?;
+    let length = match header_str(&headers, header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| Error::BadRequest("Content-Length is not a number".into()))?,
+        ),
+        None => None,
+    };
+    let up = upload::prepare(&state, &b, &key).await?;
+    let mut source = body.into_data_stream();
+    let stored = upload::store(
+        &state,
+        &b,
+        &key,
+        header_str(&headers, header::CONTENT_TYPE),
+        length,
+        up,
+        &mut source,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+/// `POST /api/buckets/{id}/objects`: a multipart form with `key` (and optionally
+/// `contentType`) before `file`; the file part is streamed.
+pub async fn upload_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    form: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, Json<Stored>)> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    let mut form = form.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!("malformed multipart form: {}", e.body_text()))
+    };
+    let mut key: Option<String> = None;
+    let mut content_type: Option<String> = None;
+    while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
+        match field.name() {
+            Some("key") => key = Some(field.text().await.map_err(bad_form)?),
+            Some("contentType") => content_type = Some(field.text().await.map_err(bad_form)?),
+            Some("file") => {
+                let key = key.take().ok_or_else(|| {
+                    Error::BadRequest(
+                        "the form must send the `key` field before the `file` field".into(),
+                    )
+                })?;
+                validate::object_key(&key)?;
+                let content_type = content_type
+                    .take()
+                    .or_else(|| field.content_type().map(str::to_string));
+                let up = upload::prepare(&state, &b, &key).await?;
+                let stored =
+                    upload::store(&state, &b, &key, content_type, None, up, &mut field).await?;
+                return Ok((StatusCode::CREATED, Json(stored)));
+            }
+            _ => {}
+        }
+    }
+    Err(Error::BadRequest(
+        "the form has no `file` field: send `key`, then `file`".into(),
+    ))
+}
+
+/// Query of `GET /api/buckets/{id}/objects`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One object in a listing.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectView {
+    key: String,
+    size: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// A page of objects.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPage {
+    objects: Vec<ObjectView>,
+    prefixes: Vec<String>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/buckets/{id}/objects`: one page; follow `nextCursor` for the next.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ObjectPage>> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
+    let limit = q.limit.unwrap_or(MAX_LIST);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIST}"
+        )));
+    }
+    for (what, v) in [("prefix", &q.prefix), ("delimiter", &q.delimiter)] {
+        if v.as_deref()
+            .is_some_and(|v| v.len() > 1024 || v.chars().any(char::is_control))
+        {
+            return Err(Error::BadRequest(format!(
+                "{what} must be at most 1024 bytes without control characters"
+            )));
+        }
+    }
+    let token = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|t| String::from_utf8(t).ok())
+                .ok_or_else(|| Error::BadRequest("cursor is not one this API handed out".into()))
+        })
+        .transpose()?;
+    let page = lifecycle::s3_client(&state, &b)?
+        .list_objects(
+            q.prefix.as_deref().filter(|p| !p.is_empty()),
+            q.delimiter.as_deref().filter(|d| !d.is_empty()),
+            limit as i32,
+            token.as_deref(),
+        )
+        .await?;
+    Ok(Json(ObjectPage {
+        objects: page
+            .objects
+            .into_iter()
+            .map(|o| ObjectView {
+                key: o.key,
+                size: o.size,
+                etag: o.etag,
+                last_modified: o.last_modified,
+            })
+            .collect(),
+        prefixes: page.prefixes,
+        next_cursor: page.next_token.map(|t| URL_SAFE_NO_PAD.encode(t)),
+    }))
+}
+
+fn object_headers(h: &mut HeaderMap, info: &kalpana_s3_ops::ObjectInfo, length: u64) -> Result<()> {
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| Error::Internal("the S3 server sent an invalid header value".into()))
+    };
+    h.insert(
+        header::CONTENT_TYPE,
+        value(
+            info.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )?,
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(etag) = &info.etag {
+        h.insert(header::ETAG, value(etag)?);
+    }
+    if let Some(lm) = &info.last_modified_http {
+        h.insert(header::LAST_MODIFIED, value(lm)?);
+    }
+    Ok(())
+}
+
+/// `GET /api/buckets/{id}/objects/{key}`: the object, streamed; `Range` gives 206.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    validate::object_key(&key)?;
+    let range = header_str(&headers, header::RANGE);
+    let d = lifecycle::s3_client(&state, &b)?
+        .get_object(&key, range.as_deref())
+        .await
+        .map_err(s3_error)?;
+    let mut resp = Body::from_stream(d.body).into_response();
+    object_headers(resp.headers_mut(), &d.info, d.content_length)?;
+    if let Some(cr) = d.content_range.filter(|_| range.is_some()) {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&cr)
+                .map_err(|_| Error::Internal("bad Content-Range from the S3 server".into()))?,
+        );
+    }
+    Ok(resp)
+}
+
+/// `HEAD /api/buckets/{id}/objects/{key}`: the headers of a GET, no body.
+pub async fn head(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    validate::object_key(&key)?;
+    let info = lifecycle::s3_client(&state, &b)?
+        .head_object(&key)
+        .await?
+        .ok_or(Error::NotFound("object"))?;
+    let mut resp = StatusCode::OK.into_response();
+    object_headers(resp.headers_mut(), &info, info.size)?;
+    Ok(resp)
+}
+
+/// Metadata of one object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataView {
+    key: String,
+    size: u64,
+    content_type: Option<String>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    metadata: HashMap<String, String>,
+}
+
+/// `GET /api/buckets/{id}/objects/{key}/metadata`.
+pub async fn metadata(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Json<MetadataView>> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    validate::object_key(&key)?;
+    let o = lifecycle::s3_client(&state, &b)?
+        .head_object(&key)
+        .await?
+        .ok_or(Error::NotFound("object"))?;
+    Ok(Json(MetadataView {
+        key: o.key,
+        size: o.size,
+        content_type: o.content_type,
+        etag: o.etag,
+        last_modified: o.last_modified,
+        metadata: o.metadata,
+    }))
+}
+
+/// `DELETE /api/buckets/{id}/objects/{key}`: 204, also when there was no such key.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let b = lifecycle::running(&state, &caller, &id).await?;
+    validate::object_key(&key)?;
+    let client = lifecycle::s3_client(&state, &b)?;
+    let old = client.head_object(&key).await?;
+    client.delete_object(&key).await?;
+    if let Some(old) = old {
+        usage::adjust(&state, &b.id, -1, -(old.size as i64)).await?;
+        tracing::info!(bucket = %b.id, key, size = old.size, "object deleted");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of the presign routes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresignRequest {
+    key: String,
+    expires_in: Option<u64>,
+    content_type: Option<String>,
+}
+
+/// A presigned URL.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresignView {
+    url: String,
+    method: String,
+    expires_at: String,
+    /// Headers the request must carry as given (they are signed).
+    headers: HashMap<String, String>,
+}
+
+async fn presign(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: PresignRequest,
+    upload: bool,
+) -> Result<PresignView> {
+    let b = lifecycle::running(state, caller, id).await?;
+    validate::object_key(&req.key)?;
+    let secs = req.expires_in.unwrap_or(DEFAULT_EXPIRY);
+    if !(1..=MAX_EXPIRY).contains(&secs) {
+        return Err(Error::BadRequest(format!(
+            "expiresIn must be between 1 and {MAX_EXPIRY} seconds"
+        )));
+    }
+    if let Some(ct) = &req.content_type {
+        HeaderValue::from_str(ct)
+            .map_err(|_| Error::BadRequest("contentType is not a valid header value".into()))?;
+    }
+    let origin = lifecycle::public_origin(state, &b)
+        .ok_or_else(|| Error::Conflict(format!("bucket {} has no public endpoint", b.name)))?;
+    let client = lifecycle::s3_client_for(state, &b, origin)?;
+    let expires = Duration::from_secs(secs);
+    let signed = if upload {
+        client
+            .presign_put(&req.key, expires, req.content_type.as_deref())
+            .await?
+    } else {
+        client.presign_get(&req.key, expires).await?
+    };
+    let expires_at = (OffsetDateTime::now_utc() + expires)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now());
+    Ok(PresignView {
+        url: signed.url,
+        method: signed.method,
+        expires_at,
+        headers: signed.headers.into_iter().collect(),
+    })
+}
+
+/// `POST /api/buckets/{id}/presigned-upload`.
+pub async fn presigned_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<PresignRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<PresignView>> {
+    lifecycle::visible(&state, &caller, &id).await?;
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(presign(&state, &caller, &id, req, true).await?))
+}
+
+/// `POST /api/buckets/{id}/presigned-download`.
+pub async fn presigned_download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<PresignRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<PresignView>> {
+    lifecycle::visible(&state, &caller, &id).await?;
+    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(presign(&state, &caller, &id, req, false).await?))
+}
+
+/// Usage of a bucket and its container's resource use.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsView {
+    object_count: u64,
+    total_size_bytes: u64,
+    #[serde(rename = "maxSizeGB")]
+    max_size_gb: Option<f64>,
+    last_synced_at: Option<String>,
+    container: Option<ContainerStatsView>,
+}
+
+/// One sample of the container's resource use.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatsView {
+    memory_bytes: Option<u64>,
+    memory_limit_bytes: Option<u64>,
+    cpu_seconds: Option<f64>,
+    pids: Option<u64>,
+}
+
+/// `GET /api/buckets/{id}/stats`.
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<StatsView>> {
+    let b = lifecycle::visible(&state, &caller, &id).await?;
+    let container = match state
+        .docker
+        .container_stats(&kalpana_manager_core::spec::container_name(&b.id))
+        .await
+    {
+        Ok(s) => s.map(|s| ContainerStatsView {
+            memory_bytes: s.memory_bytes,
+            memory_limit_bytes: s.memory_limit_bytes,
+            cpu_seconds: s.cpu_seconds,
+            pids: s.pids,
+        }),
+        // Usage from the store is still worth answering with while Docker is away.
+        Err(e) => {
+            tracing::warn!(bucket = %b.id, error = %e, "container stats unavailable");
+            None
+        }
+    };
+    Ok(Json(StatsView {
+        object_count: b.object_count,
+        total_size_bytes: b.total_size_bytes,
+        max_size_gb: b.max_size_gb,
+        last_synced_at: b.stats_synced_at,
+        container,
+    }))
+}

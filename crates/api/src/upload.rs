@@ -1,0 +1,152 @@
+//! Streams an upload body into a bucket's S3 server under its quota, holding at most a few
+//! chunks of it in memory.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use kalpana_s3_ops::{BodyStream, BoxError, BucketClient, ObjectInfo};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::model::BucketRecord;
+use crate::{lifecycle, usage};
+
+/// How much of a refused body is read and thrown away so the client sees the 413 instead of a
+/// reset connection; a larger remainder is cut off.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+/// How long draining a refused body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// An upload about to start: the bucket's client, what the key holds now, and how many bytes
+/// the quota still allows.
+pub struct Upload {
+    client: BucketClient,
+    old: Option<ObjectInfo>,
+    /// Bytes this upload may store; `None` without a quota.
+    pub allowance: Option<u64>,
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stored {
+    /// Key.
+    pub key: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// ETag of the new object.
+    pub etag: Option<String>,
+}
+
+/// Looks up what `key` holds now, to price the upload against the quota.
+pub async fn prepare(state: &AppState, b: &BucketRecord, key: &str) -> Result<Upload> {
+    let client = lifecycle::s3_client(state, b)?;
+    let old = client.head_object(key).await?;
+    let allowance = usage::upload_allowance(b, old.as_ref().map_or(0, |o| o.size));
+    Ok(Upload {
+        client,
+        old,
+        allowance,
+    })
+}
+
+/// Streams `source` into the object `key`. Over quota the upload is aborted (nothing stored,
+/// a multipart upload cleaned up) and the answer is 413.
+pub async fn store<S, E>(
+    state: &AppState,
+    b: &BucketRecord,
+    key: &str,
+    content_type: Option<String>,
+    length: Option<u64>,
+    up: Upload,
+    source: &mut S,
+) -> Result<Stored>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if let (Some(len), Some(allowed)) = (length, up.allowance) {
+        if len > allowed {
+            drain(source).await;
+            return Err(usage::over_quota(b));
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(4);
+    let body: BodyStream = Box::pin(ReceiverStream::new(rx));
+    let task = {
+        let client = up.client.clone();
+        let key = key.to_string();
+        tokio::spawn(async move {
+            client
+                .put_object(&key, content_type.as_deref(), length, body)
+                .await
+        })
+    };
+    let mut seen = 0u64;
+    let mut over = false;
+    while let Some(chunk) = source.next().await {
+        match chunk {
+            Ok(chunk) => {
+                seen += chunk.len() as u64;
+                if up.allowance.is_some_and(|a| seen > a) {
+                    over = true;
+                    let _ = tx.send(Err("the upload exceeds the quota".into())).await;
+                    break;
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The upload ended early; its result says why.
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Err(format!("the request body failed: {e}").into()))
+                    .await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let result = task
+        .await
+        .map_err(|e| Error::Internal(format!("upload task: {e}")))?;
+    if over {
+        drain(source).await;
+        tracing::info!(bucket = %b.id, key, bytes_seen = seen, "upload refused: over quota");
+        return Err(usage::over_quota(b));
+    }
+    let uploaded = result?;
+    let old_size = up.old.as_ref().map_or(0, |o| o.size);
+    usage::adjust(
+        state,
+        &b.id,
+        i64::from(up.old.is_none()),
+        uploaded.size as i64 - old_size as i64,
+    )
+    .await?;
+    tracing::info!(bucket = %b.id, key, size = uploaded.size, "object stored");
+    Ok(Stored {
+        key: key.to_string(),
+        size: uploaded.size,
+        etag: uploaded.etag,
+    })
+}
+
+/// Reads and discards what is left of a refused body, within limits.
+pub async fn drain<S, E>(source: &mut S)
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+{
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut drained = 0u64;
+        while let Some(Ok(chunk)) = source.next().await {
+            drained += chunk.len() as u64;
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}

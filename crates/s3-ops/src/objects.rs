@@ -1,0 +1,451 @@
+//! Object operations: streamed upload and download, list, head, delete, usage.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+
+use crate::client::BucketClient;
+use crate::error::{Error, Result};
+
+/// A body stream: chunks or the error that ended it.
+pub type BodyStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<Bytes, BoxError>> + Send + 'static>>;
+
+/// Any error a body stream can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Part size of multipart uploads. At most two parts are in memory per upload (one being
+/// uploaded, one being read), so an upload of any size holds at most 16 MiB.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// The largest object S3 takes in one PUT; larger known-length bodies go multipart.
+pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// What S3 says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag as the server gave it (quoted).
+    pub etag: Option<String>,
+    /// Last modification, RFC 3339.
+    pub last_modified: Option<String>,
+    /// Last modification as an HTTP date, for headers.
+    pub last_modified_http: Option<String>,
+    /// Content type (only from HEAD/GET).
+    pub content_type: Option<String>,
+    /// User metadata (only from HEAD/GET).
+    pub metadata: HashMap<String, String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Objects of this page.
+    pub objects: Vec<ObjectInfo>,
+    /// Common prefixes (with a delimiter).
+    pub prefixes: Vec<String>,
+    /// Continuation token of the next page.
+    pub next_token: Option<String>,
+}
+
+/// A download in progress: headers and the streamed body.
+pub struct Download {
+    /// Object info from the GET answer.
+    pub info: ObjectInfo,
+    /// Bytes in this answer (the range's length for a range request).
+    pub content_length: u64,
+    /// `Content-Range` of a range answer.
+    pub content_range: Option<String>,
+    /// The body, streamed from the S3 server.
+    pub body: BodyStream,
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// ETag of the new object.
+    pub etag: Option<String>,
+    /// Bytes stored.
+    pub size: u64,
+}
+
+fn fmt_time(t: Option<&DateTime>, format: DateTimeFormat) -> Option<String> {
+    t.and_then(|t| t.fmt(format).ok())
+}
+
+impl BucketClient {
+    /// Uploads a body. A body of known length up to [`MAX_SINGLE_PUT`] streams as one PUT;
+    /// anything else goes multipart in [`PART_SIZE`] parts. On any failure (including an error
+    /// from `body`) nothing is stored and a started multipart upload is aborted.
+    pub async fn put_object(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        length: Option<u64>,
+        body: BodyStream,
+    ) -> Result<Uploaded> {
+        match length {
+            Some(len) if len <= MAX_SINGLE_PUT => {
+                self.put_single(key, content_type, len, body).await
+            }
+            _ => self.put_multipart(key, content_type, body).await,
+        }
+    }
+
+    async fn put_single(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        len: u64,
+        body: BodyStream,
+    ) -> Result<Uploaded> {
+        let frames = body.map(|chunk| chunk.map(http_body::Frame::data));
+        let stream = sync_wrapper::SyncStream::new(frames);
+        let body = ByteStream::from_body_1_x(http_body_util::StreamBody::new(stream));
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(String::from))
+            .content_length(len as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("PutObject", &self.endpoint, e))?;
+        Ok(Uploaded {
+            etag: out.e_tag,
+            size: len,
+        })
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        body: BodyStream,
+    ) -> Result<Uploaded> {
+        let mut body = PartReader {
+            body,
+            leftover: None,
+        };
+        let first = body.next_part().await?;
+        if first.len() < PART_SIZE {
+            // The whole body fit in one part: a plain PUT, no multipart bookkeeping.
+            let len = first.len() as u64;
+            let out = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_content_type(content_type.map(String::from))
+                .body(ByteStream::from(first))
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("PutObject", &self.endpoint, e))?;
+            return Ok(Uploaded {
+                etag: out.e_tag,
+                size: len,
+            });
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(String::from))
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("CreateMultipartUpload", &self.endpoint, e))?;
+        let upload_id = created.upload_id.ok_or_else(|| Error::S3 {
+            op: "CreateMultipartUpload",
+            status: 200,
+            code: "MissingUploadId".into(),
+            message: "the server gave no upload id".into(),
+        })?;
+        match self.upload_parts(key, &upload_id, first, &mut body).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                if let Err(abort) = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
+                {
+                    tracing::warn!(bucket = %self.bucket, key, error = %Error::from_sdk("AbortMultipartUpload", &self.endpoint, abort), "aborting a failed multipart upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Uploads `first` and the rest of `body` as parts, reading the next part while the previous
+    /// one is in flight.
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Bytes,
+        body: &mut PartReader,
+    ) -> Result<Uploaded> {
+        let mut parts = Vec::new();
+        let mut size = 0u64;
+        let mut next = Some(first);
+        let mut number = 1i32;
+        while let Some(chunk) = next.take() {
+            size += chunk.len() as u64;
+            let full = chunk.len() == PART_SIZE;
+            let client = self.clone();
+            let (key_owned, id_owned) = (key.to_string(), upload_id.to_string());
+            let in_flight = tokio::spawn(async move {
+                client
+                    .upload_part(&key_owned, &id_owned, number, chunk)
+                    .await
+            });
+            let read = if full {
+                Some(body.next_part().await)
+            } else {
+                None
+            };
+            let etag = in_flight.await.map_err(|e| Error::Body(e.to_string()))??;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(etag)
+                    .build(),
+            );
+            number += 1;
+            if let Some(read) = read {
+                let chunk = read?;
+                if !chunk.is_empty() {
+                    next = Some(chunk);
+                }
+            }
+        }
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("CompleteMultipartUpload", &self.endpoint, e))?;
+        Ok(Uploaded {
+            etag: out.e_tag,
+            size,
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        chunk: Bytes,
+    ) -> Result<Option<String>> {
+        let len = chunk.len() as i64;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len)
+            .body(ByteStream::from(chunk))
+            .customize()
+            // Hashing every part for the signature costs CPU for nothing a TCP checksum and
+            // the part's length do not already give on this hop.
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("UploadPart", &self.endpoint, e))?;
+        Ok(out.e_tag)
+    }
+
+    /// Starts a download; `range` is an HTTP `Range` header value passed through to S3.
+    pub async fn get_object(&self, key: &str, range: Option<&str>) -> Result<Download> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(String::from))
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetObject", &self.endpoint, e))?;
+        let info = ObjectInfo {
+            key: key.to_string(),
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+            etag: out.e_tag.clone(),
+            last_modified: fmt_time(out.last_modified.as_ref(), DateTimeFormat::DateTime),
+            last_modified_http: fmt_time(out.last_modified.as_ref(), DateTimeFormat::HttpDate),
+            content_type: out.content_type.clone(),
+            metadata: out.metadata.clone().unwrap_or_default(),
+        };
+        let body = futures::stream::unfold(out.body, |mut s| async move {
+            s.next()
+                .await
+                .map(|chunk| (chunk.map_err(|e| Box::new(e) as BoxError), s))
+        });
+        Ok(Download {
+            content_length: info.size,
+            info,
+            content_range: out.content_range,
+            body: Box::pin(body),
+        })
+    }
+
+    /// HEAD of an object; `None` when it does not exist.
+    pub async fn head_object(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: out.content_length.unwrap_or(0).max(0) as u64,
+                etag: out.e_tag,
+                last_modified: fmt_time(out.last_modified.as_ref(), DateTimeFormat::DateTime),
+                last_modified_http: fmt_time(out.last_modified.as_ref(), DateTimeFormat::HttpDate),
+                content_type: out.content_type,
+                metadata: out.metadata.unwrap_or_default(),
+            })),
+            Err(e) => match Error::from_sdk("HeadObject", &self.endpoint, e) {
+                Error::S3 { status: 404, .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Deletes an object; a missing key is success, as in S3.
+    pub async fn delete_object(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("DeleteObject", &self.endpoint, e))?;
+        Ok(())
+    }
+
+    /// One page of ListObjectsV2.
+    pub async fn list_objects(
+        &self,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        limit: i32,
+        token: Option<&str>,
+    ) -> Result<Listing> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .set_prefix(prefix.map(String::from))
+            .set_delimiter(delimiter.map(String::from))
+            .max_keys(limit)
+            .set_continuation_token(token.map(String::from))
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("ListObjectsV2", &self.endpoint, e))?;
+        let objects = out
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| ObjectInfo {
+                key: o.key.unwrap_or_default(),
+                size: o.size.unwrap_or(0).max(0) as u64,
+                etag: o.e_tag,
+                last_modified: fmt_time(o.last_modified.as_ref(), DateTimeFormat::DateTime),
+                last_modified_http: fmt_time(o.last_modified.as_ref(), DateTimeFormat::HttpDate),
+                content_type: None,
+                metadata: HashMap::new(),
+            })
+            .collect();
+        let prefixes = out
+            .common_prefixes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.prefix)
+            .collect();
+        let next_token = if out.is_truncated.unwrap_or(false) {
+            out.next_continuation_token
+        } else {
+            None
+        };
+        Ok(Listing {
+            objects,
+            prefixes,
+            next_token,
+        })
+    }
+
+    /// Object count and total bytes of the whole bucket, walking every page.
+    pub async fn usage(&self) -> Result<(u64, u64)> {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .list_objects(None, None, 1000, token.as_deref())
+                .await?;
+            count += page.objects.len() as u64;
+            bytes += page.objects.iter().map(|o| o.size).sum::<u64>();
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok((count, bytes)),
+            }
+        }
+    }
+}
+
+/// Cuts a body into parts of exactly [`PART_SIZE`] bytes (the last one shorter).
+struct PartReader {
+    body: BodyStream,
+    leftover: Option<Bytes>,
+}
+
+impl PartReader {
+    /// Reads the next part; empty at the end of the body.
+    async fn next_part(&mut self) -> Result<Bytes> {
+        let mut buf = BytesMut::with_capacity(PART_SIZE);
+        while buf.len() < PART_SIZE {
+            let chunk = match self.leftover.take() {
+                Some(c) => c,
+                None => match self.body.next().await {
+                    None => break,
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => return Err(Error::Body(e.to_string())),
+                },
+            };
+            let room = PART_SIZE - buf.len();
+            if chunk.len() <= room {
+                buf.extend_from_slice(&chunk);
+            } else {
+                buf.extend_from_slice(&chunk[..room]);
+                self.leftover = Some(chunk.slice(room..));
+            }
+        }
+        Ok(buf.freeze())
+    }
+}

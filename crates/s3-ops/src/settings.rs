@@ -1,0 +1,125 @@
+//! Bucket settings applied inside the S3 server: versioning, anonymous read, default encryption.
+
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+};
+
+use crate::client::BucketClient;
+use crate::error::{Error, Result};
+
+impl BucketClient {
+    /// Enables versioning, or suspends it (S3 cannot turn it off once enabled).
+    pub async fn set_versioning(&self, enabled: bool) -> Result<()> {
+        let status = if enabled {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        self.client
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("PutBucketVersioning", &self.endpoint, e))?;
+        Ok(())
+    }
+
+    /// Lets anonymous clients GET objects (a bucket policy), or removes that policy.
+    pub async fn set_public_read(&self, public: bool) -> Result<()> {
+        if public {
+            self.client
+                .put_bucket_policy()
+                .bucket(&self.bucket)
+                .policy(public_read_policy(&self.bucket))
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("PutBucketPolicy", &self.endpoint, e))?;
+            return Ok(());
+        }
+        match self
+            .client
+            .delete_bucket_policy()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match Error::from_sdk("DeleteBucketPolicy", &self.endpoint, e) {
+                // No policy is what we wanted.
+                Error::S3 { status: 404, .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Sets default server-side encryption (SSE-S3, AES-256) or removes it.
+    pub async fn set_default_encryption(&self, on: bool) -> Result<()> {
+        if on {
+            let rule = ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::Aes256)
+                        .build()
+                        .map_err(|e| Error::Presign(e.to_string()))?,
+                )
+                .build();
+            let conf = ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| Error::Presign(e.to_string()))?;
+            self.client
+                .put_bucket_encryption()
+                .bucket(&self.bucket)
+                .server_side_encryption_configuration(conf)
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("PutBucketEncryption", &self.endpoint, e))?;
+            return Ok(());
+        }
+        match self
+            .client
+            .delete_bucket_encryption()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match Error::from_sdk("DeleteBucketEncryption", &self.endpoint, e) {
+                Error::S3 { status: 404, .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// The policy that lets anyone GET the bucket's objects (and nothing else).
+pub fn public_read_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "KalpanaPublicRead",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["s3:GetObject"],
+            "Resource": [format!("arn:aws:s3:::{bucket}/*")]
+        }]
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_policy_grants_only_get_object_on_this_bucket() {
+        let p: serde_json::Value =
+            serde_json::from_str(&public_read_policy("photos")).expect("json");
+        let st = &p["Statement"][0];
+        assert_eq!(st["Principal"], "*");
+        assert_eq!(st["Action"], serde_json::json!(["s3:GetObject"]));
+        assert_eq!(st["Resource"], serde_json::json!(["arn:aws:s3:::photos/*"]));
+    }
+}
