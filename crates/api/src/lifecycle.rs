@@ -121,6 +121,7 @@ pub async fn create(
         total_size_bytes: 0,
         stats_synced_at: None,
         domain_id: None,
+        linked_host: None,
         subdomain: None,
         container_id: None,
         volume_name: Some(volume_name(&id)),
@@ -275,10 +276,11 @@ pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
     let s3_port = b
         .port
         .ok_or_else(|| Error::Internal(format!("bucket {} has no port", b.id)))?;
-    let routed_hosts = match (&cfg.routing.base_domain, &b.subdomain) {
+    let mut routed_hosts = match (&cfg.routing.base_domain, &b.subdomain) {
         (Some(base), Some(sub)) => vec![format!("{sub}.{base}")],
         _ => Vec::new(),
     };
+    routed_hosts.extend(b.linked_host.clone());
     Ok(BucketSpec {
         id: b.id.clone(),
         name: b.name.clone(),
@@ -318,6 +320,9 @@ pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
 /// otherwise the public host and the bucket's port.
 pub fn public_origin(state: &AppState, b: &BucketRecord) -> Option<String> {
     let routing = &state.config.routing;
+    if let (Some(_), Some(host)) = (&routing.base_domain, &b.linked_host) {
+        return Some(routing.origin(host));
+    }
     match (&routing.base_domain, &b.subdomain, b.port) {
         (Some(base), Some(sub), _) => Some(routing.origin(&format!("{sub}.{base}"))),
         (None, _, Some(port)) | (Some(_), None, Some(port)) => {
@@ -354,15 +359,19 @@ pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
     s3_client_for(state, b, internal_origin(state, b)?)
 }
 
-/// An S3 client for the bucket at `origin` (for presigning: the origin clients will use).
+/// An S3 client for the bucket at `origin`.
 pub fn s3_client_for(state: &AppState, b: &BucketRecord, origin: String) -> Result<BucketClient> {
-    let endpoint = Endpoint {
+    Ok(BucketClient::new(&endpoint_at(state, b, origin)?, &b.name))
+}
+
+/// The bucket's S3 endpoint and credentials at `origin`.
+pub fn endpoint_at(state: &AppState, b: &BucketRecord, origin: String) -> Result<Endpoint> {
+    Ok(Endpoint {
         url: origin,
         region: b.region.clone(),
         access_key: b.access_key.clone(),
         secret_key: state.master_key.decrypt(&b.secret_key_enc)?,
-    };
-    Ok(BucketClient::new(&endpoint, &b.name))
+    })
 }
 
 /// Records a status change, publishes it and logs it. With `expect`, only from that status.
@@ -658,6 +667,67 @@ pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
     let from = b.status;
     set_status(state, &mut b, BucketStatus::Stopped, None, Some(from)).await?;
     Ok(b)
+}
+
+/// Links the bucket to `host` (or unlinks it with `None`). Labels cannot change on a live
+/// container, so a provisioned bucket's container is replaced: same volume, ports and
+/// credentials; a running bucket is brought up again and is unavailable only meanwhile.
+pub async fn set_link(
+    state: &AppState,
+    id: &str,
+    domain_id: Option<String>,
+    host: Option<String>,
+) -> Result<BucketRecord> {
+    let _guard = state.locks.lock(id).await;
+    let mut b = state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))?;
+    if b.status == BucketStatus::Creating {
+        return Err(Error::Conflict("the bucket is still being created".into()));
+    }
+    if b.linked_host == host {
+        return Ok(b);
+    }
+    b.domain_id = domain_id;
+    b.linked_host = host;
+    b.updated_at = now();
+    // The record first: a daemon that dies mid-way recreates the container from it.
+    state.store.update_bucket(&b, None).await?;
+    tracing::info!(bucket = %b.id, host = ?b.linked_host, "domain link changed; replacing the container");
+    if !b.provisioned {
+        return Ok(b);
+    }
+    let result = replace_container(state, &b).await;
+    if let Err(e) = result {
+        let from = b.status;
+        set_status(
+            state,
+            &mut b,
+            BucketStatus::Error,
+            Some(format!(
+                "replacing the container for the domain link failed: {e}"
+            )),
+            Some(from),
+        )
+        .await?;
+        return Err(e);
+    }
+    Ok(b)
+}
+
+async fn replace_container(state: &AppState, b: &BucketRecord) -> Result<()> {
+    let spec = spec_for(state, b)?;
+    let name = container_name(&b.id);
+    state.docker.stop_container(&name, STOP_GRACE).await?;
+    state.docker.remove_container(&name).await?;
+    state.docker.ensure_network(&spec.network).await?;
+    state.docker.create_container(&spec).await?;
+    if b.status == BucketStatus::Running {
+        bring_up(state, b, &spec, Settings::all_of(b)).await?;
+    }
+    Ok(())
 }
 
 /// Deletes a bucket as a finalizer: mark it deleting, remove the container (and the volume when

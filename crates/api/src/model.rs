@@ -86,6 +86,22 @@ pub struct Team {
     pub created_at: String,
 }
 
+/// A domain registered by a user or a team; its buckets can be linked to `<sub>.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Domain {
+    /// Id.
+    pub id: String,
+    /// DNS name, e.g. `files.example.com`.
+    pub name: String,
+    /// Owner.
+    pub user_id: String,
+    /// Team whose members may use it.
+    pub team_id: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +155,9 @@ pub struct BucketRecord {
     pub stats_synced_at: Option<String>,
     /// Linked domain.
     pub domain_id: Option<String>,
+    /// The full host of the domain link (`<sub>.<domain>`), routed beside the default host.
+    #[serde(default)]
+    pub linked_host: Option<String>,
     /// Subdomain label.
     pub subdomain: Option<String>,
     /// Docker container id.

@@ -7,7 +7,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::Error;
-use crate::routes::{buckets, events, health, identities, objects};
+use crate::routes::{buckets, domains, events, health, identities, objects};
 
 /// Every route of the REST API.
 pub fn router(state: AppState) -> Router {
@@ -58,6 +58,11 @@ pub fn router(state: AppState) -> Router {
             post(objects::presigned_download),
         )
         .route("/api/buckets/{id}/stats", get(objects::stats))
+        .route("/api/domains", post(domains::create).get(domains::list))
+        .route(
+            "/api/buckets/{id}/domain",
+            post(domains::link).delete(domains::unlink),
+        )
         .route("/api/events", get(events::stream))
         .fallback(|| async { Error::NotFound("route") })
         .layer(TraceLayer::new_for_http())

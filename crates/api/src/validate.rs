@@ -74,6 +74,17 @@ pub fn quota(gb: Option<f64>) -> Result<()> {
     }
 }
 
+/// Checks a domain name: dot-separated DNS labels, at least two, at most 253 bytes.
+pub fn domain_name(name: &str) -> Result<()> {
+    let labels: Vec<&str> = name.split('.').collect();
+    if name.len() > 253 || labels.len() < 2 || labels.iter().any(|l| dns_label(l).is_err()) {
+        return Err(Error::BadRequest(format!(
+            "invalid domain {name:?}: dot-separated labels of lowercase letters, digits and inner hyphens"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a DNS label (a subdomain part): 1–63 of `a-z0-9-`, not starting or ending with `-`.
 pub fn dns_label(label: &str) -> Result<()> {
     let ok = !label.is_empty()

@@ -13,4 +13,4 @@ pub mod settings;
 pub use client::{BucketClient, Endpoint};
 pub use error::{Error, Result};
 pub use objects::{BodyStream, BoxError, Download, Listing, ObjectInfo, Uploaded};
-pub use presign::Presigned;
+pub use presign::{Presigned, Presigner};

@@ -22,8 +22,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// uploaded, one being read), so an upload of any size holds at most 16 MiB.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
-/// The largest object S3 takes in one PUT; larger known-length bodies go multipart.
-pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest body sent as one PUT; larger ones go multipart. S3 would take 5 GiB in one PUT,
+/// but engines hold a single PUT in memory several times over: SeaweedFS in its 512 MiB
+/// container was OOM-killed by 64 MiB PUTs, while 8 MiB parts keep it flat.
+pub const MAX_SINGLE_PUT: u64 = PART_SIZE as u64;
 
 /// What S3 says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]

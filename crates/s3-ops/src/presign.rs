@@ -1,16 +1,35 @@
-//! Presigned URLs: requests anyone can make without credentials until they expire.
+//! Presigned URLs: requests anyone can make without credentials until they expire. Signed with
+//! SigV4 in the query string directly (no SDK client per URL), for the origin clients will use.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::presigning::PresigningConfig;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_smithy_runtime_api::client::identity::Identity;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::client::BucketClient;
+use crate::client::Endpoint;
 use crate::error::{Error, Result};
+
+/// Everything but SigV4's unreserved characters is encoded.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// The same for a key in a path, where `/` stays as it is.
+const PATH: &AsciiSet = &QUERY.remove(b'/');
+
+/// The longest lifetime S3 accepts for a presigned URL.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A presigned request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presigned {
-    /// The URL, for the host the client was built with.
+    /// The URL, for the origin the presigner was built with.
     pub url: String,
     /// HTTP method.
     pub method: String,
@@ -18,51 +37,174 @@ pub struct Presigned {
     pub headers: Vec<(String, String)>,
 }
 
-fn config(expires: Duration) -> Result<PresigningConfig> {
-    PresigningConfig::expires_in(expires).map_err(|e| Error::Presign(e.to_string()))
+/// Presigns requests for one bucket at one origin (path-style).
+#[derive(Debug, Clone)]
+pub struct Presigner {
+    origin: String,
+    bucket: String,
+    region: String,
+    identity: Identity,
 }
 
-impl BucketClient {
+impl Presigner {
+    /// A presigner for `bucket` at `endpoint.url`, which must be the origin clients will use:
+    /// SigV4 signs the Host header.
+    pub fn new(endpoint: &Endpoint, bucket: &str) -> Self {
+        let creds = Credentials::new(
+            &endpoint.access_key,
+            &endpoint.secret_key,
+            None,
+            None,
+            "kalpana",
+        );
+        Presigner {
+            origin: endpoint.url.trim_end_matches('/').to_string(),
+            bucket: bucket.to_string(),
+            region: endpoint.region.clone(),
+            identity: creds.into(),
+        }
+    }
+
     /// A presigned GET of `key`, valid for `expires`.
-    pub async fn presign_get(&self, key: &str, expires: Duration) -> Result<Presigned> {
-        let req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config(expires)?)
-            .await
-            .map_err(|e| Error::Presign(e.to_string()))?;
-        Ok(Presigned {
-            url: req.uri().to_string(),
-            method: req.method().to_string(),
-            headers: Vec::new(),
-        })
+    pub fn presign_get(&self, key: &str, expires: Duration) -> Result<Presigned> {
+        self.presign("GET", key, expires, None)
     }
 
     /// A presigned PUT of `key`, valid for `expires`; with a content type the upload must send it.
-    pub async fn presign_put(
+    pub fn presign_put(
         &self,
         key: &str,
         expires: Duration,
         content_type: Option<&str>,
     ) -> Result<Presigned> {
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_content_type(content_type.map(String::from))
-            .presigned(config(expires)?)
-            .await
-            .map_err(|e| Error::Presign(e.to_string()))?;
+        self.presign("PUT", key, expires, content_type)
+    }
+
+    fn presign(
+        &self,
+        method: &str,
+        key: &str,
+        expires: Duration,
+        content_type: Option<&str>,
+    ) -> Result<Presigned> {
+        if expires.is_zero() || expires > MAX_EXPIRY {
+            return Err(Error::Presign(format!(
+                "expiry must be between 1 s and {} s",
+                MAX_EXPIRY.as_secs()
+            )));
+        }
+        let url = format!(
+            "{}/{}/{}",
+            self.origin,
+            self.bucket,
+            utf8_percent_encode(key, PATH)
+        );
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(expires);
+        // S3 signs the path as sent: no double encoding, no normalisation.
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| Error::Presign(e.to_string()))?
+            .into();
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|ct| ("content-type", ct))
+            .into_iter()
+            .collect();
+        let signable = SignableRequest::new(
+            method,
+            url.as_str(),
+            headers.iter().copied(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|e| Error::Presign(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| Error::Presign(e.to_string()))?
+            .into_parts();
+        let mut out = url;
+        for (i, (name, value)) in instructions.params().iter().enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            out.push_str(&utf8_percent_encode(name, QUERY).to_string());
+            out.push('=');
+            out.push_str(&utf8_percent_encode(value, QUERY).to_string());
+        }
         Ok(Presigned {
-            url: req.uri().to_string(),
-            method: req.method().to_string(),
-            headers: req
-                .headers()
+            url: out,
+            method: method.to_string(),
+            headers: headers
+                .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presigner() -> Presigner {
+        Presigner::new(
+            &Endpoint {
+                url: "http://photos.buckets.example.test:8080".into(),
+                region: "us-east-1".into(),
+                access_key: "AKIDEXAMPLE".into(),
+                secret_key: "secret".into(),
+            },
+            "photos",
+        )
+    }
+
+    #[test]
+    fn get_url_is_path_style_for_the_origin_with_expiry() {
+        let p = presigner()
+            .presign_get("dir/a b+ü.txt", Duration::from_secs(3600))
+            .expect("presign");
+        assert!(
+            p.url.starts_with(
+                "http://photos.buckets.example.test:8080/photos/dir/a%20b%2B%C3%BC.txt?"
+            ),
+            "{}",
+            p.url
+        );
+        for part in [
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Expires=3600",
+            "X-Amz-SignedHeaders=host",
+            "X-Amz-Credential=AKIDEXAMPLE%2F",
+            "X-Amz-Signature=",
+        ] {
+            assert!(p.url.contains(part), "{part} missing in {}", p.url);
+        }
+        assert!(!p.url.contains("secret"));
+        assert_eq!(p.method, "GET");
+    }
+
+    #[test]
+    fn put_signs_the_content_type_and_bounds_expiry() {
+        let p = presigner()
+            .presign_put("k", Duration::from_secs(60), Some("text/plain"))
+            .expect("presign");
+        assert!(
+            p.url.contains("X-Amz-SignedHeaders=content-type%3Bhost"),
+            "{}",
+            p.url
+        );
+        assert_eq!(
+            p.headers,
+            vec![("content-type".into(), "text/plain".into())]
+        );
+        assert!(presigner().presign_get("k", Duration::ZERO).is_err());
+        assert!(presigner()
+            .presign_get("k", MAX_EXPIRY + Duration::from_secs(1))
+            .is_err());
+        assert!(presigner().presign_get("k", MAX_EXPIRY).is_ok());
     }
 }

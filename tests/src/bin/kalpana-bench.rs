@@ -1,14 +1,27 @@
 //! Benchmarks that print one line per figure, each beside a baseline measured in the same run.
+//! `cargo run --release -p kalpana-e2e --bin kalpana-bench -- <what>`, where what is:
 //!
-//! `cargo run --release -p kalpana-e2e --bin kalpana-bench -- provision [N]`:
-//! `POST /api/buckets?wait=true` to RUNNING through the daemon, N sequential creates, beside a
-//! plain `docker run` of the same image to its first S3 answer.
+//! - `provision [N]`: `POST /api/buckets?wait=true` to RUNNING, N sequential and N concurrent
+//!   creates, beside a plain `docker run` of the same image to its first S3 answer.
+//! - `transfer [REPS]`: 1 MiB, 64 MiB and 1 GiB uploads and downloads through the daemon beside
+//!   the same transfer straight to the bucket container with aws-sdk-s3; the daemon's idle and
+//!   peak RSS.
+//! - `presign [N]`: presigned URLs per second on one core, as the daemon makes them, beside the
+//!   SDK presigning with one reused client.
+//! - `list [RECORDS]`: `GET /api/buckets` and `GET /api/buckets/{id}` latency with RECORDS bucket
+//!   records in the store, beside `GET /healthz` on the same daemon.
+//! - `all`: every one of the above with its defaults.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
-use kalpana_e2e::{Daemon, ENGINE_IMAGE};
+use bytes::Bytes;
+use futures::StreamExt;
+use kalpana_e2e::{object_path, proc_memory, s3_client, Daemon, DaemonOptions, ENGINE_IMAGE};
 use kalpana_manager_core::EngineProfile;
 use serde_json::json;
 
@@ -117,17 +130,415 @@ async fn provision(n: usize) -> Result<()> {
         dm / pm,
         (dm / pm - 1.0) * 100.0
     );
+
+    // n concurrent creates through the daemon, beside n concurrent plain `docker run`s.
+    let ports: Vec<u16> = (0..n as u16).map(|i| d.port_range.1 - 1 - i).collect();
+    let wall = Instant::now();
+    let mut plain_c: Vec<f64> =
+        futures::future::join_all(ports.iter().map(|p| plain_docker_run(*p)))
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+    let plain_wall = wall.elapsed().as_secs_f64();
+    let wall = Instant::now();
+    let created = futures::future::join_all((0..n).map(|i| {
+        let api = api.clone();
+        async move {
+            let started = Instant::now();
+            let (status, b) = api
+                .create_bucket(json!({ "name": format!("conc-{i}") }))
+                .await?;
+            if status != 201 || b["status"] != "RUNNING" {
+                bail!("concurrent create {i} failed: {status} {b}");
+            }
+            anyhow::Ok((
+                started.elapsed().as_secs_f64(),
+                b["id"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    let daemon_wall = wall.elapsed().as_secs_f64();
+    let mut daemon_c: Vec<f64> = created.iter().map(|(s, _)| *s).collect();
+    for (_, id) in &created {
+        api.delete_bucket(id, true).await?;
+    }
+    let (pm, dm) = (median(&mut plain_c.clone()), median(&mut daemon_c.clone()));
+    println!("provision.concurrent n={n} plain_docker_run_to_first_s3_answer median_s={pm:.3} p95_s={:.3} wall_s={plain_wall:.3}", percentile(&mut plain_c, 95.0));
+    println!("provision.concurrent n={n} daemon_post_to_running median_s={dm:.3} p95_s={:.3} wall_s={daemon_wall:.3}", percentile(&mut daemon_c, 95.0));
+    println!(
+        "provision.concurrent ratio daemon/plain median={:.3} wall={:.3}",
+        dm / pm,
+        daemon_wall / plain_wall
+    );
+    Ok(())
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A body of `size` bytes made of one shared 1 MiB chunk: no disk, no allocation per chunk.
+fn body_stream(
+    size: u64,
+) -> impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Sync + 'static
+{
+    let chunk = Bytes::from(kalpana_e2e::pattern(MIB as usize, 9));
+    let full = size / MIB;
+    let rest = (size % MIB) as usize;
+    let tail = chunk.slice(..rest);
+    futures::stream::iter(
+        (0..full)
+            .map(move |_| Ok(chunk.clone()))
+            .chain((rest > 0).then_some(Ok(tail))),
+    )
+}
+
+fn human(size: u64) -> String {
+    if size >= 1024 * MIB {
+        format!("{}GiB", size / (1024 * MIB))
+    } else {
+        format!("{}MiB", size / MIB)
+    }
+}
+
+/// Samples a process's RSS every 10 ms and keeps the highest value until reset.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(rss) = proc_memory(pid, "VmRSS") {
+                    p.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssSampler { peak, stop }
+    }
+
+    fn take_peak(&self) -> u64 {
+        self.peak.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn transfer(reps: usize) -> Result<()> {
+    // SeaweedFS `mini` is OOM-killed during a 1 GiB object in the default 512 MiB container.
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_CONTAINER_MEMORY_MB".into(), "2048".into())],
+        ..Default::default()
+    })
+    .await?;
+    let pid = d.pid().context("daemon pid")?;
+    let (api, _) = d.new_user("bench").await?;
+    let (status, b) = api.create_bucket(json!({ "name": "transfer" })).await?;
+    if status != 201 || b["status"] != "RUNNING" {
+        bail!("create failed: {status} {b}");
+    }
+    let id = b["id"].as_str().context("id")?.to_string();
+    let name = b["name"].as_str().context("name")?.to_string();
+    let direct = kalpana_s3_ops::BucketClient::new(
+        &kalpana_s3_ops::Endpoint {
+            url: b["endpoint"].as_str().context("endpoint")?.to_string(),
+            region: "us-east-1".into(),
+            access_key: b["accessKey"].as_str().context("accessKey")?.to_string(),
+            secret_key: b["secretKey"].as_str().context("secretKey")?.to_string(),
+        },
+        &name,
+    );
+    let (http, _, _) = api.raw();
+    let http = http.clone();
+    // Warm both paths up once so first-connection costs stay out of the figures.
+    direct
+        .put_object(
+            "warm",
+            None,
+            Some(MIB),
+            Box::pin(
+                body_stream(MIB).map(|c| c.map_err(|e| Box::new(e) as kalpana_s3_ops::BoxError)),
+            ),
+        )
+        .await?;
+    api.put_object(&id, "warm", vec![0u8; MIB as usize], None)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = proc_memory(pid, "VmRSS").context("VmRSS")?;
+    println!(
+        "transfer.memory daemon_idle_rss_mib={:.1}",
+        idle as f64 / MIB as f64
+    );
+    let sampler = RssSampler::start(pid);
+
+    for size in [MIB, 64 * MIB, 1024 * MIB] {
+        let mut up = (Vec::new(), Vec::new());
+        let mut down = (Vec::new(), Vec::new());
+        sampler.take_peak();
+        for _ in 0..reps {
+            // Straight to the container with the daemon's own S3 client code.
+            let started = Instant::now();
+            direct
+                .put_object(
+                    "direct",
+                    None,
+                    Some(size),
+                    Box::pin(
+                        body_stream(size)
+                            .map(|c| c.map_err(|e| Box::new(e) as kalpana_s3_ops::BoxError)),
+                    ),
+                )
+                .await?;
+            up.0.push(started.elapsed().as_secs_f64());
+
+            // Through the daemon's raw PUT.
+            let started = Instant::now();
+            let resp = api
+                .request(reqwest::Method::PUT, &object_path(&id, "daemon"))
+                .header("content-length", size)
+                .body(reqwest::Body::wrap_stream(body_stream(size)))
+                .send()
+                .await?;
+            if resp.status() != 201 {
+                bail!("daemon upload: {} {}", resp.status(), resp.text().await?);
+            }
+            up.1.push(started.elapsed().as_secs_f64());
+
+            let started = Instant::now();
+            let mut got = direct.get_object("direct", None).await?.body;
+            let mut n = 0u64;
+            while let Some(chunk) = got.next().await {
+                n += chunk.map_err(|e| anyhow::anyhow!("{e}"))?.len() as u64;
+            }
+            if n != size {
+                bail!("direct download got {n} of {size} bytes");
+            }
+            down.0.push(started.elapsed().as_secs_f64());
+
+            let started = Instant::now();
+            let resp = http
+                .get(format!("{}{}", d.url, object_path(&id, "daemon")))
+                .bearer_auth(api_token(&api))
+                .send()
+                .await?;
+            let mut stream = resp.bytes_stream();
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                n += chunk?.len() as u64;
+            }
+            if n != size {
+                bail!("daemon download got {n} of {size} bytes");
+            }
+            down.1.push(started.elapsed().as_secs_f64());
+        }
+        let peak = sampler.take_peak().max(idle);
+        let mbps = |secs: f64| size as f64 / MIB as f64 / secs;
+        for (what, (direct, daemon)) in [("upload", &mut up), ("download", &mut down)] {
+            let (dm, pm) = (median(direct), median(daemon));
+            println!(
+                "transfer.{what} size={} reps={reps} direct_mib_s={:.1} daemon_mib_s={:.1} ratio_daemon/direct={:.3}",
+                human(size),
+                mbps(dm),
+                mbps(pm),
+                dm / pm
+            );
+        }
+        println!(
+            "transfer.memory size={} daemon_peak_rss_mib={:.1} growth_over_idle_mib={:.1}",
+            human(size),
+            peak as f64 / MIB as f64,
+            (peak.saturating_sub(idle)) as f64 / MIB as f64
+        );
+    }
+    Ok(())
+}
+
+/// Runs [`presign`] on a thread of its own, outside the main runtime.
+fn presign_on_own_thread(n: usize) -> Result<()> {
+    std::thread::spawn(move || presign(n))
+        .join()
+        .map_err(|_| anyhow::anyhow!("presign thread panicked"))?
+}
+
+fn api_token(api: &kalpana_e2e::Api) -> String {
+    api.raw().2.unwrap_or_default().to_string()
+}
+
+fn presign(n: usize) -> Result<()> {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use kalpana_s3_ops::{Endpoint, Presigner};
+    // One thread with a current-thread runtime: the figures are per core.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let endpoint = Endpoint {
+        url: "http://photos.buckets.example.test:8080".into(),
+        region: "us-east-1".into(),
+        access_key: "AKIABENCHBENCHBENCH0".into(),
+        secret_key: "benchbenchbenchbenchbenchbenchbenchbench".into(),
+    };
+    let expires = Duration::from_secs(3600);
+    rt.block_on(async {
+        // Baseline: the SDK's own presigning with one client built once.
+        let sdk = s3_client(&endpoint.url, &endpoint.access_key, &endpoint.secret_key);
+        let sdk_presign = |key: String| {
+            let sdk = sdk.clone();
+            async move {
+                sdk.get_object()
+                    .bucket("photos")
+                    .key(key)
+                    .presigned(PresigningConfig::expires_in(expires)?)
+                    .await
+                    .map(|r| r.uri().to_string())
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        for i in 0..200 {
+            sdk_presign(format!("warm/{i}")).await?;
+        }
+        let started = Instant::now();
+        for i in 0..n {
+            sdk_presign(format!("key/{i}")).await?;
+        }
+        let sdk_rate = n as f64 / started.elapsed().as_secs_f64();
+        // The daemon's path: a presigner for the bucket's public origin per request.
+        let started = Instant::now();
+        for i in 0..n {
+            Presigner::new(&endpoint, "photos").presign_get(&format!("key/{i}"), expires)?;
+        }
+        let daemon_rate = n as f64 / started.elapsed().as_secs_f64();
+        println!("presign n={n} sdk_reused_client_urls_per_s_per_core={sdk_rate:.0}");
+        println!(
+            "presign n={n} daemon_path_urls_per_s_per_core={daemon_rate:.0} ratio_daemon/sdk={:.3}",
+            daemon_rate / sdk_rate
+        );
+        anyhow::Ok(())
+    })
+}
+
+async fn list(records: usize, requests: usize) -> Result<()> {
+    use kalpana_api::model::{now, BucketStatus, User};
+    let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let data_dir = std::env::temp_dir().join(format!("kalpana-{instance}"));
+    std::fs::create_dir_all(&data_dir)?;
+    let token = format!("kb_bench{}", uuid::Uuid::new_v4().simple());
+    let mut ids = Vec::new();
+    {
+        let store = kalpana_api::store::open(None, &data_dir).await?;
+        store
+            .put_user(&User {
+                id: "bench-user".into(),
+                name: "bench".into(),
+                admin: false,
+                token_hash: kalpana_api::secrets::hash_token(&token),
+                created_at: now(),
+            })
+            .await?;
+        let started = Instant::now();
+        for i in 0..records {
+            let mut b = kalpana_api::store::suite::bucket("bench-user", &format!("b-{i:06}"), &[]);
+            b.status = BucketStatus::Stopped;
+            b.provisioned = true;
+            ids.push(b.id.clone());
+            store.insert_bucket(&b).await?;
+        }
+        println!(
+            "list.setup records={records} inserted_in_s={:.1}",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let d = Daemon::start_in(DaemonOptions::default(), instance, data_dir).await?;
+    let api = d.api(&token);
+    let (http, base, _) = api.raw();
+    let time_get = |path: String| {
+        let req = http.get(format!("{base}{path}")).bearer_auth(&token);
+        async move {
+            let started = Instant::now();
+            let resp = req.send().await?;
+            let ok = resp.status().is_success();
+            let body = resp.bytes().await?;
+            if !ok {
+                bail!("GET failed: {}", String::from_utf8_lossy(&body));
+            }
+            anyhow::Ok((started.elapsed().as_secs_f64() * 1000.0, body))
+        }
+    };
+    for _ in 0..50 {
+        time_get("/healthz".into()).await?;
+    }
+    let mut health = Vec::new();
+    let mut one = Vec::new();
+    let mut page = Vec::new();
+    let mut cursors: Vec<Option<String>> = vec![None];
+    for i in 0..requests {
+        health.push(time_get("/healthz".into()).await?.0);
+        one.push(
+            time_get(format!("/api/buckets/{}", ids[(i * 7919) % ids.len()]))
+                .await?
+                .0,
+        );
+        let cursor = cursors[i % cursors.len()].clone();
+        let path = match &cursor {
+            Some(c) => format!("/api/buckets?cursor={c}"),
+            None => "/api/buckets".into(),
+        };
+        let (ms, body) = time_get(path).await?;
+        page.push(ms);
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["buckets"].as_array().map(Vec::len) != Some(100) {
+            bail!("a page should hold 100 buckets");
+        }
+        if let Some(next) = v["nextCursor"].as_str() {
+            if cursors.len() < 100 {
+                cursors.push(Some(next.to_string()));
+            }
+        }
+    }
+    let line = |what: &str, v: &mut Vec<f64>| {
+        println!(
+            "list.latency records={records} n={requests} {what} p50_ms={:.2} p99_ms={:.2}",
+            percentile(v, 50.0),
+            percentile(v, 99.0)
+        );
+    };
+    line("baseline_get_healthz", &mut health);
+    line("get_one_bucket", &mut one);
+    line("get_bucket_page_of_100", &mut page);
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| -> Result<usize> {
+        Ok(args
+            .get(i)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
     match args.first().map(String::as_str) {
-        Some("provision") => {
-            let n = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
-            provision(n).await
+        Some("provision") => provision(arg(1, 20)?).await,
+        Some("transfer") => transfer(arg(1, 3)?).await,
+        Some("presign") => presign_on_own_thread(arg(1, 20_000)?),
+        Some("list") => list(arg(1, 10_000)?, arg(2, 1000)?).await,
+        Some("all") => {
+            provision(20).await?;
+            transfer(3).await?;
+            presign_on_own_thread(20_000)?;
+            list(10_000, 1000).await
         }
-        _ => bail!("usage: kalpana-bench provision [N]"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | all"),
     }
 }

@@ -5,3 +5,4 @@ mod auth;
 mod lifecycle;
 mod objects;
 mod ports;
+mod routing;

@@ -50,6 +50,7 @@ pub struct BucketView {
     stats_synced_at: Option<String>,
     domain_id: Option<String>,
     subdomain: Option<String>,
+    linked_host: Option<String>,
     container_id: Option<String>,
     volume_name: Option<String>,
     network_name: Option<String>,
@@ -66,6 +67,11 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
         _ => None,
     };
     let endpoint = lifecycle::public_origin(state, &b);
+    let routed = b
+        .linked_host
+        .clone()
+        .filter(|_| routed.is_some())
+        .or(routed);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,
         (Some(host), Some(_)) => Some(routing.origin(&format!("console-{host}"))),
@@ -98,6 +104,7 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
         stats_synced_at: b.stats_synced_at,
         domain_id: b.domain_id,
         subdomain: b.subdomain,
+        linked_host: b.linked_host,
         container_id: b.container_id,
         volume_name: b.volume_name,
         network_name: b.network_name,

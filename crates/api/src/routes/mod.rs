@@ -1,6 +1,7 @@
 //! Handlers, one module per resource.
 
 pub mod buckets;
+pub mod domains;
 pub mod events;
 pub mod health;
 pub mod identities;

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use kalpana_s3_ops::Presigner;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -366,14 +367,12 @@ async fn presign(
     }
     let origin = lifecycle::public_origin(state, &b)
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no public endpoint", b.name)))?;
-    let client = lifecycle::s3_client_for(state, &b, origin)?;
+    let presigner = Presigner::new(&lifecycle::endpoint_at(state, &b, origin)?, &b.name);
     let expires = Duration::from_secs(secs);
     let signed = if upload {
-        client
-            .presign_put(&req.key, expires, req.content_type.as_deref())
-            .await?
+        presigner.presign_put(&req.key, expires, req.content_type.as_deref())?
     } else {
-        client.presign_get(&req.key, expires).await?
+        presigner.presign_get(&req.key, expires)?
     };
     let expires_at = (OffsetDateTime::now_utc() + expires)
         .format(&time::format_description::well_known::Rfc3339)

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("token_hashes");
@@ -22,6 +22,8 @@ const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const BUCKET_NAMES: TableDefinition<&str, &str> = TableDefinition::new("bucket_names");
 const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
 const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
+const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
+const DOMAIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("domain_names");
 
 /// The embedded store.
 #[derive(Clone)]
@@ -62,6 +64,8 @@ impl EmbeddedStore {
             txn.open_table(BUCKET_NAMES).map_err(db_err)?;
             txn.open_table(PORTS).map_err(db_err)?;
             txn.open_table(SUBDOMAINS).map_err(db_err)?;
+            txn.open_table(DOMAINS).map_err(db_err)?;
+            txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -240,6 +244,40 @@ impl Store for EmbeddedStore {
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
         self.blocking(|db| Self::all(db, TEAMS)).await
+    }
+
+    async fn insert_domain(&self, domain: &Domain) -> Result<()> {
+        let d = domain.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut names = txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
+                if names.get(d.name.as_str()).map_err(db_err)?.is_some() {
+                    return Err(Error::Conflict(format!(
+                        "domain {} is registered already",
+                        d.name
+                    )));
+                }
+                names
+                    .insert(d.name.as_str(), d.id.as_str())
+                    .map_err(db_err)?;
+                let mut domains = txn.open_table(DOMAINS).map_err(db_err)?;
+                domains
+                    .insert(d.id.as_str(), encode(&d)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, DOMAINS, &id)).await
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>> {
+        self.blocking(|db| Self::all(db, DOMAINS)).await
     }
 
     async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()> {

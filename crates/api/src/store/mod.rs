@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
 pub mod embedded;
 pub mod mongo;
@@ -81,6 +81,13 @@ pub trait Store: Send + Sync + 'static {
     async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>>;
     /// Every team.
     async fn list_teams(&self) -> Result<Vec<Team>>;
+
+    /// Inserts a new domain; 409 when its name is registered already.
+    async fn insert_domain(&self, domain: &Domain) -> Result<()>;
+    /// The domain with this id.
+    async fn get_domain(&self, id: &str) -> Result<Option<Domain>>;
+    /// Every domain.
+    async fn list_domains(&self) -> Result<Vec<Domain>>;
 
     /// Inserts a new bucket. 409 when the owner has a bucket of that name, when one of its
     /// ports is reserved, or when its subdomain is taken.
@@ -175,6 +182,9 @@ pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
     }
     for team in from.list_teams().await? {
         to.put_team(&team).await?;
+    }
+    for domain in from.list_domains().await? {
+        to.insert_domain(&domain).await?;
     }
     for bucket in all_buckets(from).await? {
         to.insert_bucket(&bucket).await?;

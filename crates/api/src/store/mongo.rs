@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -135,6 +135,9 @@ impl MongoStore {
     fn teams(&self) -> Collection<Document> {
         self.db.collection("teams")
     }
+    fn domains(&self) -> Collection<Document> {
+        self.db.collection("domains")
+    }
     fn buckets(&self) -> Collection<Document> {
         self.db.collection("buckets")
     }
@@ -151,6 +154,15 @@ impl MongoStore {
                 IndexModel::builder()
                     .keys(doc! { "tokenHash": 1 })
                     .options(unique("token_hash"))
+                    .build(),
+            )
+            .await
+            .map_err(mongo_err)?;
+        self.domains()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "name": 1 })
+                    .options(unique("domain_name"))
                     .build(),
             )
             .await
@@ -291,6 +303,27 @@ impl Store for MongoStore {
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
         self.find_all(self.teams(), doc! {}).await
+    }
+
+    async fn insert_domain(&self, domain: &Domain) -> Result<()> {
+        self.domains()
+            .insert_one(to_doc(&domain.id, domain)?)
+            .await
+            .map_err(mongo_err)?;
+        Ok(())
+    }
+
+    async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
+        let d = self
+            .domains()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?;
+        d.map(from_doc).transpose()
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>> {
+        self.find_all(self.domains(), doc! {}).await
     }
 
     async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()> {

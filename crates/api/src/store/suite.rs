@@ -36,6 +36,7 @@ pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         total_size_bytes: 0,
         stats_synced_at: None,
         domain_id: None,
+        linked_host: None,
         subdomain: None,
         container_id: None,
         volume_name: None,
