@@ -1,8 +1,10 @@
 //! The application state every handler shares.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kalpana_manager_core::{DockerClient, PortAllocator};
+use kalpana_s3_ops::BucketClient;
 
 use crate::config::Config;
 use crate::events::EventBus;
@@ -39,4 +41,43 @@ pub struct App {
     pub master_key: MasterKey,
     /// Status events.
     pub events: EventBus,
+    /// One S3 client per bucket, reused so requests share its connection pool.
+    pub s3_clients: S3Clients,
+}
+
+/// S3 clients by bucket id, each with the origin and access key it was made for.
+#[derive(Default)]
+pub struct S3Clients(std::sync::Mutex<HashMap<String, (String, String, BucketClient)>>);
+
+impl S3Clients {
+    /// The cached client of `bucket` for `origin` and `access_key`, made by `make` when missing
+    /// or made for something else.
+    pub fn get_or_make(
+        &self,
+        bucket: &str,
+        origin: &str,
+        access_key: &str,
+        make: impl FnOnce() -> crate::error::Result<BucketClient>,
+    ) -> crate::error::Result<BucketClient> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((o, k, c)) = map.get(bucket) {
+            if o == origin && k == access_key {
+                return Ok(c.clone());
+            }
+        }
+        let client = make()?;
+        map.insert(
+            bucket.to_string(),
+            (origin.to_string(), access_key.to_string(), client.clone()),
+        );
+        Ok(client)
+    }
+
+    /// Forgets the client of a deleted bucket.
+    pub fn forget(&self, bucket: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(bucket);
+    }
 }

@@ -356,7 +356,12 @@ pub async fn running(state: &AppState, caller: &Caller, id: &str) -> Result<Buck
 
 /// An S3 client for the bucket, through the origin the daemon can reach.
 pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
-    s3_client_for(state, b, internal_origin(state, b)?)
+    let origin = internal_origin(state, b)?;
+    state
+        .s3_clients
+        .get_or_make(&b.id, &origin, &b.access_key, || {
+            s3_client_for(state, b, origin.clone())
+        })
 }
 
 /// An S3 client for the bucket at `origin`.
@@ -390,6 +395,8 @@ pub async fn set_status(
         b.provisioned = true;
     }
     state.store.update_bucket(b, expect).await?;
+    // A restarted or replaced server would leave the pool with dead connections.
+    state.s3_clients.forget(&b.id);
     match status {
         BucketStatus::Error => {
             tracing::warn!(bucket = %b.id, name = %b.name, from = before.as_str(),
@@ -757,6 +764,7 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
         state.docker.remove_volume(&volume_name(&b.id)).await?;
     }
     state.store.delete_bucket(&b.id).await?;
+    state.s3_clients.forget(&b.id);
     tracing::info!(bucket = %b.id, name = %b.name, volume_deleted = b.delete_volume || !b.provisioned, "bucket deleted");
     state
         .events

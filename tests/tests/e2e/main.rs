@@ -2,6 +2,7 @@
 //! All compiled into one test binary.
 
 mod auth;
+mod isolation;
 mod lifecycle;
 mod objects;
 mod ports;

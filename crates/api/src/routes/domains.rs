@@ -108,17 +108,17 @@ pub async fn link(
 ) -> Result<Json<BucketView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
     let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
-    if state.config.routing.base_domain.is_none() {
-        return Err(Error::Unprocessable(
-            "routing through Traefik is off: set KALPANA_BASE_DOMAIN to link domains".into(),
-        ));
-    }
     let domain = state
         .store
         .get_domain(&req.domain_id)
         .await?
         .filter(|d| can_use(&caller, d))
         .ok_or(Error::NotFound("domain"))?;
+    if state.config.routing.base_domain.is_none() {
+        return Err(Error::Unprocessable(
+            "routing through Traefik is off: set KALPANA_BASE_DOMAIN to link domains".into(),
+        ));
+    }
     let sub = match req.subdomain {
         Some(s) => s,
         None => b
