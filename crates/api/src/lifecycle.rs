@@ -565,6 +565,15 @@ async fn release_resources(state: &AppState, b: &mut BucketRecord) {
     b.console_port = None;
 }
 
+/// Loads a bucket by id; 404 when there is none.
+async fn load(state: &AppState, id: &str) -> Result<BucketRecord> {
+    state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))
+}
+
 /// Loads a bucket the caller may see; anything else is 404.
 pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<BucketRecord> {
     match state.store.get_bucket(id).await? {
@@ -577,11 +586,7 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Buck
 /// again from scratch; a container removed by hand is recreated on the kept volume.
 pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
     let guard = state.locks.lock(id).await;
-    let mut b = state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))?;
+    let mut b = load(state, id).await?;
     match b.status {
         BucketStatus::Creating => {
             return Err(Error::Conflict("the bucket is still being created".into()))
@@ -650,11 +655,7 @@ pub async fn ensure_running(state: &AppState, b: &BucketRecord) -> Result<()> {
 /// Stops a bucket: RUNNING (or a provisioned ERROR) → STOPPED. Stopping a stopped bucket is fine.
 pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
     let _guard = state.locks.lock(id).await;
-    let mut b = state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))?;
+    let mut b = load(state, id).await?;
     match b.status {
         BucketStatus::Stopped => return Ok(b),
         BucketStatus::Creating => {
@@ -686,11 +687,7 @@ pub async fn set_link(
     host: Option<String>,
 ) -> Result<BucketRecord> {
     let _guard = state.locks.lock(id).await;
-    let mut b = state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))?;
+    let mut b = load(state, id).await?;
     if b.status == BucketStatus::Creating {
         return Err(Error::Conflict("the bucket is still being created".into()));
     }
@@ -770,4 +767,21 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
         .events
         .publish(BucketEvent::of("bucket.deleted", b, None));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_an_engine_lacks_are_422_naming_it() {
+        let err = check_features(EngineKind::Minio, None, Some(true), None)
+            .expect_err("minio has no SSE without a KMS");
+        assert!(
+            matches!(&err, Error::Unprocessable(m) if m.contains("minio")),
+            "{err}"
+        );
+        assert!(check_features(EngineKind::Minio, Some(true), Some(false), Some(true)).is_ok());
+        assert!(check_features(EngineKind::Seaweedfs, Some(true), Some(true), Some(true)).is_ok());
+    }
 }

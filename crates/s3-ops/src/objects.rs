@@ -82,6 +82,28 @@ fn fmt_time(t: Option<&DateTime>, format: DateTimeFormat) -> Option<String> {
     t.and_then(|t| t.fmt(format).ok())
 }
 
+impl ObjectInfo {
+    /// From the fields S3 answers carry (HEAD, GET, list entries alike).
+    fn new(
+        key: &str,
+        size: Option<i64>,
+        etag: Option<String>,
+        last_modified: Option<&DateTime>,
+        content_type: Option<String>,
+        metadata: Option<HashMap<String, String>>,
+    ) -> Self {
+        ObjectInfo {
+            key: key.to_string(),
+            size: size.unwrap_or(0).max(0) as u64,
+            etag,
+            last_modified: fmt_time(last_modified, DateTimeFormat::DateTime),
+            last_modified_http: fmt_time(last_modified, DateTimeFormat::HttpDate),
+            content_type,
+            metadata: metadata.unwrap_or_default(),
+        }
+    }
+}
+
 impl BucketClient {
     /// Uploads a body. A body of known length up to [`MAX_SINGLE_PUT`] streams as one PUT;
     /// anything else goes multipart in [`PART_SIZE`] parts. On any failure (including an error
@@ -292,15 +314,14 @@ impl BucketClient {
             .send()
             .await
             .map_err(|e| Error::from_sdk("GetObject", &self.endpoint, e))?;
-        let info = ObjectInfo {
-            key: key.to_string(),
-            size: out.content_length.unwrap_or(0).max(0) as u64,
-            etag: out.e_tag.clone(),
-            last_modified: fmt_time(out.last_modified.as_ref(), DateTimeFormat::DateTime),
-            last_modified_http: fmt_time(out.last_modified.as_ref(), DateTimeFormat::HttpDate),
-            content_type: out.content_type.clone(),
-            metadata: out.metadata.clone().unwrap_or_default(),
-        };
+        let info = ObjectInfo::new(
+            key,
+            out.content_length,
+            out.e_tag.clone(),
+            out.last_modified.as_ref(),
+            out.content_type.clone(),
+            out.metadata.clone(),
+        );
         let body = futures::stream::unfold(out.body, |mut s| async move {
             s.next()
                 .await
@@ -324,15 +345,14 @@ impl BucketClient {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(ObjectInfo {
-                key: key.to_string(),
-                size: out.content_length.unwrap_or(0).max(0) as u64,
-                etag: out.e_tag,
-                last_modified: fmt_time(out.last_modified.as_ref(), DateTimeFormat::DateTime),
-                last_modified_http: fmt_time(out.last_modified.as_ref(), DateTimeFormat::HttpDate),
-                content_type: out.content_type,
-                metadata: out.metadata.unwrap_or_default(),
-            })),
+            Ok(out) => Ok(Some(ObjectInfo::new(
+                key,
+                out.content_length,
+                out.e_tag,
+                out.last_modified.as_ref(),
+                out.content_type,
+                out.metadata,
+            ))),
             Err(e) => match Error::from_sdk("HeadObject", &self.endpoint, e) {
                 Error::S3 { status: 404, .. } => Ok(None),
                 other => Err(other),
@@ -375,14 +395,15 @@ impl BucketClient {
             .contents
             .unwrap_or_default()
             .into_iter()
-            .map(|o| ObjectInfo {
-                key: o.key.unwrap_or_default(),
-                size: o.size.unwrap_or(0).max(0) as u64,
-                etag: o.e_tag,
-                last_modified: fmt_time(o.last_modified.as_ref(), DateTimeFormat::DateTime),
-                last_modified_http: fmt_time(o.last_modified.as_ref(), DateTimeFormat::HttpDate),
-                content_type: None,
-                metadata: HashMap::new(),
+            .map(|o| {
+                ObjectInfo::new(
+                    o.key.as_deref().unwrap_or_default(),
+                    o.size,
+                    o.e_tag,
+                    o.last_modified.as_ref(),
+                    None,
+                    None,
+                )
             })
             .collect();
         let prefixes = out
