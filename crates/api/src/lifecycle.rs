@@ -694,11 +694,24 @@ pub async fn set_link(
     if b.linked_host == host {
         return Ok(b);
     }
-    b.domain_id = domain_id;
-    b.linked_host = host;
-    b.updated_at = now();
-    // The record first: a daemon that dies mid-way recreates the container from it.
-    state.store.update_bucket(&b, None).await?;
+    {
+        // Same lock order as provisioning: the bucket's, then allocation's.
+        let _alloc = state.allocation.lock().await;
+        if let Some(h) = &host {
+            let taken = crate::store::all_buckets(state.store.as_ref())
+                .await?
+                .into_iter()
+                .any(|o| o.id != b.id && o.linked_host.as_deref() == Some(h.as_str()));
+            if taken {
+                return Err(Error::Conflict(format!("{h} is linked to another bucket")));
+            }
+        }
+        b.domain_id = domain_id;
+        b.linked_host = host;
+        b.updated_at = now();
+        // The record first: a daemon that dies mid-way recreates the container from it.
+        state.store.update_bucket(&b, None).await?;
+    }
     tracing::info!(bucket = %b.id, host = ?b.linked_host, "domain link changed; replacing the container");
     if !b.provisioned {
         return Ok(b);

@@ -128,20 +128,8 @@ pub async fn link(
     };
     validate::dns_label(&sub)?;
     let host = format!("{sub}.{}", domain.name);
-    {
-        let _alloc = state.allocation.lock().await;
-        let taken = crate::store::all_buckets(state.store.as_ref())
-            .await?
-            .into_iter()
-            .any(|o| o.id != b.id && o.linked_host.as_deref() == Some(host.as_str()));
-        if taken {
-            return Err(Error::Conflict(format!(
-                "{host} is linked to another bucket"
-            )));
-        }
-        let b = lifecycle::set_link(&state, &id, Some(domain.id), Some(host)).await?;
-        Ok(Json(view(&state, b, None)))
-    }
+    let b = lifecycle::set_link(&state, &id, Some(domain.id), Some(host)).await?;
+    Ok(Json(view(&state, b, None)))
 }
 
 /// `DELETE /api/buckets/{id}/domain`: only the default host routes to the bucket afterwards.
