@@ -350,6 +350,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
         remove_instance_resources(&self.instance);
+        // A Docker call the daemon made just before it was killed can still land after the
+        // first sweep (a container created a moment later): sweep once more.
+        std::thread::sleep(Duration::from_millis(500));
+        remove_instance_resources(&self.instance);
         if std::env::var_os("KALPANA_TEST_KEEP_DATA").is_none() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
