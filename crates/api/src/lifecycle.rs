@@ -319,17 +319,20 @@ pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
 /// The origin clients use for the bucket's S3 API: its routed host when Traefik routes it,
 /// otherwise the public host and the bucket's port.
 pub fn public_origin(state: &AppState, b: &BucketRecord) -> Option<String> {
-    let routing = &state.config.routing;
-    if let (Some(_), Some(host)) = (&routing.base_domain, &b.linked_host) {
-        return Some(routing.origin(host));
+    match (routed_host(state, b), b.port) {
+        (Some(host), _) => Some(state.config.routing.origin(&host)),
+        (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
+        (None, None) => None,
     }
-    match (&routing.base_domain, &b.subdomain, b.port) {
-        (Some(base), Some(sub), _) => Some(routing.origin(&format!("{sub}.{base}"))),
-        (None, _, Some(port)) | (Some(_), None, Some(port)) => {
-            Some(format!("http://{}:{port}", b.host))
-        }
-        _ => None,
-    }
+}
+
+/// The host Traefik routes clients to for this bucket: its linked domain host, else
+/// `<subdomain>.<base domain>`; none when routing is off.
+pub fn routed_host(state: &AppState, b: &BucketRecord) -> Option<String> {
+    let base = state.config.routing.base_domain.as_ref()?;
+    b.linked_host
+        .clone()
+        .or_else(|| b.subdomain.as_ref().map(|sub| format!("{sub}.{base}")))
 }
 
 /// Loads a bucket the caller may see and that serves S3 now; a bucket in any other state is 409

@@ -25,6 +25,13 @@ pub struct Endpoint {
     pub secret_key: String,
 }
 
+impl Endpoint {
+    /// The endpoint's static credentials.
+    pub(crate) fn credentials(&self) -> Credentials {
+        Credentials::new(&self.access_key, &self.secret_key, None, None, "kalpana")
+    }
+}
+
 /// An S3 client bound to one bucket on one server.
 #[derive(Debug, Clone)]
 pub struct BucketClient {
@@ -37,13 +44,7 @@ impl BucketClient {
     /// A client for `bucket` at `endpoint`: path-style, static credentials, checksums only where
     /// the operation requires them (other S3 servers reject the SDK's default trailers).
     pub fn new(endpoint: &Endpoint, bucket: &str) -> Self {
-        let creds = Credentials::new(
-            &endpoint.access_key,
-            &endpoint.secret_key,
-            None,
-            None,
-            "kalpana",
-        );
+        let creds = endpoint.credentials();
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&endpoint.url)

@@ -16,7 +16,7 @@ pub enum Error {
     Body(String),
     /// A request could not be built or presigned (bad expiry, bad input).
     #[error("could not build the S3 request: {0}")]
-    Presign(String),
+    Build(String),
     /// The server answered with an S3 error.
     #[error("S3 {op} failed ({status}): {code}: {message}")]
     S3 {
@@ -66,7 +66,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::S3 { code, .. } => Some(code),
-            Error::Unreachable { .. } | Error::Body(_) | Error::Presign(_) => None,
+            Error::Unreachable { .. } | Error::Body(_) | Error::Build(_) => None,
         }
     }
 }

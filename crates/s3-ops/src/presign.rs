@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
     UriPathNormalizationMode,
@@ -50,13 +49,7 @@ impl Presigner {
     /// A presigner for `bucket` at `endpoint.url`, which must be the origin clients will use:
     /// SigV4 signs the Host header.
     pub fn new(endpoint: &Endpoint, bucket: &str) -> Self {
-        let creds = Credentials::new(
-            &endpoint.access_key,
-            &endpoint.secret_key,
-            None,
-            None,
-            "kalpana",
-        );
+        let creds = endpoint.credentials();
         Presigner {
             origin: endpoint.url.trim_end_matches('/').to_string(),
             bucket: bucket.to_string(),
@@ -88,7 +81,7 @@ impl Presigner {
         content_type: Option<&str>,
     ) -> Result<Presigned> {
         if expires.is_zero() || expires > MAX_EXPIRY {
-            return Err(Error::Presign(format!(
+            return Err(Error::Build(format!(
                 "expiry must be between 1 s and {} s",
                 MAX_EXPIRY.as_secs()
             )));
@@ -112,7 +105,7 @@ impl Presigner {
             .time(SystemTime::now())
             .settings(settings)
             .build()
-            .map_err(|e| Error::Presign(e.to_string()))?
+            .map_err(|e| Error::Build(e.to_string()))?
             .into();
         let headers: Vec<(&str, &str)> = content_type
             .map(|ct| ("content-type", ct))
@@ -124,9 +117,9 @@ impl Presigner {
             headers.iter().copied(),
             SignableBody::UnsignedPayload,
         )
-        .map_err(|e| Error::Presign(e.to_string()))?;
+        .map_err(|e| Error::Build(e.to_string()))?;
         let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Error::Presign(e.to_string()))?
+            .map_err(|e| Error::Build(e.to_string()))?
             .into_parts();
         let mut out = url;
         for (i, (name, value)) in instructions.params().iter().enumerate() {

@@ -38,20 +38,14 @@ impl BucketClient {
                 .map_err(|e| Error::from_sdk("PutBucketPolicy", &self.endpoint, e))?;
             return Ok(());
         }
-        match self
+        let deleted = self
             .client
             .delete_bucket_policy()
             .bucket(&self.bucket)
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match Error::from_sdk("DeleteBucketPolicy", &self.endpoint, e) {
-                // No policy is what we wanted.
-                Error::S3 { status: 404, .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+            .map_err(|e| Error::from_sdk("DeleteBucketPolicy", &self.endpoint, e));
+        absent_is_fine(deleted)
     }
 
     /// Sets default server-side encryption (SSE-S3, AES-256) or removes it.
@@ -62,13 +56,13 @@ impl BucketClient {
                     ServerSideEncryptionByDefault::builder()
                         .sse_algorithm(ServerSideEncryption::Aes256)
                         .build()
-                        .map_err(|e| Error::Presign(e.to_string()))?,
+                        .map_err(|e| Error::Build(e.to_string()))?,
                 )
                 .build();
             let conf = ServerSideEncryptionConfiguration::builder()
                 .rules(rule)
                 .build()
-                .map_err(|e| Error::Presign(e.to_string()))?;
+                .map_err(|e| Error::Build(e.to_string()))?;
             self.client
                 .put_bucket_encryption()
                 .bucket(&self.bucket)
@@ -78,19 +72,22 @@ impl BucketClient {
                 .map_err(|e| Error::from_sdk("PutBucketEncryption", &self.endpoint, e))?;
             return Ok(());
         }
-        match self
+        let deleted = self
             .client
             .delete_bucket_encryption()
             .bucket(&self.bucket)
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match Error::from_sdk("DeleteBucketEncryption", &self.endpoint, e) {
-                Error::S3 { status: 404, .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+            .map_err(|e| Error::from_sdk("DeleteBucketEncryption", &self.endpoint, e));
+        absent_is_fine(deleted)
+    }
+}
+
+/// A delete of something that was not there (404) leaves what we wanted.
+fn absent_is_fine<T>(result: Result<T>) -> Result<()> {
+    match result {
+        Ok(_) | Err(Error::S3 { status: 404, .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

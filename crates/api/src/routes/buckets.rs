@@ -62,16 +62,8 @@ pub struct BucketView {
 /// The view of `b`, with the routed endpoint when a base domain is configured.
 pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> BucketView {
     let routing = &state.config.routing;
-    let routed = match (&routing.base_domain, &b.subdomain) {
-        (Some(base), Some(sub)) => Some(format!("{sub}.{base}")),
-        _ => None,
-    };
     let endpoint = lifecycle::public_origin(state, &b);
-    let routed = b
-        .linked_host
-        .clone()
-        .filter(|_| routed.is_some())
-        .or(routed);
+    let routed = lifecycle::routed_host(state, &b);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,
         (Some(host), Some(_)) => Some(routing.origin(&format!("console-{host}"))),
