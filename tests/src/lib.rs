@@ -293,6 +293,43 @@ impl Daemon {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next [`Daemon::spawn`].
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.opts.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.opts.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM") to the daemon process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("daemon not running")?;
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the daemon process to exit by itself; returns how it ended.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().context("daemon not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if started.elapsed() > timeout {
+                bail!("daemon still running after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Process id of the running daemon.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -713,5 +750,78 @@ impl Drop for Traefik {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP proxy in front of the local Docker socket, for pointing a daemon's `DOCKER_HOST` at
+/// and cutting it off: [`DockerProxy::cut`] refuses new connections and drops open ones, as a
+/// Docker daemon that went away would; [`DockerProxy::restore`] lets them through again.
+pub struct DockerProxy {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DockerProxy {
+    /// Starts forwarding 127.0.0.1:<free port> to `/var/run/docker.sock`.
+    pub async fn start() -> Result<Self> {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = probe.local_addr()?.port();
+        drop(probe);
+        let proxy = DockerProxy {
+            port,
+            tasks: Default::default(),
+        };
+        proxy.restore()?;
+        Ok(proxy)
+    }
+
+    /// `DOCKER_HOST` value that reaches Docker through this proxy.
+    pub fn docker_host(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Listens again and forwards new connections.
+    pub fn restore(&self) -> Result<()> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], self.port)))?;
+        let listener = socket.listen(64)?;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut unix) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+                tasks.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(accept);
+        Ok(())
+    }
+
+    /// Stops listening and drops every open connection.
+    pub fn cut(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.cut();
     }
 }

@@ -43,6 +43,8 @@ pub struct App {
     pub events: EventBus,
     /// One S3 client per bucket, reused so requests share its connection pool.
     pub s3_clients: S3Clients,
+    /// Turns `true` once shutdown begins, so endless responses (event streams) end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// S3 clients by bucket id, each with the origin and access key it was made for.

@@ -56,6 +56,9 @@ pub struct Config {
     /// Reach bucket servers by container name on the Docker network instead of the published
     /// host port (`KALPANA_REACH_BUCKETS_VIA=network`; default `host`).
     pub reach_via_network: bool,
+    /// How long SIGTERM waits for in-flight requests before the daemon exits anyway
+    /// (`KALPANA_SHUTDOWN_GRACE_SECS`, default 60).
+    pub shutdown_grace: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -154,6 +157,7 @@ impl Config {
             stats_sync_interval: Duration::from_secs(
                 parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
             ),
+            shutdown_grace: Duration::from_secs(parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
             reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
                 None | Some("host") => false,
                 Some("network") => true,

@@ -17,12 +17,13 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::events::BucketEvent;
+use crate::fault;
 use crate::model::{new_id, now, BucketRecord, BucketStatus};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
 /// How long `docker stop` waits before it kills a bucket container.
-const STOP_GRACE: Duration = Duration::from_secs(30);
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// One lock per bucket, so lifecycle steps of one bucket never interleave.
 #[derive(Default)]
@@ -93,6 +94,7 @@ pub async fn create(
     if let Some(sub) = &req.subdomain {
         validate::dns_label(sub)?;
     }
+    require_docker(state).await?;
     let secret = new_secret_key();
     let id = new_id();
     let ts = now();
@@ -128,6 +130,7 @@ pub async fn create(
         network_name: Some(state.config.network.clone()),
         internal_host: Some(container_name(&id)),
         provisioned: false,
+        generation: 0,
         deleting: false,
         delete_volume: false,
         created_at: ts.clone(),
@@ -158,6 +161,7 @@ pub async fn create(
         &record,
         record.status_message.clone(),
     ));
+    fault::point("create.recorded");
     let task_state = state.clone();
     let task_id = record.id.clone();
     let handle = tokio::spawn(async move {
@@ -296,6 +300,7 @@ pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
         routed_hosts,
         routing: cfg.routing.clone(),
         limits: cfg.limits,
+        generation: b.generation,
     })
 }
 
@@ -468,14 +473,18 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     step(state, b, "creating volume and container").await?;
     state.docker.ensure_network(&spec.network).await?;
     b.volume_name = Some(state.docker.create_volume(&spec).await?);
+    fault::point("provision.volume");
     b.container_id = Some(state.docker.create_container(&spec).await?);
     b.updated_at = now();
     state
         .store
         .update_bucket(b, Some(BucketStatus::Creating))
         .await?;
+    fault::point("provision.container");
     step(state, b, "starting").await?;
-    bring_up(state, b, &spec, Settings::enabled_in(b)).await
+    bring_up(state, b, &spec, Settings::enabled_in(b)).await?;
+    fault::point("provision.ready");
+    Ok(())
 }
 
 /// Starts the container, waits for the S3 server, makes sure the S3 bucket exists and carries
@@ -588,6 +597,7 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Buck
 /// Starts a bucket: STOPPED or ERROR → RUNNING. A never-provisioned ERROR bucket is provisioned
 /// again from scratch; a container removed by hand is recreated on the kept volume.
 pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
+    require_docker(state).await?;
     let guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
     match b.status {
@@ -617,6 +627,7 @@ pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
     let result = ensure_running(state, &b).await;
     match result {
         Ok(()) => {
+            fault::point("start.running");
             if b.status != BucketStatus::Running || b.status_message.is_some() {
                 set_status(state, &mut b, BucketStatus::Running, None, Some(from)).await?;
             }
@@ -637,26 +648,62 @@ pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
     }
 }
 
-/// Makes the container of a provisioned bucket exist and serve S3.
+/// Makes the container of a provisioned bucket exist with the record's configuration and serve S3.
 pub async fn ensure_running(state: &AppState, b: &BucketRecord) -> Result<()> {
     let spec = spec_for(state, b)?;
-    if state
-        .docker
-        .inspect_container(&container_name(&b.id))
-        .await?
-        .is_none()
-    {
-        tracing::warn!(bucket = %b.id, "container missing; recreating it on the kept volume");
-        state.docker.ensure_network(&spec.network).await?;
-        state.docker.create_volume(&spec).await?;
-        state.docker.create_container(&spec).await?;
-    }
+    ensure_container(state, b, &spec).await?;
     // Settings changed while the bucket was stopped, or lost with a recreated container.
     bring_up(state, b, &spec, Settings::all_of(b)).await
 }
 
+/// Makes the bucket's container exist with the record's generation: recreated on the kept
+/// volume when it is missing, replaced when it is older (a rotation or link the daemon did not
+/// finish). Does not start it.
+pub async fn ensure_container(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Result<()> {
+    match state
+        .docker
+        .inspect_container(&container_name(&b.id))
+        .await?
+    {
+        Some(c) if c.generation.unwrap_or(0) == b.generation => Ok(()),
+        Some(c) => {
+            tracing::warn!(bucket = %b.id, container_generation = ?c.generation,
+                generation = b.generation, "container is of an older configuration; replacing it");
+            swap_container(state, b, spec).await
+        }
+        None => {
+            tracing::warn!(bucket = %b.id, "container missing; recreating it on the kept volume");
+            state.docker.ensure_network(&spec.network).await?;
+            state.docker.create_volume(spec).await?;
+            state.docker.create_container(spec).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Stops and removes the container and creates it anew from `spec`, on the same volume.
+async fn swap_container(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -> Result<()> {
+    let name = container_name(&b.id);
+    state.docker.stop_container(&name, STOP_GRACE).await?;
+    fault::point("replace.stopped");
+    state.docker.remove_container(&name).await?;
+    fault::point("replace.removed");
+    state.docker.ensure_network(&spec.network).await?;
+    state.docker.create_container(spec).await?;
+    // The old server's pooled connections and credentials are gone with it.
+    state.s3_clients.forget(&b.id);
+    fault::point("replace.created");
+    Ok(())
+}
+
+/// Answers 503 at once when Docker is away, before anything is written.
+pub async fn require_docker(state: &AppState) -> Result<()> {
+    Ok(state.docker.ping().await?)
+}
+
 /// Stops a bucket: RUNNING (or a provisioned ERROR) → STOPPED. Stopping a stopped bucket is fine.
 pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
+    require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
     match b.status {
@@ -675,6 +722,7 @@ pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
         .docker
         .stop_container(&container_name(&b.id), STOP_GRACE)
         .await?;
+    fault::point("stop.stopped");
     let from = b.status;
     set_status(state, &mut b, BucketStatus::Stopped, None, Some(from)).await?;
     Ok(b)
@@ -689,6 +737,7 @@ pub async fn set_link(
     domain_id: Option<String>,
     host: Option<String>,
 ) -> Result<BucketRecord> {
+    require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
     if b.status == BucketStatus::Creating {
@@ -711,41 +760,75 @@ pub async fn set_link(
         }
         b.domain_id = domain_id;
         b.linked_host = host;
+        b.generation += 1;
         b.updated_at = now();
-        // The record first: a daemon that dies mid-way recreates the container from it.
+        // The record first: a daemon that dies mid-way replaces the container from it.
         state.store.update_bucket(&b, None).await?;
     }
-    tracing::info!(bucket = %b.id, host = ?b.linked_host, "domain link changed; replacing the container");
-    if !b.provisioned {
-        return Ok(b);
-    }
-    let result = replace_container(state, &b).await;
-    if let Err(e) = result {
-        let from = b.status;
-        set_status(
-            state,
-            &mut b,
-            BucketStatus::Error,
-            Some(format!(
-                "replacing the container for the domain link failed: {e}"
-            )),
-            Some(from),
-        )
-        .await?;
-        return Err(e);
-    }
+    tracing::info!(bucket = %b.id, host = ?b.linked_host, generation = b.generation,
+        "domain link changed; replacing the container");
+    state
+        .events
+        .publish(BucketEvent::of("bucket.domain", &b, b.linked_host.clone()));
+    fault::point("link.recorded");
+    replace_container(state, &mut b, "the domain link").await?;
     Ok(b)
 }
 
-async fn replace_container(state: &AppState, b: &BucketRecord) -> Result<()> {
-    let spec = spec_for(state, b)?;
-    let name = container_name(&b.id);
-    state.docker.stop_container(&name, STOP_GRACE).await?;
-    state.docker.remove_container(&name).await?;
-    state.docker.ensure_network(&spec.network).await?;
-    state.docker.create_container(&spec).await?;
-    if b.status == BucketStatus::Running {
-        bring_up(state, b, &spec, Settings::all_of(b)).await?;
+/// Rotates the bucket's secret key: the new secret is recorded (encrypted) first, then the
+/// container is replaced to serve it. Returns the record and the new secret (shown once).
+pub async fn rotate_credentials(state: &AppState, id: &str) -> Result<(BucketRecord, String)> {
+    require_docker(state).await?;
+    let _guard = state.locks.lock(id).await;
+    let mut b = load(state, id).await?;
+    match b.status {
+        BucketStatus::Creating => {
+            return Err(Error::Conflict("the bucket is still being created".into()))
+        }
+        BucketStatus::Error if !b.provisioned => {
+            return Err(Error::Conflict(
+                "the bucket never came up; start it to retry or delete it".into(),
+            ))
+        }
+        _ => {}
+    }
+    let secret = new_secret_key();
+    b.secret_key_enc = state.master_key.encrypt(&secret)?;
+    b.generation += 1;
+    b.updated_at = now();
+    state.store.update_bucket(&b, None).await?;
+    tracing::info!(bucket = %b.id, generation = b.generation, "credentials rotated; replacing the container");
+    state.events.publish(BucketEvent::of(
+        "bucket.credentials",
+        &b,
+        Some("secret key rotated".into()),
+    ));
+    fault::point("rotate.recorded");
+    replace_container(state, &mut b, "new credentials").await?;
+    Ok((b, secret))
+}
+
+/// Replaces a provisioned bucket's container with one of the record's configuration and brings
+/// it up if the bucket is RUNNING; on failure the bucket goes to ERROR saying `why` it was
+/// replaced.
+async fn replace_container(state: &AppState, b: &mut BucketRecord, why: &str) -> Result<()> {
+    if !b.provisioned {
+        return Ok(());
+    }
+    let result = async {
+        let spec = spec_for(state, b)?;
+        swap_container(state, b, &spec).await?;
+        if b.status == BucketStatus::Running {
+            bring_up(state, b, &spec, Settings::all_of(b)).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let from = b.status;
+        let message = format!("replacing the container for {why} failed: {e}");
+        set_status(state, b, BucketStatus::Error, Some(message), Some(from)).await?;
+        return Err(e);
     }
     Ok(())
 }
@@ -753,6 +836,7 @@ async fn replace_container(state: &AppState, b: &BucketRecord) -> Result<()> {
 /// Deletes a bucket as a finalizer: mark it deleting, remove the container (and the volume when
 /// asked), then drop the record, which frees its ports. A failure leaves the mark for reconcile.
 pub async fn delete(state: &AppState, id: &str, delete_volume: bool) -> Result<()> {
+    require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
@@ -763,6 +847,7 @@ pub async fn delete(state: &AppState, id: &str, delete_volume: bool) -> Result<(
         b.updated_at = now();
         state.store.update_bucket(&b, None).await?;
     }
+    fault::point("delete.marked");
     finish_delete(state, &b).await
 }
 
@@ -772,6 +857,7 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
         .docker
         .remove_container(&container_name(&b.id))
         .await?;
+    fault::point("delete.container");
     // A bucket that never held data has nothing worth keeping.
     if b.delete_volume || !b.provisioned {
         state.docker.remove_volume(&volume_name(&b.id)).await?;

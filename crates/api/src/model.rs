@@ -170,6 +170,10 @@ pub struct BucketRecord {
     pub internal_host: Option<String>,
     /// Whether it has ever reached RUNNING (its volume then holds user data).
     pub provisioned: bool,
+    /// Generation of the container configuration; bumped (record first) whenever the container
+    /// must be replaced, so reconcile replaces one left behind by a daemon that died.
+    #[serde(default)]
+    pub generation: u64,
     /// Deletion in progress (a finalizer: the record goes only once Docker is clean).
     pub deleting: bool,
     /// With `deleting`: drop the volume too.

@@ -7,7 +7,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::Error;
-use crate::routes::{buckets, domains, events, health, identities, objects};
+use crate::routes::{admin, buckets, domains, events, health, identities, objects};
 
 /// Every route of the REST API.
 pub fn router(state: AppState) -> Router {
@@ -31,6 +31,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/buckets/{id}/start", post(buckets::start))
         .route("/api/buckets/{id}/stop", post(buckets::stop))
+        .route(
+            "/api/buckets/{id}/credentials/rotate",
+            post(buckets::rotate_credentials),
+        )
         .route(
             "/api/buckets/{id}/objects",
             post(objects::upload_form)
@@ -64,6 +68,15 @@ pub fn router(state: AppState) -> Router {
             post(domains::link).delete(domains::unlink),
         )
         .route("/api/events", get(events::stream))
+        .route("/api/admin/orphans", get(admin::orphans))
+        .route(
+            "/api/admin/orphans/containers/{name}",
+            delete(admin::remove_container),
+        )
+        .route(
+            "/api/admin/orphans/volumes/{name}",
+            delete(admin::remove_volume),
+        )
         .fallback(|| async { Error::NotFound("route") })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

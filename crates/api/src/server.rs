@@ -1,5 +1,6 @@
 //! Starting the daemon: state, bootstrap, reconcile loop, listener, graceful shutdown.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use kalpana_manager_core::{DockerClient, PortAllocator};
@@ -33,6 +34,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),
+        shutdown: tokio::sync::watch::Sender::new(false),
     }));
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;
@@ -43,6 +45,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
 /// Runs the daemon until SIGTERM or Ctrl-C, then finishes in-flight requests and returns.
 pub async fn run(config: Config) -> Result<()> {
     let listen = config.listen.clone();
+    crate::fault::check_config()?;
     let state = build_state(config).await?;
     if let Err(e) = state.docker.ping().await {
         tracing::warn!(error = %e, "Docker is not answering; bucket operations will fail with 503 until it does");
@@ -63,10 +66,25 @@ pub async fn run(config: Config) -> Result<()> {
     std::fs::write(&addr_file, addr.to_string())
         .map_err(|e| Error::Internal(format!("writing {}: {e}", addr_file.display())))?;
     tracing::info!(%addr, engine = %state.config.engine, ports = %state.config.port_range, "listening");
-    axum::serve(listener, router::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+    let signalled = state.clone();
+    let serve = axum::serve(listener, router::router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            signalled.shutdown.send_replace(true);
+        })
+        .into_future();
+    let mut down = state.shutdown.subscribe();
+    let grace = state.config.shutdown_grace;
+    tokio::select! {
+        served = serve => served.map_err(|e| Error::Internal(format!("server: {e}")))?,
+        _ = async {
+            let _ = down.wait_for(|d| *d).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period; exiting anyway");
+        }
+    }
+    // Every store write is committed durably when it returns; nothing is buffered to flush.
     tracing::info!("shut down");
     Ok(())
 }

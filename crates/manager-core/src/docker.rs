@@ -15,7 +15,8 @@ use futures::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::spec::{
-    container_name, volume_name, BucketSpec, LABEL_BUCKET_ID, LABEL_INSTANCE, LABEL_MANAGED,
+    container_name, volume_name, BucketSpec, LABEL_BUCKET_ID, LABEL_GENERATION, LABEL_INSTANCE,
+    LABEL_MANAGED,
 };
 
 /// One step of an image pull as Docker reports it.
@@ -63,6 +64,8 @@ pub struct ContainerState {
     pub exit_code: Option<i64>,
     /// Whether the kernel OOM-killed it.
     pub oom_killed: bool,
+    /// Configuration generation from its label.
+    pub generation: Option<u64>,
 }
 
 /// A container event for a managed bucket container.
@@ -72,6 +75,8 @@ pub struct ContainerEvent {
     pub action: String,
     /// Bucket id from the container's labels.
     pub bucket_id: String,
+    /// Id of the container the event is about.
+    pub container_id: String,
     /// Exit code for `die`.
     pub exit_code: Option<i64>,
 }
@@ -399,6 +404,7 @@ impl DockerClient {
                     status: state.status.map(|s| s.to_string()).unwrap_or_default(),
                     exit_code: state.exit_code,
                     oom_killed: state.oom_killed.unwrap_or(false),
+                    generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                 }))
             }
             Err(e) => match Error::docker("inspect container", e) {
@@ -448,6 +454,7 @@ impl DockerClient {
                     status,
                     exit_code: None,
                     oom_killed: false,
+                    generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                 }
             })
             .collect())
@@ -488,12 +495,14 @@ impl DockerClient {
                 match item {
                     Ok(ev) => {
                         let actor = ev.actor?;
+                        let container_id = actor.id.unwrap_or_default();
                         let attrs = actor.attributes.unwrap_or_default();
                         let bucket_id = attrs.get(LABEL_BUCKET_ID)?.clone();
                         let exit_code = attrs.get("exitCode").and_then(|c| c.parse().ok());
                         Some(Ok(ContainerEvent {
                             action: ev.action.unwrap_or_default(),
                             bucket_id,
+                            container_id,
                             exit_code,
                         }))
                     }

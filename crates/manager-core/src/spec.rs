@@ -20,6 +20,9 @@ pub const LABEL_BUCKET_ID: &str = "kalpana.bucket.id";
 pub const LABEL_BUCKET_NAME: &str = "kalpana.bucket.name";
 /// Label with the owner's user id.
 pub const LABEL_OWNER: &str = "kalpana.owner";
+/// Label with the generation of the bucket's container configuration; a container whose
+/// generation differs from its record's is replaced by reconcile.
+pub const LABEL_GENERATION: &str = "kalpana.generation";
 
 /// Name of the container of bucket `id`.
 pub fn container_name(id: &str) -> String {
@@ -118,6 +121,8 @@ pub struct BucketSpec {
     pub routing: RoutingConfig,
     /// Resource limits.
     pub limits: Limits,
+    /// Generation of the container configuration (bumped by credential rotation, domain links).
+    pub generation: u64,
 }
 
 impl BucketSpec {
@@ -135,6 +140,7 @@ impl BucketSpec {
     /// Labels of the container: ownership plus Traefik's router and service labels.
     pub fn container_labels(&self) -> HashMap<String, String> {
         let mut labels = self.volume_labels();
+        labels.insert(LABEL_GENERATION.to_string(), self.generation.to_string());
         labels.extend(self.traefik_labels());
         labels
     }
@@ -300,6 +306,7 @@ mod tests {
             routed_hosts: vec!["photos.example.com".into()],
             routing,
             limits: Limits::default(),
+            generation: 3,
         }
     }
 

@@ -2,6 +2,7 @@
 //! All compiled into one test binary.
 
 mod auth;
+mod faults;
 mod isolation;
 mod lifecycle;
 mod objects;

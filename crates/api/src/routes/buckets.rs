@@ -311,3 +311,15 @@ pub async fn stop(
     let b = lifecycle::stop(&state, &id).await?;
     Ok(Json(view(&state, b, None)))
 }
+
+/// `POST /api/buckets/{id}/credentials/rotate`: the bucket with its new `secretKey` (shown only
+/// here). The old secret stops working once the container is replaced.
+pub async fn rotate_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BucketView>> {
+    lifecycle::visible(&state, &caller, &id).await?;
+    let (b, secret) = lifecycle::rotate_credentials(&state, &id).await?;
+    Ok(Json(view(&state, b, Some(secret))))
+}

@@ -19,9 +19,15 @@ pub async fn stream(
     caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut rx = state.events.subscribe();
+    let mut down = state.shutdown.subscribe();
     let stream = async_stream::stream! {
         loop {
-            match rx.recv().await {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                // Shutting down: end the stream so the server can finish.
+                _ = down.wait_for(|d| *d) => break,
+            };
+            match received {
                 Ok(ev) => {
                     let visible = caller.user.admin
                         || ev.user_id == caller.user.id

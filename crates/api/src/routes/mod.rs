@@ -1,5 +1,6 @@
 //! Handlers, one module per resource.
 
+pub mod admin;
 pub mod buckets;
 pub mod domains;
 pub mod events;

@@ -43,6 +43,7 @@ pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         network_name: None,
         internal_host: None,
         provisioned: false,
+        generation: 0,
         deleting: false,
         delete_volume: false,
         created_at: now(),

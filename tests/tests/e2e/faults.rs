@@ -1,0 +1,622 @@
+//! Crash tests: the daemon killed at every named fault point comes back and converges; bucket
+//! containers killed or removed by hand come back with their data; Docker going away and coming
+//! back; SIGTERM; the embedded store under SIGKILL.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt;
+use kalpana_e2e::{
+    docker_exists, docker_inspect, get_bytes, object_path, pattern, port_is_free, s3_client, Api,
+    Daemon, DaemonOptions, DockerProxy,
+};
+use serde_json::{json, Value};
+
+/// A bucket as the test knows it: id, name, direct S3 origin and the last secret it was handed.
+struct Known {
+    id: String,
+    name: String,
+    origin: String,
+    access: String,
+    secret: String,
+}
+
+impl Known {
+    fn of(b: &Value) -> Self {
+        Known {
+            id: b["id"].as_str().expect("id").to_string(),
+            name: b["name"].as_str().expect("name").to_string(),
+            origin: format!("http://127.0.0.1:{}", b["port"].as_u64().expect("port")),
+            access: b["accessKey"].as_str().expect("accessKey").to_string(),
+            secret: b["secretKey"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.origin, &self.access, &self.secret)
+    }
+
+    fn container(&self) -> String {
+        format!("kalpana-bucket-{}", self.id)
+    }
+}
+
+async fn get(api: &Api, id: &str) -> anyhow::Result<(u16, Value)> {
+    api.send("GET", &format!("/api/buckets/{id}"), None).await
+}
+
+/// Waits until the bucket has left CREATING, is not being brought back, and Docker agrees with
+/// its status; returns the record. For a deleted bucket, waits until it is gone (404).
+async fn converged(api: &Api, id: &str) -> anyhow::Result<Option<Value>> {
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < Duration::from_secs(60) {
+        let (status, b) = get(api, id).await?;
+        let container = format!("kalpana-bucket-{id}");
+        // A bucket being deleted answers 404 at once; it is gone once Docker holds nothing of it.
+        if status == 404 {
+            if !docker_exists("container", &container)
+                && !docker_exists("volume", &format!("{container}-data"))
+            {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let running = docker_inspect(&container, "{{.State.Running}}").ok();
+        let settled = match b["status"].as_str() {
+            Some("RUNNING") => {
+                running.as_deref() == Some("true")
+                    && !b["statusMessage"]
+                        .as_str()
+                        .is_some_and(|m| m.ends_with("restarting it"))
+            }
+            Some("STOPPED") => running.as_deref() != Some("true"),
+            Some("ERROR") => true,
+            _ => false,
+        };
+        if settled {
+            return Ok(Some(b));
+        }
+        last = b;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("bucket {id} did not converge in 60 s; last seen {last}")
+}
+
+async fn orphans(d: &Daemon) -> anyhow::Result<Value> {
+    let (status, o) = d.admin().send("GET", "/api/admin/orphans", None).await?;
+    assert_eq!(status, 200, "{o}");
+    Ok(o)
+}
+
+fn assert_no_orphans(o: &Value, point: &str) {
+    assert_eq!(o["containers"], json!([]), "after {point}: {o}");
+    assert_eq!(o["volumes"], json!([]), "after {point}: {o}");
+}
+
+fn generation(k: &Known) -> anyhow::Result<u64> {
+    Ok(docker_inspect(
+        &k.container(),
+        "{{index .Config.Labels \"kalpana.generation\"}}",
+    )?
+    .parse()?)
+}
+
+/// Restarts the daemon armed with `point`, runs `trigger` (whose answer never comes), and checks
+/// that the daemon died there by SIGKILL; then restarts it unarmed.
+async fn crash_at<F, Fut>(
+    d: &mut Daemon,
+    token: &str,
+    point: &str,
+    trigger: F,
+) -> anyhow::Result<Api>
+where
+    F: FnOnce(Api) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u16, Value)>> + Send + 'static,
+{
+    d.kill();
+    d.set_env("KALPANA_FAULT_POINT", Some(point));
+    d.spawn().await?;
+    let call = tokio::spawn(trigger(d.api(token)));
+    let status = d.wait_exit(Duration::from_secs(60)).await?;
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{point}: daemon ended with {status}"
+        );
+    }
+    let answer = call.await?;
+    assert!(
+        answer.is_err(),
+        "{point}: the call got an answer from a daemon that died: {answer:?}"
+    );
+    assert!(
+        d.log().contains("fault point reached"),
+        "{point}: no fault point in the log"
+    );
+    d.set_env("KALPANA_FAULT_POINT", None);
+    d.spawn().await?;
+    Ok(d.api(token))
+}
+
+async fn s3_roundtrip(k: &Known, key: &str, body: &[u8]) -> anyhow::Result<()> {
+    k.s3()
+        .put_object()
+        .bucket(&k.name)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await?;
+    assert_eq!(get_bytes(&k.s3(), &k.name, key).await?, body);
+    Ok(())
+}
+
+/// Rotates the secret (unarmed daemon) so the test holds working credentials again.
+async fn rotate(api: &Api, k: &mut Known) -> anyhow::Result<()> {
+    let (status, b) = api
+        .send(
+            "POST",
+            &format!("/api/buckets/{}/credentials/rotate", k.id),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{b}");
+    k.secret = b["secretKey"].as_str().expect("new secret").to_string();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_point_converges_after_a_kill() -> anyhow::Result<()> {
+    let mut d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_BASE_DOMAIN".into(), "faults.test".into())],
+        ..Default::default()
+    })
+    .await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let token = alice.raw().2.expect("token").to_string();
+    let data = pattern(100_000, 7);
+
+    // Creation, at each step: the bucket is finished (the record was the intent) and serves S3
+    // once its credentials are rotated (the caller never got the first secret).
+    for (n, point) in [
+        "create.recorded",
+        "provision.volume",
+        "provision.container",
+        "provision.ready",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("crash{n}");
+        let body = json!({ "name": name });
+        let alice = crash_at(&mut d, &token, point, move |api| async move {
+            api.create_bucket(body).await
+        })
+        .await?;
+        let (_, mine) = alice.send("GET", "/api/buckets", None).await?;
+        let b = mine["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .find(|b| b["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{point}: no bucket {name} in {mine}"))
+            .clone();
+        let id = b["id"].as_str().expect("id").to_string();
+        let b = converged(&alice, &id).await?.expect("bucket kept");
+        assert_eq!(b["status"], "RUNNING", "{point}: {b}");
+        let mut k = Known::of(&b);
+        rotate(&alice, &mut k).await?;
+        s3_roundtrip(&k, "after-crash", &data).await?;
+        assert_no_orphans(&orphans(&d).await?, point);
+        assert_eq!(alice.delete_bucket(&id, true).await?, 204);
+    }
+
+    // A bucket for the rest: data written before every crash must survive all of them.
+    let mut alice = d.api(&token);
+    let (status, b) = alice.create_bucket(json!({ "name": "steady" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let mut k = Known::of(&b);
+    s3_roundtrip(&k, "before", &data).await?;
+
+    // Start killed after the container runs, before RUNNING is recorded: rolled back to STOPPED
+    // (the caller never heard it succeed), the container stopped again.
+    let (status, _) = alice
+        .send("POST", &format!("/api/buckets/{}/stop", k.id), None)
+        .await?;
+    assert_eq!(status, 200);
+    let path = format!("/api/buckets/{}/start", k.id);
+    alice = crash_at(&mut d, &token, "start.running", move |api| async move {
+        api.send("POST", &path, None).await
+    })
+    .await?;
+    let b = converged(&alice, &k.id).await?.expect("kept");
+    assert_eq!(b["status"], "STOPPED", "start.running: {b}");
+    assert_eq!(
+        docker_inspect(&k.container(), "{{.State.Running}}")?,
+        "false"
+    );
+    assert_no_orphans(&orphans(&d).await?, "start.running");
+    let (status, b) = alice
+        .send("POST", &format!("/api/buckets/{}/start", k.id), None)
+        .await?;
+    assert_eq!(status, 200, "{b}");
+
+    // Stop killed after the container stopped, before STOPPED is recorded: rolled back to
+    // RUNNING, the container started again.
+    let path = format!("/api/buckets/{}/stop", k.id);
+    alice = crash_at(&mut d, &token, "stop.stopped", move |api| async move {
+        api.send("POST", &path, None).await
+    })
+    .await?;
+    let b = converged(&alice, &k.id).await?.expect("kept");
+    assert_eq!(b["status"], "RUNNING", "stop.stopped: {b}");
+    assert_eq!(get_bytes(&k.s3(), &k.name, "before").await?, data);
+    assert_no_orphans(&orphans(&d).await?, "stop.stopped");
+
+    // Rotation and container replacement, killed at each step: the new configuration (recorded
+    // first) wins, the old secret stops working, the data stays.
+    for point in [
+        "rotate.recorded",
+        "replace.stopped",
+        "replace.removed",
+        "replace.created",
+    ] {
+        let before = generation(&k)?;
+        let path = format!("/api/buckets/{}/credentials/rotate", k.id);
+        alice = crash_at(&mut d, &token, point, move |api| async move {
+            api.send("POST", &path, None).await
+        })
+        .await?;
+        let b = converged(&alice, &k.id).await?.expect("kept");
+        assert_eq!(b["status"], "RUNNING", "{point}: {b}");
+        assert_eq!(
+            generation(&k)?,
+            before + 1,
+            "{point}: container not replaced"
+        );
+        let old = k
+            .s3()
+            .get_object()
+            .bucket(&k.name)
+            .key("before")
+            .send()
+            .await;
+        assert!(old.is_err(), "{point}: the old secret still works");
+        rotate(&alice, &mut k).await?;
+        assert_eq!(
+            get_bytes(&k.s3(), &k.name, "before").await?,
+            data,
+            "{point}"
+        );
+        assert_no_orphans(&orphans(&d).await?, point);
+    }
+
+    // A domain link killed after it was recorded: the container is replaced with the link's
+    // route label.
+    let (status, dom) = alice
+        .send(
+            "POST",
+            "/api/domains",
+            Some(json!({ "name": "crash.test" })),
+        )
+        .await?;
+    assert_eq!(status, 201, "{dom}");
+    let link = json!({ "domainId": dom["id"], "subdomain": "files" });
+    let path = format!("/api/buckets/{}/domain", k.id);
+    alice = crash_at(&mut d, &token, "link.recorded", move |api| async move {
+        api.send("POST", &path, Some(link)).await
+    })
+    .await?;
+    let b = converged(&alice, &k.id).await?.expect("kept");
+    assert_eq!(b["status"], "RUNNING", "link.recorded: {b}");
+    let labels = docker_inspect(&k.container(), "{{json .Config.Labels}}")?;
+    assert!(
+        labels.contains("files.crash.test"),
+        "link.recorded: route of the link missing: {labels}"
+    );
+    assert_eq!(get_bytes(&k.s3(), &k.name, "before").await?, data);
+    assert_no_orphans(&orphans(&d).await?, "link.recorded");
+
+    // Delete killed after the mark, and after the container went: finished, nothing left.
+    let port = b["port"].as_u64().expect("port") as u16;
+    let mut second = {
+        let (status, b) = alice.create_bucket(json!({ "name": "doomed" })).await?;
+        assert_eq!(status, 201, "{b}");
+        Known::of(&b)
+    };
+    for (point, k) in [("delete.marked", &mut k), ("delete.container", &mut second)] {
+        let path = format!("/api/buckets/{}?deleteVolume=true", k.id);
+        alice = crash_at(&mut d, &token, point, move |api| async move {
+            api.send("DELETE", &path, None).await
+        })
+        .await?;
+        assert!(
+            converged(&alice, &k.id).await?.is_none(),
+            "{point}: still there"
+        );
+        assert!(!docker_exists("container", &k.container()), "{point}");
+        assert!(
+            !docker_exists("volume", &format!("{}-data", k.container())),
+            "{point}"
+        );
+        assert_no_orphans(&orphans(&d).await?, point);
+    }
+    assert!(port_is_free(port), "port {port} still bound");
+    // The ports of every bucket came back: none is reserved any more.
+    let (_, all) = d.admin().send("GET", "/api/buckets", None).await?;
+    assert_eq!(all["buckets"], json!([]), "{all}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_or_removed_container_comes_back_with_its_data() -> anyhow::Result<()> {
+    let d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "phoenix" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let k = Known::of(&b);
+    let data = pattern(300_000, 3);
+    s3_roundtrip(&k, "keep", &data).await?;
+
+    for (how, args, expect) in [
+        ("killed", ["kill", ""], "container exited (code 137)"),
+        ("removed by hand", ["rm", "-f"], "container "),
+    ] {
+        let before = docker_inspect(&k.container(), "{{.Id}}")?;
+        let mut cmd = std::process::Command::new("docker");
+        cmd.arg(args[0]);
+        if !args[1].is_empty() {
+            cmd.arg(args[1]);
+        }
+        assert!(cmd
+            .arg(k.container())
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success());
+        // The record says so at once, before the container is back.
+        let started = Instant::now();
+        let mut seen = None;
+        while started.elapsed() < Duration::from_secs(10) {
+            let (_, b) = get(&alice, &k.id).await?;
+            if let Some(m) = b["statusMessage"].as_str() {
+                if m.contains(expect) {
+                    seen = Some((started.elapsed(), m.to_string()));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (after, message) = seen.unwrap_or_else(|| panic!("{how}: no status message"));
+        println!("{how}: statusMessage {message:?} after {after:?}");
+        let b = converged(&alice, &k.id).await?.expect("kept");
+        assert_eq!(b["status"], "RUNNING", "{how}: {b}");
+        assert!(
+            b["statusMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("back up at")),
+            "{how}: {b}"
+        );
+        assert_eq!(get_bytes(&k.s3(), &k.name, "keep").await?, data, "{how}");
+        if how == "removed by hand" {
+            assert_ne!(docker_inspect(&k.container(), "{{.Id}}")?, before);
+        }
+    }
+    let log = d.log();
+    assert!(log.contains("bucket container went down"), "no log line");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_going_away_is_503_reads_go_on_and_it_recovers() -> anyhow::Result<()> {
+    let proxy = DockerProxy::start().await?;
+    let mut d = Daemon::start_with(DaemonOptions {
+        env: vec![("DOCKER_HOST".into(), proxy.docker_host())],
+        ..Default::default()
+    })
+    .await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "steady" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let data = pattern(50_000, 9);
+    let (status, _) = alice.put_object(&id, "doc", data.clone(), None).await?;
+    assert_eq!(status, 201);
+
+    proxy.cut();
+    let (status, ready) = d.anonymous().send("GET", "/readyz", None).await?;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["docker"]
+            .as_str()
+            .is_some_and(|m| m.contains("Docker")),
+        "{ready}"
+    );
+    assert_eq!(ready["store"], "ok");
+    let (status, e) = alice.create_bucket(json!({ "name": "during" })).await?;
+    assert_eq!(status, 503, "{e}");
+    assert_eq!(e["error"]["code"], "docker_unavailable", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Docker is unreachable")),
+        "{e}"
+    );
+    for path in ["stop", "start", "credentials/rotate"] {
+        let (status, e) = alice
+            .send("POST", &format!("/api/buckets/{id}/{path}"), None)
+            .await?;
+        assert_eq!(status, 503, "{path}: {e}");
+    }
+    let (status, _) = alice
+        .send("DELETE", &format!("/api/buckets/{id}"), None)
+        .await?;
+    assert_eq!(status, 503);
+    // Reads of the store and of the running bucket's objects keep working.
+    let (status, list) = alice.send("GET", "/api/buckets", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(list["buckets"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["buckets"][0]["status"], "RUNNING");
+    let got = alice
+        .request(reqwest::Method::GET, &object_path(&id, "doc"))
+        .send()
+        .await?;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await?.to_vec(), data);
+    let (status, _) = alice
+        .send("GET", &format!("/api/buckets/{id}/stats"), None)
+        .await?;
+    assert_eq!(status, 200);
+
+    // Docker back: ready again without a restart, and bucket operations work.
+    proxy.restore()?;
+    wait_ready(&d, Duration::from_secs(15)).await?;
+    let (status, b2) = alice.create_bucket(json!({ "name": "after" })).await?;
+    assert_eq!(status, 201, "{b2}");
+    assert_eq!(b2["status"], "RUNNING", "{b2}");
+
+    // Docker away at start-up: the daemon starts, says it is not ready, and recovers.
+    let token = alice.raw().2.expect("token").to_string();
+    d.kill();
+    proxy.cut();
+    d.spawn().await?;
+    let alice = d.api(&token);
+    let (status, _) = d.anonymous().send("GET", "/readyz", None).await?;
+    assert_eq!(status, 503);
+    let (status, list) = alice.send("GET", "/api/buckets", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(list["buckets"].as_array().map(Vec::len), Some(2), "{list}");
+    proxy.restore()?;
+    wait_ready(&d, Duration::from_secs(15)).await?;
+    let (status, b) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["status"], "STOPPED");
+    assert!(d.log().contains("Docker is reachable again"));
+    Ok(())
+}
+
+async fn wait_ready(d: &Daemon, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let (status, body) = d.anonymous().send("GET", "/readyz", None).await?;
+        if status == 200 {
+            println!("ready again after {:?}", started.elapsed());
+            return Ok(());
+        }
+        if started.elapsed() > within {
+            anyhow::bail!("not ready after {within:?}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_a_download_and_exits_0() -> anyhow::Result<()> {
+    let mut d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "slow" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let data = pattern(48 << 20, 5);
+    let (status, put) = alice.put_object(&id, "big", data.clone(), None).await?;
+    assert_eq!(status, 201, "{put}");
+
+    // An event stream must not hold the shutdown up.
+    let events = alice
+        .request(reqwest::Method::GET, "/api/events")
+        .send()
+        .await?;
+    assert_eq!(events.status(), 200);
+    let resp = alice
+        .request(reqwest::Method::GET, &object_path(&id, "big"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut got = Vec::with_capacity(data.len());
+    while got.len() < 1 << 20 {
+        got.extend_from_slice(&body.next().await.expect("first bytes")?);
+    }
+    d.signal("TERM")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No new connections once it is shutting down.
+    let url = d.url.clone();
+    let refused = reqwest::Client::new()
+        .get(format!("{url}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a new request was accepted: {refused:?}");
+    // The download in progress completes, slowly, with every byte.
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk?);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "downloaded bytes differ");
+    drop(events);
+    let status = d.wait_exit(Duration::from_secs(20)).await?;
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(d.log().contains("shut down"));
+
+    // The store was left whole: the bucket is there after a restart.
+    let token = alice.raw().2.expect("token").to_string();
+    d.spawn().await?;
+    let alice = d.api(&token);
+    let b = converged(&alice, &id).await?.expect("kept");
+    assert_eq!(b["status"], "RUNNING");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_survives_sigkill_during_writes() -> anyhow::Result<()> {
+    let mut d = Daemon::start().await?;
+    let admin = d.admin();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let admin = admin.clone();
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let body = json!({ "name": format!("u{w}-{i}") });
+                match admin.send("POST", "/api/users", Some(body)).await {
+                    Ok((201, u)) => acked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(u["token"].as_str().unwrap_or_default().to_string()),
+                    _ => break,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.kill();
+    for w in writers {
+        w.await?;
+    }
+    let tokens = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        tokens.len() > 50,
+        "only {} writes before the kill",
+        tokens.len()
+    );
+    d.spawn().await?;
+    let mut missing = 0;
+    for t in &tokens {
+        let (status, _) = d.api(t).send("GET", "/api/me", None).await?;
+        if status != 200 {
+            missing += 1;
+        }
+    }
+    println!(
+        "{} acknowledged user writes before SIGKILL, {missing} missing after restart",
+        tokens.len()
+    );
+    assert_eq!(missing, 0);
+    Ok(())
+}
