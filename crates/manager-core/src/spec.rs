@@ -366,7 +366,9 @@ mod tests {
         assert!(!l.keys().any(|k| k.contains(".tls")));
         let l = spec(EngineProfile::minio(), RoutingConfig::default()).container_labels();
         assert!(!l.keys().any(|k| k.starts_with("traefik.")));
-        assert_eq!(l.len(), 5);
+        // Ownership labels and the configuration generation.
+        assert_eq!(l.len(), 6);
+        assert_eq!(l.get(LABEL_GENERATION).map(String::as_str), Some("3"));
     }
 
     #[test]
