@@ -215,10 +215,12 @@ impl Daemon {
             }
             None => next_port_range(),
         };
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        remember_secret(&admin_token);
         let mut d = Daemon {
             child: None,
             url: String::new(),
-            admin_token: format!("admin-{}", uuid::Uuid::new_v4().simple()),
+            admin_token,
             instance,
             data_dir,
             port_range,
@@ -383,9 +385,58 @@ impl Daemon {
     }
 }
 
+/// Every token and secret key a test daemon of this process handed out, for the log check.
+static HANDED_OUT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers every `token` and `secretKey` in a response body.
+fn note_secrets(v: &Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("token" | "secretKey", Value::String(s)) if !s.is_empty() => {
+                        remember_secret(s)
+                    }
+                    _ => note_secrets(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(note_secrets),
+        _ => {}
+    }
+}
+
+fn remember_secret(s: &str) {
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(s.to_string());
+}
+
+/// The secrets of [`HANDED_OUT`] that occur in `log`, shortened to their first 4 characters.
+pub fn secrets_in(log: &str) -> Vec<String> {
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|s| log.contains(s.as_str()))
+        .map(|s| format!("{}…", &s[..4.min(s.len())]))
+        .collect()
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+        // The whole log of every test daemon is checked for every token and secret key any
+        // test of this run was handed: a test whose daemon logged one fails.
+        let leaked = secrets_in(&self.log());
+        if !leaked.is_empty() && !std::thread::panicking() {
+            remove_instance_resources(&self.instance);
+            panic!(
+                "secrets handed out by the API appear in the daemon log {}: {leaked:?}",
+                self.log_path().display()
+            );
+        }
         remove_instance_resources(&self.instance);
         // A Docker call the daemon made just before it was killed can still land after the
         // first sweep (a container created a moment later): sweep once more.
@@ -492,6 +543,7 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        note_secrets(&json);
         Ok((status, json))
     }
 
@@ -751,6 +803,16 @@ impl Drop for Traefik {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `p`th percentile (nearest rank) of `v`, which it sorts; NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[idx.min(v.len() - 1)]
 }
 
 /// A TCP proxy in front of the local Docker socket, for pointing a daemon's `DOCKER_HOST` at

@@ -56,9 +56,42 @@ pub struct Config {
     /// Reach bucket servers by container name on the Docker network instead of the published
     /// host port (`KALPANA_REACH_BUCKETS_VIA=network`; default `host`).
     pub reach_via_network: bool,
+    /// How request bodies must arrive (`KALPANA_BODY_IDLE_SECS`, default 30;
+    /// `KALPANA_BODY_MIN_RATE`, bytes per second on average, default 1024, enforced after
+    /// `KALPANA_BODY_GRACE_SECS`, default 30).
+    pub body_pace: crate::body_guard::BodyPace,
+    /// Origins allowed to call the API from a browser (`KALPANA_CORS_ORIGINS`, comma-separated,
+    /// or `*`); empty (the default) sends no CORS headers at all.
+    pub cors_origins: Vec<String>,
     /// How long SIGTERM waits for in-flight requests before the daemon exits anyway
     /// (`KALPANA_SHUTDOWN_GRACE_SECS`, default 60).
     pub shutdown_grace: Duration,
+}
+
+/// `*` or a comma-separated list of `http(s)://host[:port]` origins.
+fn cors_origins(value: Option<String>) -> Result<Vec<String>> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let origins: Vec<String> = value
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in &origins {
+        let well_formed = o == "*"
+            || ((o.starts_with("http://") || o.starts_with("https://"))
+                && !o.contains(char::is_whitespace)
+                && o.split("://")
+                    .nth(1)
+                    .is_some_and(|h| !h.is_empty() && !h.contains('/')));
+        if !well_formed {
+            return Err(Error::BadRequest(format!(
+                "KALPANA_CORS_ORIGINS: {o:?} is not `*` or an origin like https://app.example.com"
+            )));
+        }
+    }
+    Ok(origins)
 }
 
 fn var(name: &str) -> Option<String> {
@@ -157,6 +190,12 @@ impl Config {
             stats_sync_interval: Duration::from_secs(
                 parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
             ),
+            body_pace: crate::body_guard::BodyPace {
+                idle: Duration::from_secs(parse::<u64>("KALPANA_BODY_IDLE_SECS", 30)?.max(1)),
+                grace: Duration::from_secs(parse("KALPANA_BODY_GRACE_SECS", 30)?),
+                min_rate: parse("KALPANA_BODY_MIN_RATE", 1024)?,
+            },
+            cors_origins: cors_origins(var("KALPANA_CORS_ORIGINS"))?,
             shutdown_grace: Duration::from_secs(parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
             reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
                 None | Some("host") => false,

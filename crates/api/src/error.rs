@@ -26,6 +26,12 @@ pub enum Error {
     /// 413: the upload would take the bucket over its quota, or the body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 408: the request body stalled or arrived too slowly.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 413: a JSON request body over the limit.
+    #[error("{0}")]
+    BodyTooLarge(String),
     /// 416: the requested range is outside the object.
     #[error("the requested range is not satisfiable for an object of this size")]
     RangeNotSatisfiable,
@@ -64,6 +70,8 @@ impl Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+            Error::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Error::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Error::RangeNotSatisfiable => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }

@@ -5,9 +5,11 @@
 
 pub mod app;
 pub mod auth;
+pub mod body_guard;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod fault;
 pub mod lifecycle;
 pub mod model;

@@ -65,7 +65,7 @@ pub async fn store<S, E>(
 ) -> Result<Stored>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     if let (Some(len), Some(allowed)) = (length, up.allowance) {
         if len > allowed {
@@ -86,6 +86,7 @@ where
     };
     let mut seen = 0u64;
     let mut over = false;
+    let mut body_failed = None;
     while let Some(chunk) = source.next().await {
         match chunk {
             Ok(chunk) => {
@@ -101,9 +102,11 @@ where
                 }
             }
             Err(e) => {
+                // The S3 upload is aborted; the client hears why its body was refused.
                 let _ = tx
                     .send(Err(format!("the request body failed: {e}").into()))
                     .await;
+                body_failed = Some(crate::extract::body_error(&e));
                 break;
             }
         }
@@ -116,6 +119,10 @@ where
         drain(source).await;
         tracing::info!(bucket = %b.id, key, bytes_seen = seen, "upload refused: over quota");
         return Err(usage::over_quota(b));
+    }
+    if let Some(e) = body_failed {
+        tracing::info!(bucket = %b.id, key, bytes_seen = seen, error = %e, "upload refused: the request body failed");
+        return Err(e);
     }
     let uploaded = result?;
     let old_size = up.old.as_ref().map_or(0, |o| o.size);

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
-use kalpana_e2e::{object_path, proc_memory, s3_client, Daemon, DaemonOptions, ENGINE_IMAGE};
+use kalpana_e2e::{
+    object_path, percentile, proc_memory, s3_client, Daemon, DaemonOptions, ENGINE_IMAGE,
+};
 use kalpana_manager_core::EngineProfile;
 use serde_json::json;
 
@@ -36,15 +38,6 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
-    v[idx.min(v.len() - 1)]
 }
 
 /// `docker run` of the engine image, as the daemon configures it, to its first 200 on /healthz.

@@ -40,6 +40,11 @@ async fn another_user_gets_404_on_every_route_and_no_secret_reaches_the_log() ->
         ),
         ("POST", format!("/api/buckets/{id}/start"), None),
         ("POST", format!("/api/buckets/{id}/stop"), None),
+        (
+            "POST",
+            format!("/api/buckets/{id}/credentials/rotate"),
+            None,
+        ),
         ("GET", format!("/api/buckets/{id}/objects"), None),
         ("GET", obj.clone(), None),
         ("HEAD", obj.clone(), None),

@@ -3,8 +3,10 @@
 
 mod auth;
 mod faults;
+mod hardening;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod objects;
 mod ports;
 mod routing;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::{JsonBody, QueryParams};
 use crate::lifecycle::{self, CreateBucket};
 use crate::model::{now, BucketRecord, BucketStatus};
 use crate::store::BucketQuery;
@@ -120,9 +121,8 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<CreateQuery>,
-    body: std::result::Result<Json<CreateBucket>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<CreateBucket>,
 ) -> Result<(StatusCode, Json<BucketView>)> {
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let (mut record, secret, handle) = lifecycle::create(&state, &caller, req).await?;
     if q.wait {
         // The provisioning task goes on even if this request is dropped or times out.
@@ -160,9 +160,8 @@ pub struct BucketPage {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<BucketPage>> {
-    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::BadRequest("limit must be between 1 and 1000".into()));
@@ -236,9 +235,8 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: std::result::Result<Json<UpdateBucket>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<UpdateBucket>,
 ) -> Result<Json<BucketView>> {
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     lifecycle::visible(&state, &caller, &id).await?;
     let _guard = state.locks.lock(&id).await;
     let mut b = lifecycle::visible(&state, &caller, &id).await?;
@@ -282,9 +280,8 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: std::result::Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode> {
-    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
     lifecycle::visible(&state, &caller, &id).await?;
     lifecycle::delete(&state, &id, q.delete_volume).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::JsonBody;
 use crate::lifecycle;
 use crate::model::{new_id, now, Domain};
 use crate::routes::buckets::{view, BucketView};
@@ -54,9 +55,8 @@ fn can_use(caller: &Caller, d: &Domain) -> bool {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: std::result::Result<Json<CreateDomain>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<CreateDomain>,
 ) -> Result<(StatusCode, Json<DomainView>)> {
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let name = req.name.trim_end_matches('.').to_ascii_lowercase();
     validate::domain_name(&name)?;
     if let Some(team) = &req.team_id {
@@ -104,10 +104,9 @@ pub async fn link(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: std::result::Result<Json<LinkDomain>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<LinkDomain>,
 ) -> Result<Json<BucketView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let domain = state
         .store
         .get_domain(&req.domain_id)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::JsonBody;
 use crate::model::{new_id, now, Team, User};
 use crate::secrets::{hash_token, new_token};
 
@@ -56,10 +57,9 @@ fn check_name(name: &str, what: &str) -> Result<()> {
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    body: std::result::Result<Json<CreateUser>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<UserView>)> {
     caller.require_admin()?;
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     check_name(&req.name, "user")?;
     let token = new_token();
     let user = User {
@@ -90,9 +90,8 @@ pub struct CreateTeam {
 pub async fn create_team(
     State(state): State<AppState>,
     caller: Caller,
-    body: std::result::Result<Json<CreateTeam>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<CreateTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     check_name(&req.name, "team")?;
     let team = Team {
         id: new_id(),
@@ -133,9 +132,8 @@ pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: std::result::Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<AddMember>,
 ) -> Result<Json<Team>> {
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     let mut team = own_team(&state, &caller, &id).await?;
     if state.store.get_user(&req.user_id).await?.is_none() {
         return Err(Error::NotFound("user"));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::extract::{body_error, JsonBody, QueryParams};
 use crate::model::now;
 use crate::upload::{self, Stored};
 use crate::{lifecycle, usage, validate};
@@ -86,8 +87,11 @@ pub async fn upload_form(
 ) -> Result<(StatusCode, Json<Stored>)> {
     let b = lifecycle::running(&state, &caller, &id).await?;
     let mut form = form.map_err(|e| Error::BadRequest(e.body_text()))?;
-    let bad_form = |e: axum::extract::multipart::MultipartError| {
-        Error::BadRequest(format!("malformed multipart form: {}", e.body_text()))
+    let bad_form = |e: axum::extract::multipart::MultipartError| match body_error(&e) {
+        Error::BadRequest(_) => {
+            Error::BadRequest(format!("malformed multipart form: {}", e.body_text()))
+        }
+        timed_out => timed_out,
     };
     let mut key: Option<String> = None;
     let mut content_type: Option<String> = None;
@@ -152,10 +156,9 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ObjectPage>> {
     let b = lifecycle::running(&state, &caller, &id).await?;
-    let Query(q) = q.map_err(|e| Error::BadRequest(e.body_text()))?;
     let limit = q.limit.unwrap_or(MAX_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(Error::BadRequest(format!(
@@ -390,10 +393,9 @@ pub async fn presigned_upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: std::result::Result<Json<PresignRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<PresignRequest>,
 ) -> Result<Json<PresignView>> {
     lifecycle::visible(&state, &caller, &id).await?;
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     Ok(Json(presign(&state, &caller, &id, req, true).await?))
 }
 
@@ -402,10 +404,9 @@ pub async fn presigned_download(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: std::result::Result<Json<PresignRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<PresignRequest>,
 ) -> Result<Json<PresignView>> {
     lifecycle::visible(&state, &caller, &id).await?;
-    let Json(req) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
     Ok(Json(presign(&state, &caller, &id, req, false).await?))
 }
 
