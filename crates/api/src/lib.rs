@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fault;
 pub mod lifecycle;
 pub mod model;
+pub mod openapi;
 pub mod reconcile;
 pub mod router;
 pub mod routes;

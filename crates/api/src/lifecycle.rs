@@ -43,7 +43,7 @@ impl Locks {
 }
 
 /// The body of `POST /api/buckets`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBucket {
     /// S3 bucket name.
@@ -718,15 +718,47 @@ pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
         }
         _ => {}
     }
-    state
+    // The intent first: object calls answer 409 "stopped" from now on rather than meet a server
+    // going away, and a daemon that dies mid-way finishes the stop when it comes back.
+    let from = b.status;
+    set_status(
+        state,
+        &mut b,
+        BucketStatus::Stopped,
+        Some(STOPPING.into()),
+        Some(from),
+    )
+    .await?;
+    if let Err(e) = state
         .docker
         .stop_container(&container_name(&b.id), STOP_GRACE)
+        .await
+    {
+        let message = format!("stop failed: {e}");
+        set_status(
+            state,
+            &mut b,
+            from,
+            Some(message),
+            Some(BucketStatus::Stopped),
+        )
         .await?;
+        return Err(e.into());
+    }
     fault::point("stop.stopped");
-    let from = b.status;
-    set_status(state, &mut b, BucketStatus::Stopped, None, Some(from)).await?;
+    set_status(
+        state,
+        &mut b,
+        BucketStatus::Stopped,
+        None,
+        Some(BucketStatus::Stopped),
+    )
+    .await?;
     Ok(b)
 }
+
+/// The status message of a bucket whose stop is under way.
+pub const STOPPING: &str = "stopping";
 
 /// Links the bucket to `host` (or unlinks it with `None`). Labels cannot change on a live
 /// container, so a provisioned bucket's container is replaced: same volume, ports and

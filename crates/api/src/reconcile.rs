@@ -123,6 +123,11 @@ async fn converge_stopped(state: &AppState, id: &str) -> Result<()> {
             .stop_container(&actual.name, lifecycle::STOP_GRACE)
             .await?;
     }
+    if b.status_message.as_deref() == Some(lifecycle::STOPPING) {
+        // A stop the daemon died in the middle of, now finished.
+        let mut b = b;
+        lifecycle::set_status(state, &mut b, BucketStatus::Stopped, None, None).await?;
+    }
     Ok(())
 }
 
@@ -160,7 +165,7 @@ fn is_docker_down(e: &Error) -> bool {
 }
 
 /// Managed resources of this daemon instance that no bucket record accounts for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Orphans {
     /// Containers labelled for this instance without a bucket record.
@@ -171,7 +176,7 @@ pub struct Orphans {
 }
 
 /// A container without a bucket record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrphanContainer {
     /// Container name.
@@ -185,7 +190,7 @@ pub struct OrphanContainer {
 }
 
 /// A volume without a bucket record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrphanVolume {
     /// Volume name.

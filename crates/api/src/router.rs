@@ -7,88 +7,72 @@ use axum::http::header::{
 };
 use axum::http::{HeaderValue, Method};
 use axum::middleware;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::body_guard;
 use crate::error::Error;
 use crate::extract::JSON_LIMIT;
+use crate::openapi::{self, ApiDoc};
 use crate::routes::{admin, buckets, domains, events, health, identities, objects};
 
-/// Every route of the REST API.
-pub fn router(state: AppState) -> Router {
-    let router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/me", get(identities::me))
-        .route("/api/users", post(identities::create_user))
-        .route("/api/teams", post(identities::create_team))
-        .route("/api/teams/{id}/members", post(identities::add_member))
-        .route(
-            "/api/teams/{id}/members/{user_id}",
-            delete(identities::remove_member),
-        )
-        .route("/api/buckets", post(buckets::create).get(buckets::list))
-        .route(
-            "/api/buckets/{id}",
-            get(buckets::get)
-                .patch(buckets::update)
-                .delete(buckets::delete),
-        )
-        .route("/api/buckets/{id}/start", post(buckets::start))
-        .route("/api/buckets/{id}/stop", post(buckets::stop))
-        .route(
-            "/api/buckets/{id}/credentials/rotate",
-            post(buckets::rotate_credentials),
-        )
-        .route(
-            "/api/buckets/{id}/objects",
-            post(objects::upload_form)
-                .get(objects::list)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/api/buckets/{id}/objects/{key}",
-            get(objects::get)
-                .head(objects::head)
-                .put(objects::put)
-                .delete(objects::delete)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/api/buckets/{id}/objects/{key}/metadata",
-            get(objects::metadata),
-        )
-        .route(
-            "/api/buckets/{id}/presigned-upload",
-            post(objects::presigned_upload),
-        )
-        .route(
-            "/api/buckets/{id}/presigned-download",
-            post(objects::presigned_download),
-        )
-        .route("/api/buckets/{id}/stats", get(objects::stats))
-        .route("/api/domains", post(domains::create).get(domains::list))
-        .route(
-            "/api/buckets/{id}/domain",
-            post(domains::link).delete(domains::unlink),
-        )
-        .route("/api/events", get(events::stream))
-        .route("/api/admin/orphans", get(admin::orphans))
-        .route(
-            "/api/admin/orphans/containers/{name}",
-            delete(admin::remove_container),
-        )
-        .route(
-            "/api/admin/orphans/volumes/{name}",
-            delete(admin::remove_volume),
-        )
-        .fallback(|| async { Error::NotFound("route") })
-        // Upload routes lift this limit for themselves; every JSON body stays small.
+/// Every route of the REST API, described in the OpenAPI document as it is routed.
+fn api_routes() -> OpenApiRouter<AppState> {
+    // Uploads stream bodies of any size; every other body is small JSON.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(objects::upload_form, objects::list))
+        .routes(routes!(
+            objects::get,
+            objects::head,
+            objects::put,
+            objects::delete
+        ))
+        .layer(DefaultBodyLimit::disable());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document))
+        .routes(routes!(identities::me))
+        .routes(routes!(identities::create_user))
+        .routes(routes!(identities::create_team))
+        .routes(routes!(identities::add_member))
+        .routes(routes!(identities::remove_member))
+        .routes(routes!(buckets::create, buckets::list))
+        .routes(routes!(buckets::get, buckets::update, buckets::delete))
+        .routes(routes!(buckets::start))
+        .routes(routes!(buckets::stop))
+        .routes(routes!(buckets::rotate_credentials))
+        .merge(uploads)
+        .routes(routes!(objects::metadata))
+        .routes(routes!(objects::presigned_upload))
+        .routes(routes!(objects::presigned_download))
+        .routes(routes!(objects::stats))
+        .routes(routes!(domains::create, domains::list))
+        .routes(routes!(domains::link, domains::unlink))
+        .routes(routes!(events::stream))
+        .routes(routes!(admin::orphans))
+        .routes(routes!(admin::remove_container))
+        .routes(routes!(admin::remove_volume))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The whole router: the API routes, a JSON 404 for anything else, the body guard, CORS when
+/// configured, and request tracing.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api_routes().split_for_parts();
+    openapi::publish(doc);
+    let router = routes
+        .fallback(|| async { Error::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.config.body_pace,
             body_guard::guard,

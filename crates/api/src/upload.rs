@@ -29,7 +29,7 @@ pub struct Upload {
 }
 
 /// What an upload stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stored {
     /// Key.

@@ -108,8 +108,46 @@ pub fn subdomain_from_name(name: &str) -> String {
     name.replace('.', "-")
 }
 
+/// Whether `range` is one byte range (`bytes=a-b`, `bytes=a-` or `bytes=-n`) the S3 server can
+/// be given. Anything else is ignored, as RFC 9110 allows, and the whole object is served.
+pub fn byte_range(range: &str) -> bool {
+    let Some(spec) = range.trim().strip_prefix("bytes=") else {
+        return false;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return false;
+    };
+    let number = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    match (first.is_empty(), last.is_empty()) {
+        (false, true) => number(first),
+        (true, false) => number(last),
+        (false, false) => {
+            number(first) && number(last) && first.parse::<u64>().ok() <= last.parse::<u64>().ok()
+        }
+        (true, true) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_ranges_the_server_is_given() {
+        for ok in ["bytes=0-99", "bytes=100-", "bytes=-500", "bytes=7-7"] {
+            assert!(byte_range(ok), "{ok}");
+        }
+        for bad in [
+            "bytes=9-1",
+            "bytes=-",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=a-b",
+            "c7m5v{.Oi2\tL3,Wgu",
+            "bytes=99999999999999999999-",
+        ] {
+            assert!(!byte_range(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

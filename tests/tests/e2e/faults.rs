@@ -244,17 +244,29 @@ async fn every_fault_point_converges_after_a_kill() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 200, "{b}");
 
-    // Stop killed after the container stopped, before STOPPED is recorded: rolled back to
-    // RUNNING, the container started again.
+    // Stop killed after the container stopped (STOPPED was recorded first, as the intent):
+    // finished, the bucket STOPPED without the "stopping" note, and it starts again.
     let path = format!("/api/buckets/{}/stop", k.id);
     alice = crash_at(&mut d, &token, "stop.stopped", move |api| async move {
         api.send("POST", &path, None).await
     })
     .await?;
     let b = converged(&alice, &k.id).await?.expect("kept");
-    assert_eq!(b["status"], "RUNNING", "stop.stopped: {b}");
-    assert_eq!(get_bytes(&k.s3(), &k.name, "before").await?, data);
+    assert_eq!(b["status"], "STOPPED", "stop.stopped: {b}");
     assert_no_orphans(&orphans(&d).await?, "stop.stopped");
+    let started = Instant::now();
+    while get(&alice, &k.id).await?.1["statusMessage"] != Value::Null {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopping note kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, b) = alice
+        .send("POST", &format!("/api/buckets/{}/start", k.id), None)
+        .await?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(get_bytes(&k.s3(), &k.name, "before").await?, data);
 
     // Rotation and container replacement, killed at each step: the new configuration (recorded
     // first) wins, the old secret stops working, the data stays.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon binary, real Docker, real engine containers, real S3.
 //! All compiled into one test binary.
 
+mod api_fuzz;
 mod auth;
 mod faults;
 mod hardening;

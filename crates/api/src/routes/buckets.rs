@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::lifecycle::{self, CreateBucket};
 use crate::model::{now, BucketRecord, BucketStatus};
+use crate::openapi::{Failed, Refused};
 use crate::store::BucketQuery;
 use crate::validate;
 
@@ -20,7 +21,7 @@ use crate::validate;
 const CREATE_WAIT: Duration = Duration::from_secs(300);
 
 /// The JSON view of a bucket. `secretKey` is only set when a secret is handed out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketView {
     id: String,
@@ -108,7 +109,8 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
 }
 
 /// Query of `POST /api/buckets`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CreateQuery {
     /// Answer only once the bucket left CREATING (RUNNING or ERROR).
@@ -117,10 +119,23 @@ pub struct CreateQuery {
 }
 
 /// `POST /api/buckets`: 201 with the bucket and its `secretKey` (shown only here).
+#[utoipa::path(
+    post,
+    path = "/api/buckets",
+    tag = "buckets",
+    operation_id = "create_bucket",
+    params(CreateQuery),
+    request_body = CreateBucket,
+    responses(
+        (status = 201, description = "the bucket, with its secretKey (shown only here)", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<CreateQuery>,
+    QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(req): JsonBody<CreateBucket>,
 ) -> Result<(StatusCode, Json<BucketView>)> {
     let (mut record, secret, handle) = lifecycle::create(&state, &caller, req).await?;
@@ -138,7 +153,8 @@ pub async fn create(
 }
 
 /// Query of `GET /api/buckets`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     workspace_id: Option<String>,
@@ -149,7 +165,7 @@ pub struct ListQuery {
 }
 
 /// A page of buckets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketPage {
     buckets: Vec<BucketView>,
@@ -157,6 +173,18 @@ pub struct BucketPage {
 }
 
 /// `GET /api/buckets`: the caller's buckets and their teams'.
+#[utoipa::path(
+    get,
+    path = "/api/buckets",
+    tag = "buckets",
+    operation_id = "list_buckets",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of the caller's and their teams' buckets", body = BucketPage),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,17 +235,29 @@ pub async fn list(
 }
 
 /// `GET /api/buckets/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/buckets/{id}",
+    tag = "buckets",
+    operation_id = "get_bucket",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
     Ok(Json(view(&state, b, None)))
 }
 
 /// Body of `PATCH /api/buckets/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateBucket {
     description: Option<String>,
@@ -231,10 +271,23 @@ pub struct UpdateBucket {
 /// `PATCH /api/buckets/{id}`: description, quota and S3 settings. Settings are written to a
 /// running bucket's S3 server before the record, so a failure changes nothing; a stopped
 /// bucket gets them when it starts.
+#[utoipa::path(
+    patch,
+    path = "/api/buckets/{id}",
+    tag = "buckets",
+    operation_id = "update_bucket",
+    params(("id" = String, Path, description = "bucket id")),
+    request_body = UpdateBucket,
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<UpdateBucket>,
 ) -> Result<Json<BucketView>> {
     lifecycle::visible(&state, &caller, &id).await?;
@@ -268,7 +321,8 @@ pub async fn update(
 }
 
 /// Query of `DELETE /api/buckets/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteQuery {
     #[serde(default)]
@@ -276,10 +330,22 @@ pub struct DeleteQuery {
 }
 
 /// `DELETE /api/buckets/{id}`: 204; `?deleteVolume=true` drops the data too.
+#[utoipa::path(
+    delete,
+    path = "/api/buckets/{id}",
+    tag = "buckets",
+    operation_id = "delete_bucket",
+    params(("id" = String, Path, description = "bucket id"), DeleteQuery),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode> {
     lifecycle::visible(&state, &caller, &id).await?;
@@ -288,10 +354,22 @@ pub async fn delete(
 }
 
 /// `POST /api/buckets/{id}/start`.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/start",
+    tag = "buckets",
+    operation_id = "start_bucket",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
     lifecycle::visible(&state, &caller, &id).await?;
     let b = lifecycle::start(&state, &id).await?;
@@ -299,10 +377,22 @@ pub async fn start(
 }
 
 /// `POST /api/buckets/{id}/stop`.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/stop",
+    tag = "buckets",
+    operation_id = "stop_bucket",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn stop(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
     lifecycle::visible(&state, &caller, &id).await?;
     let b = lifecycle::stop(&state, &id).await?;
@@ -311,10 +401,21 @@ pub async fn stop(
 
 /// `POST /api/buckets/{id}/credentials/rotate`: the bucket with its new `secretKey` (shown only
 /// here). The old secret stops working once the container is replaced.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/credentials/rotate",
+    tag = "buckets",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "the bucket with its new secretKey (shown only here)", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn rotate_credentials(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
     lifecycle::visible(&state, &caller, &id).await?;
     let (b, secret) = lifecycle::rotate_credentials(&state, &id).await?;

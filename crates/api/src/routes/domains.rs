@@ -1,6 +1,6 @@
 //! Domains: registered by a user or a team, linked to buckets as `<subdomain>.<domain>`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -8,14 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::lifecycle;
 use crate::model::{new_id, now, Domain};
+use crate::openapi::{Failed, Refused};
 use crate::routes::buckets::{view, BucketView};
 use crate::validate;
 
 /// Body of `POST /api/domains`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDomain {
     name: String,
@@ -23,7 +24,7 @@ pub struct CreateDomain {
 }
 
 /// The JSON view of a domain.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainView {
     id: String,
@@ -52,6 +53,18 @@ fn can_use(caller: &Caller, d: &Domain) -> bool {
 }
 
 /// `POST /api/domains`: 201; 409 when the name is registered already.
+#[utoipa::path(
+    post,
+    path = "/api/domains",
+    tag = "domains",
+    operation_id = "create_domain",
+    request_body = CreateDomain,
+    responses(
+        (status = 201, description = "the domain", body = DomainView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +90,17 @@ pub async fn create(
 }
 
 /// `GET /api/domains`: the domains the caller may use.
+#[utoipa::path(
+    get,
+    path = "/api/domains",
+    tag = "domains",
+    operation_id = "list_domains",
+    responses(
+        (status = 200, description = "the domains the caller may use", body = Vec<DomainView>),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<DomainView>>> {
     Ok(Json(
         state
@@ -91,7 +115,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 }
 
 /// Body of `POST /api/buckets/{id}/domain`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkDomain {
     domain_id: String,
@@ -100,10 +124,23 @@ pub struct LinkDomain {
 
 /// `POST /api/buckets/{id}/domain`: routes `<subdomain>.<domain>` to the bucket too (the
 /// subdomain defaults to the bucket's). The container is replaced; data, ports and keys stay.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/domain",
+    tag = "domains",
+    operation_id = "link_domain",
+    params(("id" = String, Path, description = "bucket id")),
+    request_body = LinkDomain,
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn link(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<LinkDomain>,
 ) -> Result<Json<BucketView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
@@ -132,10 +169,22 @@ pub async fn link(
 }
 
 /// `DELETE /api/buckets/{id}/domain`: only the default host routes to the bucket afterwards.
+#[utoipa::path(
+    delete,
+    path = "/api/buckets/{id}/domain",
+    tag = "domains",
+    operation_id = "unlink_domain",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "the bucket", body = BucketView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn unlink(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
     lifecycle::visible(&state, &caller, &id).await?;
     let b = lifecycle::set_link(&state, &id, None, None).await?;

@@ -10,10 +10,22 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::openapi::{Failed, Refused};
 
 /// Streams `bucket.status`, `bucket.progress`, `image.pull` and `bucket.deleted` events of the
 /// buckets the caller can see. Team membership is checked again per event, so a removed member
 /// stops receiving at once.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    operation_id = "events",
+    responses(
+        (status = 200, description = "server-sent events (bucket.status, bucket.progress, image.pull, bucket.credentials, bucket.domain, bucket.deleted), each data line a BucketEvent", content_type = "text/event-stream", body = String),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,

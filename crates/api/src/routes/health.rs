@@ -3,26 +3,62 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::app::AppState;
 
+/// `/healthz` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+/// `/readyz` answer: `ok` or what is wrong, per dependency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok` or the Docker error.
+    docker: String,
+    /// `ok` or the store error.
+    store: String,
+}
+
 /// The process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "the process answers", body = Health)),
+    security(())
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when Docker and the store both answer; 503 with which one is down otherwise.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Docker and the store answer", body = Readiness),
+        (status = 503, description = "Docker or the store does not answer; the body says which", body = Readiness)
+    ),
+    security(())
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let (docker, store) = tokio::join!(state.docker.ping(), state.store.ping());
-    let body = json!({
-        "docker": docker.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-    });
     let status = if docker.is_ok() && store.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |r: Result<(), String>| r.map(|()| "ok".to_string()).unwrap_or_else(|e| e);
+    let body = Readiness {
+        docker: word(docker.map_err(|e| e.to_string())),
+        store: word(store.map_err(|e| e.to_string())),
     };
     (status, Json(body))
 }

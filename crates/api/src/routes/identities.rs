@@ -1,6 +1,6 @@
 //! Users and teams.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::model::{new_id, now, Team, User};
+use crate::openapi::{Failed, Refused};
 use crate::secrets::{hash_token, new_token};
 
 /// Body of `POST /api/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     name: String,
@@ -22,7 +23,7 @@ pub struct CreateUser {
 }
 
 /// A user as the API shows it; `token` only in the answer that creates it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     id: String,
@@ -54,6 +55,17 @@ fn check_name(name: &str, what: &str) -> Result<()> {
 }
 
 /// `POST /api/users` (admin): 201 with the user's token, shown only here.
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "identities",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "the user, with its token (shown only here)", body = UserView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,18 +87,39 @@ pub async fn create_user(
 }
 
 /// `GET /api/me`: who the token belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "identities",
+    responses(
+        (status = 200, description = "the caller", body = UserView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn me(caller: Caller) -> Json<UserView> {
     Json(user_view(caller.user, None))
 }
 
 /// Body of `POST /api/teams`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTeam {
     name: String,
 }
 
 /// `POST /api/teams`: the caller becomes owner and first member.
+#[utoipa::path(
+    post,
+    path = "/api/teams",
+    tag = "identities",
+    request_body = CreateTeam,
+    responses(
+        (status = 201, description = "the team", body = Team),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn create_team(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,7 +139,7 @@ pub async fn create_team(
 }
 
 /// Body of `POST /api/teams/{id}/members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMember {
     user_id: String,
@@ -128,10 +161,22 @@ async fn own_team(state: &AppState, caller: &Caller, id: &str) -> Result<Team> {
 }
 
 /// `POST /api/teams/{id}/members` (team owner or admin).
+#[utoipa::path(
+    post,
+    path = "/api/teams/{id}/members",
+    tag = "identities",
+    params(("id" = String, Path, description = "team id")),
+    request_body = AddMember,
+    responses(
+        (status = 200, description = "the team", body = Team),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<AddMember>,
 ) -> Result<Json<Team>> {
     let mut team = own_team(&state, &caller, &id).await?;
@@ -147,10 +192,21 @@ pub async fn add_member(
 }
 
 /// `DELETE /api/teams/{id}/members/{userId}` (team owner or admin); access ends at once.
+#[utoipa::path(
+    delete,
+    path = "/api/teams/{id}/members/{user_id}",
+    tag = "identities",
+    params(("id" = String, Path, description = "team id"), ("user_id" = String, Path, description = "member user id")),
+    responses(
+        (status = 200, description = "the team", body = Team),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, user_id)): Path<(String, String)>,
+    PathParams((id, user_id)): PathParams<(String, String)>,
 ) -> Result<Json<Team>> {
     let mut team = own_team(&state, &caller, &id).await?;
     if user_id == team.owner_id {

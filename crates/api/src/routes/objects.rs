@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,8 +18,9 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::extract::{body_error, JsonBody, QueryParams};
+use crate::extract::{body_error, JsonBody, PathParams, QueryParams};
 use crate::model::now;
+use crate::openapi::{Failed, Refused};
 use crate::upload::{self, Stored};
 use crate::{lifecycle, usage, validate};
 
@@ -46,10 +47,23 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
 }
 
 /// `PUT /api/buckets/{id}/objects/{key}`: stores the raw request body, streamed.
+#[utoipa::path(
+    put,
+    path = "/api/buckets/{id}/objects/{key}",
+    tag = "objects",
+    operation_id = "put_object",
+    params(("id" = String, Path, description = "bucket id"), ("key" = String, Path, description = "object key: one percent-encoded path segment")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the object's bytes, streamed"),
+    responses(
+        (status = 201, description = "stored", body = Stored),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    PathParams((id, key)): PathParams<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Stored>)> {
@@ -79,10 +93,23 @@ pub async fn put(
 
 /// `POST /api/buckets/{id}/objects`: a multipart form with `key` (and optionally
 /// `contentType`) before `file`; the file part is streamed.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/objects",
+    tag = "objects",
+    operation_id = "upload_object_form",
+    params(("id" = String, Path, description = "bucket id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "stored", body = Stored),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn upload_form(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     form: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<Stored>)> {
     let b = lifecycle::running(&state, &caller, &id).await?;
@@ -122,8 +149,24 @@ pub async fn upload_form(
     ))
 }
 
+/// The form of `POST /api/buckets/{id}/objects` (for the API description; the handler reads it
+/// as a stream, `key` first).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// Object key; must come before `file`.
+    key: String,
+    /// Content type to store (default: the file part's).
+    #[schema(rename = "contentType")]
+    content_type: Option<String>,
+    /// The bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// Query of `GET /api/buckets/{id}/objects`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     prefix: Option<String>,
@@ -133,7 +176,7 @@ pub struct ListQuery {
 }
 
 /// One object in a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectView {
     key: String,
@@ -143,7 +186,7 @@ pub struct ObjectView {
 }
 
 /// A page of objects.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectPage {
     objects: Vec<ObjectView>,
@@ -152,10 +195,22 @@ pub struct ObjectPage {
 }
 
 /// `GET /api/buckets/{id}/objects`: one page; follow `nextCursor` for the next.
+#[utoipa::path(
+    get,
+    path = "/api/buckets/{id}/objects",
+    tag = "objects",
+    operation_id = "list_objects",
+    params(("id" = String, Path, description = "bucket id"), ListQuery),
+    responses(
+        (status = 200, description = "one page of objects", body = ObjectPage),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ObjectPage>> {
     let b = lifecycle::running(&state, &caller, &id).await?;
@@ -182,6 +237,8 @@ pub async fn list(
                 .decode(c)
                 .ok()
                 .and_then(|t| String::from_utf8(t).ok())
+                // The API never hands out an empty cursor (S3 refuses an empty token).
+                .filter(|t| !t.is_empty())
                 .ok_or_else(|| Error::BadRequest("cursor is not one this API handed out".into()))
         })
         .transpose()?;
@@ -234,15 +291,28 @@ fn object_headers(h: &mut HeaderMap, info: &kalpana_s3_ops::ObjectInfo, length: 
 }
 
 /// `GET /api/buckets/{id}/objects/{key}`: the object, streamed; `Range` gives 206.
+#[utoipa::path(
+    get,
+    path = "/api/buckets/{id}/objects/{key}",
+    tag = "objects",
+    operation_id = "get_object",
+    params(("id" = String, Path, description = "bucket id"), ("key" = String, Path, description = "object key: one percent-encoded path segment"), ("Range" = Option<String>, Header, description = "bytes=start-end, bytes=start- or bytes=-suffix")),
+    responses(
+        (status = 200, description = "the object's bytes, with the content type it was stored with", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "the requested range", content_type = "*/*", body = Vec<u8>),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    PathParams((id, key)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let b = lifecycle::running(&state, &caller, &id).await?;
     validate::object_key(&key)?;
-    let range = header_str(&headers, header::RANGE);
+    let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
     let d = lifecycle::s3_client(&state, &b)?
         .get_object(&key, range.as_deref())
         .await
@@ -261,10 +331,22 @@ pub async fn get(
 }
 
 /// `HEAD /api/buckets/{id}/objects/{key}`: the headers of a GET, no body.
+#[utoipa::path(
+    head,
+    path = "/api/buckets/{id}/objects/{key}",
+    tag = "objects",
+    operation_id = "head_object",
+    params(("id" = String, Path, description = "bucket id"), ("key" = String, Path, description = "object key: one percent-encoded path segment")),
+    responses(
+        (status = 200, description = "the object's headers, no body"),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn head(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let b = lifecycle::running(&state, &caller, &id).await?;
     validate::object_key(&key)?;
@@ -278,7 +360,7 @@ pub async fn head(
 }
 
 /// Metadata of one object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetadataView {
     key: String,
@@ -290,10 +372,22 @@ pub struct MetadataView {
 }
 
 /// `GET /api/buckets/{id}/objects/{key}/metadata`.
+#[utoipa::path(
+    get,
+    path = "/api/buckets/{id}/objects/{key}/metadata",
+    tag = "objects",
+    operation_id = "object_metadata",
+    params(("id" = String, Path, description = "bucket id"), ("key" = String, Path, description = "object key: one percent-encoded path segment")),
+    responses(
+        (status = 200, description = "size, type, ETag, time, user metadata", body = MetadataView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn metadata(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Json<MetadataView>> {
     let b = lifecycle::running(&state, &caller, &id).await?;
     validate::object_key(&key)?;
@@ -312,10 +406,22 @@ pub async fn metadata(
 }
 
 /// `DELETE /api/buckets/{id}/objects/{key}`: 204, also when there was no such key.
+#[utoipa::path(
+    delete,
+    path = "/api/buckets/{id}/objects/{key}",
+    tag = "objects",
+    operation_id = "delete_object",
+    params(("id" = String, Path, description = "bucket id"), ("key" = String, Path, description = "object key: one percent-encoded path segment")),
+    responses(
+        (status = 204, description = "deleted (or was not there)"),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, key)): Path<(String, String)>,
+    PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<StatusCode> {
     let b = lifecycle::running(&state, &caller, &id).await?;
     validate::object_key(&key)?;
@@ -330,7 +436,7 @@ pub async fn delete(
 }
 
 /// Body of the presign routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PresignRequest {
     key: String,
@@ -339,7 +445,7 @@ pub struct PresignRequest {
 }
 
 /// A presigned URL.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PresignView {
     url: String,
@@ -389,10 +495,22 @@ async fn presign(
 }
 
 /// `POST /api/buckets/{id}/presigned-upload`.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/presigned-upload",
+    tag = "objects",
+    params(("id" = String, Path, description = "bucket id")),
+    request_body = PresignRequest,
+    responses(
+        (status = 200, description = "a presigned PUT URL", body = PresignView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn presigned_upload(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<PresignRequest>,
 ) -> Result<Json<PresignView>> {
     lifecycle::visible(&state, &caller, &id).await?;
@@ -400,10 +518,22 @@ pub async fn presigned_upload(
 }
 
 /// `POST /api/buckets/{id}/presigned-download`.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/presigned-download",
+    tag = "objects",
+    params(("id" = String, Path, description = "bucket id")),
+    request_body = PresignRequest,
+    responses(
+        (status = 200, description = "a presigned GET URL", body = PresignView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn presigned_download(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<PresignRequest>,
 ) -> Result<Json<PresignView>> {
     lifecycle::visible(&state, &caller, &id).await?;
@@ -411,7 +541,7 @@ pub async fn presigned_download(
 }
 
 /// Usage of a bucket and its container's resource use.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsView {
     object_count: u64,
@@ -423,7 +553,7 @@ pub struct StatsView {
 }
 
 /// One sample of the container's resource use.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatsView {
     memory_bytes: Option<u64>,
@@ -433,10 +563,22 @@ pub struct ContainerStatsView {
 }
 
 /// `GET /api/buckets/{id}/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/buckets/{id}/stats",
+    tag = "objects",
+    operation_id = "bucket_stats",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "usage and container resources", body = StatsView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
 pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<StatsView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
     let container = match state
