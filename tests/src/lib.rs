@@ -887,3 +887,23 @@ impl Drop for DockerProxy {
         self.cut();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn secrets_handed_out_are_found_in_a_log() {
+        super::note_secrets(&json!({
+            "bucket": { "secretKey": "SEKRET-0123456789" },
+            "users": [{ "token": "tok-abcdefghij" }],
+            "name": "not-a-secret",
+        }));
+        assert_eq!(
+            super::secrets_in("a line with SEKRET-0123456789 in it").len(),
+            1
+        );
+        assert_eq!(super::secrets_in("Bearer tok-abcdefghij").len(), 1);
+        assert!(super::secrets_in("not-a-secret and nothing else").is_empty());
+    }
+}

@@ -63,6 +63,9 @@ pub struct Config {
     /// Origins allowed to call the API from a browser (`KALPANA_CORS_ORIGINS`, comma-separated,
     /// or `*`); empty (the default) sends no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// How often every bucket is reconciled even without events (`KALPANA_RESYNC_SECS`,
+    /// default 30).
+    pub resync_interval: Duration,
     /// How long SIGTERM waits for in-flight requests before the daemon exits anyway
     /// (`KALPANA_SHUTDOWN_GRACE_SECS`, default 60).
     pub shutdown_grace: Duration,
@@ -196,6 +199,7 @@ impl Config {
                 min_rate: parse("KALPANA_BODY_MIN_RATE", 1024)?,
             },
             cors_origins: cors_origins(var("KALPANA_CORS_ORIGINS"))?,
+            resync_interval: Duration::from_secs(parse::<u64>("KALPANA_RESYNC_SECS", 30)?.max(1)),
             shutdown_grace: Duration::from_secs(parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
             reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
                 None | Some("host") => false,

@@ -16,9 +16,6 @@ use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::model::{now, BucketStatus};
 
-/// How often every bucket is reconciled even without events.
-const RESYNC: Duration = Duration::from_secs(30);
-
 /// How a status message says the daemon is bringing a dead container back.
 const RESTARTING: &str = "restarting it";
 
@@ -259,7 +256,7 @@ fn report_orphans(found: &Orphans) {
     *last = Some(found.clone());
 }
 
-/// Runs the loop: a full pass now and every [`RESYNC`], a step per Docker event, and a full pass
+/// Runs the loop: a full pass now and every `KALPANA_RESYNC_SECS`, a step per Docker event, and a full pass
 /// whenever the event stream comes back after Docker was away (events may have been missed).
 pub fn spawn(state: AppState) {
     let periodic = state.clone();
@@ -268,7 +265,7 @@ pub fn spawn(state: AppState) {
             if let Err(e) = reconcile_all(&periodic).await {
                 tracing::warn!(error = %e, "reconcile pass failed");
             }
-            tokio::time::sleep(RESYNC).await;
+            tokio::time::sleep(periodic.config.resync_interval).await;
         }
     });
     tokio::spawn(async move {

@@ -632,3 +632,87 @@ async fn the_store_survives_sigkill_during_writes() -> anyhow::Result<()> {
     assert_eq!(missing, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphans_are_reported_and_removed_only_on_an_admin_call() -> anyhow::Result<()> {
+    // What a daemon whose store was lost (or restored from an old backup) would find: a
+    // container and a volume labelled for its instance that no record accounts for.
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_RESYNC_SECS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await?;
+    let ghost = "01a2000000000000000000000000beef";
+    let container = format!("kalpana-bucket-{ghost}");
+    let volume = format!("{container}-data");
+    let labels = [
+        "kalpana.managed=true".to_string(),
+        format!("kalpana.instance={}", d.instance),
+        format!("kalpana.bucket.id={ghost}"),
+    ];
+    let mut vol = std::process::Command::new("docker");
+    vol.args(["volume", "create"]);
+    let mut ctr = std::process::Command::new("docker");
+    ctr.args(["create", "--name", &container]);
+    for l in &labels {
+        vol.args(["--label", l]);
+        ctr.args(["--label", l]);
+    }
+    vol.arg(&volume).stdout(std::process::Stdio::null());
+    ctr.arg(kalpana_e2e::ENGINE_IMAGE)
+        .stdout(std::process::Stdio::null());
+    assert!(vol.status()?.success() && ctr.status()?.success());
+    let o = orphans(&d).await?;
+    assert_eq!(o["containers"][0]["name"], container.as_str(), "{o}");
+    assert_eq!(o["volumes"][0]["name"], volume.as_str(), "{o}");
+    // The reconcile pass logged them and left them in place.
+    let started = Instant::now();
+    while !d.log().contains("orphan: managed container") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no orphan log line"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(docker_exists("container", &container));
+    assert!(docker_exists("volume", &volume));
+
+    // Only an admin may remove them, and only orphans.
+    let (user, _) = d.new_user("alice").await?;
+    let (status, _) = user.send("GET", "/api/admin/orphans", None).await?;
+    assert_eq!(status, 403);
+    let path = format!("/api/admin/orphans/containers/{container}");
+    let (status, _) = user.send("DELETE", &path, None).await?;
+    assert_eq!(status, 403);
+    let (status, b2) = d.admin().create_bucket(json!({ "name": "kept" })).await?;
+    assert_eq!(status, 201, "{b2}");
+    let own = format!("kalpana-bucket-{}", b2["id"].as_str().expect("id"));
+    let (status, e) = d
+        .admin()
+        .send(
+            "DELETE",
+            &format!("/api/admin/orphans/containers/{own}"),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        status, 404,
+        "a bucket's own container is not an orphan: {e}"
+    );
+    assert!(docker_exists("container", &own));
+    let (status, _) = d.admin().send("DELETE", &path, None).await?;
+    assert_eq!(status, 204);
+    assert!(!docker_exists("container", &container));
+    let (status, _) = d
+        .admin()
+        .send(
+            "DELETE",
+            &format!("/api/admin/orphans/volumes/{volume}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    assert!(!docker_exists("volume", &volume));
+    assert_no_orphans(&orphans(&d).await?, "admin removal");
+    Ok(())
+}
