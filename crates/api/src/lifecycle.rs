@@ -706,18 +706,10 @@ pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
     require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
-    match b.status {
-        BucketStatus::Stopped => return Ok(b),
-        BucketStatus::Creating => {
-            return Err(Error::Conflict("the bucket is still being created".into()))
-        }
-        BucketStatus::Error if !b.provisioned => {
-            return Err(Error::Conflict(
-                "the bucket never came up; start it to retry or delete it".into(),
-            ))
-        }
-        _ => {}
+    if b.status == BucketStatus::Stopped {
+        return Ok(b);
     }
+    require_provisioned(&b)?;
     // The intent first: object calls answer 409 "stopped" from now on rather than meet a server
     // going away, and a daemon that dies mid-way finishes the stop when it comes back.
     let from = b.status;
@@ -755,6 +747,17 @@ pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
     )
     .await?;
     Ok(b)
+}
+
+/// 409 for a bucket that has no container to act on yet (still CREATING, or never came up).
+fn require_provisioned(b: &BucketRecord) -> Result<()> {
+    match b.status {
+        BucketStatus::Creating => Err(Error::Conflict("the bucket is still being created".into())),
+        BucketStatus::Error if !b.provisioned => Err(Error::Conflict(
+            "the bucket never came up; start it to retry or delete it".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The status message of a bucket whose stop is under way.
@@ -813,17 +816,7 @@ pub async fn rotate_credentials(state: &AppState, id: &str) -> Result<(BucketRec
     require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
-    match b.status {
-        BucketStatus::Creating => {
-            return Err(Error::Conflict("the bucket is still being created".into()))
-        }
-        BucketStatus::Error if !b.provisioned => {
-            return Err(Error::Conflict(
-                "the bucket never came up; start it to retry or delete it".into(),
-            ))
-        }
-        _ => {}
-    }
+    require_provisioned(&b)?;
     let secret = new_secret_key();
     b.secret_key_enc = state.master_key.encrypt(&secret)?;
     b.generation += 1;

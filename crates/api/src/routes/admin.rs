@@ -45,19 +45,7 @@ pub async fn remove_container(
     caller: Caller,
     PathParams(name): PathParams<String>,
 ) -> Result<StatusCode> {
-    caller.require_admin()?;
-    let _alloc = state.allocation.lock().await;
-    if !find_orphans(&state)
-        .await?
-        .containers
-        .iter()
-        .any(|c| c.name == name)
-    {
-        return Err(Error::NotFound("orphan container"));
-    }
-    state.docker.remove_container(&name).await?;
-    tracing::warn!(container = %name, admin = %caller.user.id, "orphan container removed by an admin");
-    Ok(StatusCode::NO_CONTENT)
+    remove_orphan(&state, &caller, Kind::Container, &name).await
 }
 
 /// `DELETE /api/admin/orphans/volumes/{name}`: removes that volume (and the data in it) if it
@@ -78,17 +66,41 @@ pub async fn remove_volume(
     caller: Caller,
     PathParams(name): PathParams<String>,
 ) -> Result<StatusCode> {
+    remove_orphan(&state, &caller, Kind::Volume, &name).await
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Container,
+    Volume,
+}
+
+/// Removes the container or volume `name` if it is (still) an orphan; 404 otherwise, so a
+/// bucket's own resources can never be removed this way.
+async fn remove_orphan(
+    state: &AppState,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<StatusCode> {
     caller.require_admin()?;
+    // Under the allocation lock no bucket is being created meanwhile.
     let _alloc = state.allocation.lock().await;
-    if !find_orphans(&state)
-        .await?
-        .volumes
-        .iter()
-        .any(|v| v.name == name)
-    {
-        return Err(Error::NotFound("orphan volume"));
+    let found = find_orphans(state).await?;
+    let orphan = match kind {
+        Kind::Container => found.containers.iter().any(|c| c.name == name),
+        Kind::Volume => found.volumes.iter().any(|v| v.name == name),
+    };
+    if !orphan {
+        return Err(Error::NotFound(match kind {
+            Kind::Container => "orphan container",
+            Kind::Volume => "orphan volume",
+        }));
     }
-    state.docker.remove_volume(&name).await?;
-    tracing::warn!(volume = %name, admin = %caller.user.id, "orphan volume removed by an admin");
+    match kind {
+        Kind::Container => state.docker.remove_container(name).await?,
+        Kind::Volume => state.docker.remove_volume(name).await?,
+    }
+    tracing::warn!(name, admin = %caller.user.id, volume = matches!(kind, Kind::Volume), "orphan removed by an admin");
     Ok(StatusCode::NO_CONTENT)
 }
