@@ -16,7 +16,7 @@ pub const POINTS: &[&str] = &[
     "provision.ready",
     // start: container serving, RUNNING not yet recorded
     "start.running",
-    // stop: container stopped, STOPPED not yet recorded
+    // stop: STOPPED ("stopping") recorded first, container stopped, the note not yet cleared
     "stop.stopped",
     // delete: deletion mark written; container removed, volume and record not yet
     "delete.marked",
