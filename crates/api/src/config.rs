@@ -1,7 +1,9 @@
-//! Daemon configuration from `KALPANA_*` environment variables.
+//! Daemon configuration from `KALPANA_*` environment variables and, optionally, a TOML file with
+//! the same keys.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kalpana_manager_core::spec::Limits;
@@ -97,23 +99,148 @@ fn cors_origins(value: Option<String>) -> Result<Vec<String>> {
     Ok(origins)
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Every key the daemon reads, from the environment or a config file.
+pub const KEYS: &[&str] = &[
+    "KALPANA_LISTEN",
+    "KALPANA_DATA_DIR",
+    "KALPANA_STORE",
+    "KALPANA_ADMIN_TOKEN",
+    "KALPANA_MASTER_KEY",
+    "KALPANA_ENGINE",
+    "KALPANA_ENGINE_IMAGE",
+    "KALPANA_IMAGE_MINIO",
+    "KALPANA_IMAGE_SEAWEEDFS",
+    "KALPANA_PORT_RANGE",
+    "KALPANA_BIND_IP",
+    "KALPANA_PUBLIC_HOST",
+    "KALPANA_BASE_DOMAIN",
+    "KALPANA_PUBLIC_SCHEME",
+    "KALPANA_PUBLIC_PORT",
+    "KALPANA_TRAEFIK_ENTRYPOINTS",
+    "KALPANA_TRAEFIK_CERTRESOLVER",
+    "KALPANA_DOCKER_NETWORK",
+    "KALPANA_INSTANCE",
+    "KALPANA_CONTAINER_MEMORY_MB",
+    "KALPANA_CONTAINER_CPUS",
+    "KALPANA_CONTAINER_PIDS",
+    "KALPANA_READY_TIMEOUT_SECS",
+    "KALPANA_PULL_TIMEOUT_SECS",
+    "KALPANA_REGION",
+    "KALPANA_STATS_SYNC_SECS",
+    "KALPANA_REACH_BUCKETS_VIA",
+    "KALPANA_BODY_IDLE_SECS",
+    "KALPANA_BODY_MIN_RATE",
+    "KALPANA_BODY_GRACE_SECS",
+    "KALPANA_CORS_ORIGINS",
+    "KALPANA_RESYNC_SECS",
+    "KALPANA_SHUTDOWN_GRACE_SECS",
+];
+
+/// Keys whose values are secrets: a config file holding one should be readable by its owner only.
+const SECRET_KEYS: &[&str] = &["KALPANA_ADMIN_TOKEN", "KALPANA_MASTER_KEY", "KALPANA_STORE"];
+
+/// Where configuration values come from: the environment first, then the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
 }
 
-fn parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| Error::BadRequest(format!("{name}={v:?} is not valid"))),
+impl Vars {
+    /// The `KALPANA_*` environment variables and, when given, a TOML file with the same keys
+    /// (`KALPANA_LISTEN = "0.0.0.0:8080"`); the environment wins over the file.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let env = std::env::vars()
+            .filter(|(k, _)| k.starts_with("KALPANA_"))
+            .collect();
+        let file = match file {
+            None => HashMap::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::BadRequest(format!("config file {}: {e}", path.display()))
+                })?;
+                let values = parse_file(&text).map_err(|e| {
+                    Error::BadRequest(format!("config file {}: {e}", path.display()))
+                })?;
+                warn_if_readable_by_others(path, &values);
+                values
+            }
+        };
+        Ok(Vars { env, file })
+    }
+
+    /// Values given directly (for tests and tools).
+    pub fn from_maps(env: HashMap<String, String>, file: HashMap<String, String>) -> Self {
+        Vars { env, file }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        // A key read here but missing from KEYS could not be set from a file.
+        debug_assert!(KEYS.contains(&name), "{name} is not in config::KEYS");
+        let non_empty = |v: &String| !v.trim().is_empty();
+        self.env
+            .get(name)
+            .filter(|v| non_empty(v))
+            .or_else(|| self.file.get(name).filter(|v| non_empty(v)))
+            .cloned()
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| Error::BadRequest(format!("{name}={v:?} is not valid"))),
+        }
+    }
+}
+
+/// The values of a TOML config file: known keys only, each a string, number or boolean.
+fn parse_file(text: &str) -> std::result::Result<HashMap<String, String>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown key {key:?} (keys are the KALPANA_* environment variable names)"
+            ));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => return Err(format!("{key}: expected a string, number or boolean")),
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+/// Warns (naming the key, never the value) when a file holding a secret can be read by others.
+fn warn_if_readable_by_others(path: &Path, values: &HashMap<String, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(secret) = SECRET_KEYS.iter().find(|k| values.contains_key(**k)) else {
+        return;
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), key = %secret,
+                "config file holds a secret and can be read by other users; chmod 600 it");
+        }
     }
 }
 
 impl Config {
-    /// Reads the configuration from the environment.
+    /// Reads the configuration from the environment only.
     pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::load(None)?)
+    }
+
+    /// Reads the configuration from `vars`.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let var = |name: &str| vars.get(name);
         let engine = match var("KALPANA_ENGINE") {
             Some(e) => e.parse::<EngineKind>()?,
             None => EngineKind::Minio,
@@ -133,7 +260,7 @@ impl Config {
             Some(r) => r.parse::<PortRange>()?,
             None => PortRange::default(),
         };
-        let bind_ip: IpAddr = parse("KALPANA_BIND_IP", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+        let bind_ip: IpAddr = vars.parse("KALPANA_BIND_IP", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
         let public_host = var("KALPANA_PUBLIC_HOST").unwrap_or_else(|| {
             if bind_ip.is_unspecified() {
                 "127.0.0.1".to_string()
@@ -160,15 +287,15 @@ impl Config {
             cert_resolver: var("KALPANA_TRAEFIK_CERTRESOLVER"),
         };
         let defaults = Limits::default();
-        let memory_mb: i64 = parse(
+        let memory_mb: i64 = vars.parse(
             "KALPANA_CONTAINER_MEMORY_MB",
             defaults.memory_bytes / (1024 * 1024),
         )?;
-        let cpus: f64 = parse("KALPANA_CONTAINER_CPUS", 1.0)?;
+        let cpus: f64 = vars.parse("KALPANA_CONTAINER_CPUS", 1.0)?;
         let limits = Limits {
             memory_bytes: memory_mb * 1024 * 1024,
             nano_cpus: (cpus * 1e9) as i64,
-            pids: parse("KALPANA_CONTAINER_PIDS", defaults.pids)?,
+            pids: vars.parse("KALPANA_CONTAINER_PIDS", defaults.pids)?,
         };
         Ok(Config {
             listen: var("KALPANA_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -187,20 +314,22 @@ impl Config {
             network: var("KALPANA_DOCKER_NETWORK").unwrap_or_else(|| "kalpana".into()),
             instance: var("KALPANA_INSTANCE").unwrap_or_else(|| "default".into()),
             limits,
-            ready_timeout: Duration::from_secs(parse("KALPANA_READY_TIMEOUT_SECS", 60)?),
-            pull_timeout: Duration::from_secs(parse("KALPANA_PULL_TIMEOUT_SECS", 600)?),
+            ready_timeout: Duration::from_secs(vars.parse("KALPANA_READY_TIMEOUT_SECS", 60)?),
+            pull_timeout: Duration::from_secs(vars.parse("KALPANA_PULL_TIMEOUT_SECS", 600)?),
             region: var("KALPANA_REGION").unwrap_or_else(|| "us-east-1".into()),
             stats_sync_interval: Duration::from_secs(
-                parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
+                vars.parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
             ),
             body_pace: crate::body_guard::BodyPace {
-                idle: Duration::from_secs(parse::<u64>("KALPANA_BODY_IDLE_SECS", 30)?.max(1)),
-                grace: Duration::from_secs(parse("KALPANA_BODY_GRACE_SECS", 30)?),
-                min_rate: parse("KALPANA_BODY_MIN_RATE", 1024)?,
+                idle: Duration::from_secs(vars.parse::<u64>("KALPANA_BODY_IDLE_SECS", 30)?.max(1)),
+                grace: Duration::from_secs(vars.parse("KALPANA_BODY_GRACE_SECS", 30)?),
+                min_rate: vars.parse("KALPANA_BODY_MIN_RATE", 1024)?,
             },
             cors_origins: cors_origins(var("KALPANA_CORS_ORIGINS"))?,
-            resync_interval: Duration::from_secs(parse::<u64>("KALPANA_RESYNC_SECS", 30)?.max(1)),
-            shutdown_grace: Duration::from_secs(parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
+            resync_interval: Duration::from_secs(
+                vars.parse::<u64>("KALPANA_RESYNC_SECS", 30)?.max(1),
+            ),
+            shutdown_grace: Duration::from_secs(vars.parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
             reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
                 None | Some("host") => false,
                 Some("network") => true,
@@ -229,5 +358,55 @@ impl Config {
         } else {
             self.bind_ip.to_string()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_values_apply_and_the_environment_wins() -> Result<()> {
+        let file = parse_file(
+            "KALPANA_LISTEN = \"0.0.0.0:9090\"\nKALPANA_REGION = \"eu-west-3\"\n\
+             KALPANA_CONTAINER_PIDS = 300\nKALPANA_CONTAINER_CPUS = 0.5\n",
+        )
+        .map_err(Error::BadRequest)?;
+        let env = map(&[("KALPANA_REGION", "ap-south-1"), ("KALPANA_LISTEN", " ")]);
+        let config = Config::from_vars(&Vars::from_maps(env, file))?;
+        assert_eq!(
+            config.listen, "0.0.0.0:9090",
+            "a blank env value falls back to the file"
+        );
+        assert_eq!(config.region, "ap-south-1");
+        assert_eq!(config.limits.pids, 300);
+        assert_eq!(config.limits.nano_cpus, 500_000_000);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_the_key_named() {
+        let unknown = parse_file("KALPANA_LISTN = \"x\"");
+        assert!(unknown.is_err_and(|e| e.contains("KALPANA_LISTN")));
+        let table = parse_file("KALPANA_LISTEN = { a = 1 }");
+        assert!(table.is_err_and(|e| e.contains("KALPANA_LISTEN")));
+        assert!(parse_file("KALPANA_LISTEN = ").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_from_the_file_names_its_key() {
+        let vars = Vars::from_maps(HashMap::new(), map(&[("KALPANA_RESYNC_SECS", "soon")]));
+        let err = Config::from_vars(&vars)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("KALPANA_RESYNC_SECS"), "{err}");
     }
 }

@@ -14,7 +14,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (configured by KALPANA_* environment variables; see README).
-    Serve,
+    Serve {
+        /// A TOML file of the same KALPANA_* keys; the environment wins over it.
+        #[arg(long, env = "KALPANA_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Copy every record (users, teams, buckets with their port reservations) from one store
     /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
     MigrateStore {
@@ -42,8 +46,9 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     match Cli::parse().command {
-        Command::Serve => {
-            let config = kalpana_api::config::Config::from_env()?;
+        Command::Serve { config } => {
+            use kalpana_api::config::{Config, Vars};
+            let config = Config::from_vars(&Vars::load(config.as_deref())?)?;
             kalpana_api::server::run(config).await?;
         }
         Command::MigrateStore { from, to } => {
