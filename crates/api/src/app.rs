@@ -43,6 +43,8 @@ pub struct App {
     pub events: EventBus,
     /// One S3 client per bucket, reused so requests share its connection pool.
     pub s3_clients: S3Clients,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }

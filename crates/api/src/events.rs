@@ -1,5 +1,8 @@
 //! Status changes and progress as events: one broadcast bus that the SSE route filters per caller.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -45,10 +48,14 @@ impl BucketEvent {
     }
 }
 
+/// Events published, by (kind, status).
+type Counts = BTreeMap<(&'static str, &'static str), u64>;
+
 /// The event bus.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<BucketEvent>,
+    published: Arc<Mutex<Counts>>,
 }
 
 impl Default for EventBus {
@@ -62,12 +69,27 @@ impl EventBus {
     pub fn new() -> Self {
         EventBus {
             tx: broadcast::channel(1024).0,
+            published: Arc::default(),
         }
     }
 
     /// Sends an event to every subscriber (none is fine).
     pub fn publish(&self, event: BucketEvent) {
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((event.kind, event.status))
+            .or_default() += 1;
         let _ = self.tx.send(event);
+    }
+
+    /// How many events of each (kind, status) have been published (for `/metrics`).
+    pub fn counts(&self) -> Counts {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A new subscription.

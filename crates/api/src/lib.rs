@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod fault;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod reconcile;

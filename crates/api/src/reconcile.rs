@@ -230,10 +230,21 @@ pub async fn find_orphans(state: &AppState) -> Result<Orphans> {
 pub async fn reconcile_all(state: &AppState) -> Result<()> {
     for b in crate::store::all_buckets(&*state.store).await? {
         if let Err(e) = reconcile_one(state, &b.id).await {
+            state.metrics.inc("kalpana_reconcile_failures_total", &[]);
             tracing::warn!(bucket = %b.id, error = %e, "reconcile failed; will retry");
         }
     }
-    report_orphans(&find_orphans(state).await?);
+    let orphans = find_orphans(state).await?;
+    state.metrics.inc("kalpana_reconcile_passes_total", &[]);
+    for (kind, n) in [
+        ("container", orphans.containers.len()),
+        ("volume", orphans.volumes.len()),
+    ] {
+        state
+            .metrics
+            .set("kalpana_orphans", &[("kind", kind)], n as f64);
+    }
+    report_orphans(&orphans);
     Ok(())
 }
 
@@ -257,7 +268,8 @@ fn report_orphans(found: &Orphans) {
 }
 
 /// Runs the loop: a full pass now and every `KALPANA_RESYNC_SECS`, a step per Docker event, and a full pass
-/// whenever the event stream comes back after Docker was away (events may have been missed).
+/// whenever the event stream is reopened after it broke, ended or Docker was away (events may have
+/// been missed).
 pub fn spawn(state: AppState) {
     let periodic = state.clone();
     tokio::spawn(async move {
@@ -269,19 +281,26 @@ pub fn spawn(state: AppState) {
         }
     });
     tokio::spawn(async move {
-        let mut docker_was_down = false;
+        // Before the first stream the periodic loop's opening pass covers everything; after any
+        // stream ends, events may have been missed until the next one is open.
+        let (mut docker_down, mut reopened) = (false, false);
         loop {
             if let Err(e) = state.docker.ping().await {
-                if !docker_was_down {
+                if !docker_down {
                     tracing::warn!(error = %e, "Docker is unreachable; waiting for it");
-                    docker_was_down = true;
+                    docker_down = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            if docker_was_down {
-                tracing::info!("Docker is reachable again; reconciling every bucket");
-                docker_was_down = false;
+            if docker_down {
+                tracing::info!("Docker is reachable again");
+                docker_down = false;
+                // Down from the start: the opening pass failed, so a full pass is due as well.
+                reopened = true;
+            }
+            if reopened {
+                tracing::info!("watching Docker events again; reconciling every bucket");
                 let st = state.clone();
                 tokio::spawn(async move {
                     if let Err(e) = reconcile_all(&st).await {
@@ -290,10 +309,14 @@ pub fn spawn(state: AppState) {
                 });
             }
             let mut events = Box::pin(state.docker.container_events());
+            let mut broke = false;
             while let Some(ev) = events.next().await {
                 match ev {
                     Ok(ev) if matches!(ev.action.as_str(), "die" | "destroy" | "oom") => {
                         tracing::info!(bucket = %ev.bucket_id, action = %ev.action, exit_code = ?ev.exit_code, "container event");
+                        state
+                            .metrics
+                            .inc("kalpana_container_events_total", &[("action", &ev.action)]);
                         let st = state.clone();
                         tokio::spawn(async move {
                             if let Err(e) = note_container_down(&st, &ev).await {
@@ -302,6 +325,7 @@ pub fn spawn(state: AppState) {
                             // Give Docker's restart policy its turn first.
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             if let Err(e) = reconcile_one(&st, &ev.bucket_id).await {
+                                st.metrics.inc("kalpana_reconcile_failures_total", &[]);
                                 tracing::warn!(bucket = %ev.bucket_id, error = %e, "reconcile after event failed");
                             }
                         });
@@ -309,11 +333,15 @@ pub fn spawn(state: AppState) {
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "Docker event stream broke; reconnecting");
-                        docker_was_down = true;
+                        broke = true;
                         break;
                     }
                 }
             }
+            if !broke {
+                tracing::warn!("Docker event stream ended; reconnecting");
+            }
+            reopened = true;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });

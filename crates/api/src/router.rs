@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::body_guard;
 use crate::error::Error;
 use crate::extract::JSON_LIMIT;
+use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{admin, buckets, domains, events, health, identities, objects};
 
@@ -36,6 +37,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(openapi::document))
         .routes(routes!(identities::me))
         .routes(routes!(identities::create_user))
@@ -76,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.config.body_pace,
             body_guard::guard,
+        ))
+        // Outside the body guard, so the requests it refuses are counted too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
         ));
     let router = match cors(&state.config.cors_origins) {
         Some(cors) => router.layer(cors),

@@ -34,6 +34,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),
+        metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
     }));
     if let Some(token) = state.config.admin_token.clone() {

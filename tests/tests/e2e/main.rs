@@ -3,11 +3,13 @@
 
 mod api_fuzz;
 mod auth;
+mod config_file;
 mod faults;
 mod hardening;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod objects;
 mod ports;
 mod routing;

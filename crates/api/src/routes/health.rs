@@ -1,11 +1,14 @@
-//! `/healthz` (the process answers) and `/readyz` (Docker and the store answer).
+//! `/healthz` (the process answers), `/readyz` (Docker and the store answer) and `/metrics`
+//! (Prometheus).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::metrics::Scrape;
+use crate::model::BucketStatus;
 
 /// `/healthz` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -61,4 +64,56 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         store: word(store.map_err(|e| e.to_string())),
     };
     (status, Json(body))
+}
+
+/// Prometheus metrics in the text exposition format: requests by route template and status,
+/// request latency, bucket events, container deaths, reconcile passes and failures, orphans,
+/// buckets by status, and whether Docker and the store answer. Aggregates only: no bucket id,
+/// name or owner appears.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "metrics in the Prometheus text format",
+        body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
+    security(())
+)]
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    let (docker, store, records) = tokio::join!(
+        state.docker.ping(),
+        state.store.ping(),
+        crate::store::all_buckets(&*state.store)
+    );
+    let mut buckets: std::collections::BTreeMap<&'static str, u64> = [
+        BucketStatus::Creating,
+        BucketStatus::Running,
+        BucketStatus::Stopped,
+        BucketStatus::Error,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str(), 0))
+    .collect();
+    // A store that does not answer shows as store_up 0 and no bucket counts.
+    if let Ok(records) = &records {
+        for b in records {
+            *buckets.entry(b.status.as_str()).or_default() += 1;
+        }
+    } else {
+        buckets.clear();
+    }
+    let scrape = Scrape {
+        buckets,
+        docker_up: docker.is_ok(),
+        store_up: store.is_ok() && records.is_ok(),
+        events: state.events.counts(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&scrape),
+    )
 }
