@@ -124,13 +124,13 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 impl Metrics {
     /// Adds one to counter `name` with `pairs` as labels.
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
-        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = lock(&self.counters);
         *c.entry((name, labels(pairs))).or_default() += 1;
     }
 
     /// Sets gauge `name` with `pairs` as labels.
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
-        let mut g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = lock(&self.gauges);
         g.insert((name, labels(pairs)), value);
     }
 
@@ -142,7 +142,7 @@ impl Metrics {
             &[("method", method), ("route", route), ("status", &status)],
         );
         let key = labels(&[("method", method), ("route", route)]);
-        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut l = lock(&self.latency);
         let h = l.entry(key).or_default();
         if let Some(i) = LATENCY_BOUNDS.iter().position(|b| seconds <= *b) {
             h.buckets[i] += 1;
@@ -153,72 +153,60 @@ impl Metrics {
 
     /// The text exposition of everything counted plus `scrape`.
     pub fn render(&self, scrape: &Scrape) -> String {
+        // Sample lines per family, so each family is written under its HELP and TYPE.
         let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let counters = self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for ((name, l), v) in counters {
-            lines
-                .entry(name)
-                .or_default()
-                .push(format!("{name}{l} {v}"));
+        let mut add =
+            |family: &'static str, series: &str, l: &str, value: &dyn std::fmt::Display| {
+                lines
+                    .entry(family)
+                    .or_default()
+                    .push(format!("{series}{l} {value}"));
+            };
+        let counters = lock(&self.counters).clone();
+        for ((name, l), v) in &counters {
+            add(name, name, l, v);
         }
-        let gauges = self
-            .gauges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for ((name, l), v) in gauges {
-            lines
-                .entry(name)
-                .or_default()
-                .push(format!("{name}{l} {v}"));
+        let gauges = lock(&self.gauges).clone();
+        for ((name, l), v) in &gauges {
+            add(name, name, l, v);
         }
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let latency = lock(&self.latency).clone();
         let name = "kalpana_http_request_duration_seconds";
-        for (l, h) in latency {
-            // `{method="GET",route="/x"}` → `method="GET",route="/x",` to add `le`.
+        let (bucket, sum, count) = (
+            format!("{name}_bucket"),
+            format!("{name}_sum"),
+            format!("{name}_count"),
+        );
+        for (l, h) in &latency {
+            // `{method="GET",route="/x"}` → `method="GET",route="/x"`, to add `le`.
             let inner = l.trim_start_matches('{').trim_end_matches('}');
-            let out = lines.entry(name).or_default();
             let mut cumulative = 0;
             for (bound, n) in LATENCY_BOUNDS.iter().zip(h.buckets) {
                 cumulative += n;
-                out.push(format!(
-                    "{name}_bucket{{{inner},le=\"{bound}\"}} {cumulative}"
-                ));
+                add(
+                    name,
+                    &bucket,
+                    &format!("{{{inner},le=\"{bound}\"}}"),
+                    &cumulative,
+                );
             }
-            out.push(format!("{name}_bucket{{{inner},le=\"+Inf\"}} {}", h.count));
-            out.push(format!("{name}_sum{l} {}", h.sum));
-            out.push(format!("{name}_count{l} {}", h.count));
+            add(name, &bucket, &format!("{{{inner},le=\"+Inf\"}}"), &h.count);
+            add(name, &sum, l, &h.sum);
+            add(name, &count, l, &h.count);
         }
         for ((kind, status), n) in &scrape.events {
             let l = labels(&[("kind", kind), ("status", status)]);
-            lines
-                .entry("kalpana_events_total")
-                .or_default()
-                .push(format!("kalpana_events_total{l} {n}"));
+            add("kalpana_events_total", "kalpana_events_total", &l, n);
         }
         for (status, n) in &scrape.buckets {
             let l = labels(&[("status", status)]);
-            lines
-                .entry("kalpana_buckets")
-                .or_default()
-                .push(format!("kalpana_buckets{l} {n}"));
+            add("kalpana_buckets", "kalpana_buckets", &l, n);
         }
         for (name, up) in [
             ("kalpana_docker_up", scrape.docker_up),
             ("kalpana_store_up", scrape.store_up),
         ] {
-            lines
-                .entry(name)
-                .or_default()
-                .push(format!("{name} {}", u8::from(up)));
+            add(name, name, "", &u8::from(up));
         }
         let mut text = String::new();
         for (name, kind, help) in FAMILIES {
@@ -233,6 +221,11 @@ impl Metrics {
         }
         text
     }
+}
+
+/// The guarded value, also after a panic elsewhere (counters stay usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Middleware: counts every answered request under its route template (never the raw path, so
@@ -289,7 +282,7 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
-        // Every sample line belongs to a family announced just before it.
+        // A family with no sample yet is not announced.
         assert!(!text.contains("kalpana_reconcile_passes_total"));
     }
 
