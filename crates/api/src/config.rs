@@ -150,7 +150,9 @@ impl Vars {
     /// The `KALPANA_*` environment variables and, when given, a TOML file with the same keys
     /// (`KALPANA_LISTEN = "0.0.0.0:8080"`); the environment wins over the file.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        let env = std::env::vars()
+        // `vars()` would panic on a variable that is not UTF-8; such a value is left unread.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with("KALPANA_"))
             .collect();
         let file = match file {
