@@ -120,16 +120,41 @@ fn ensure_test_network() -> Result<()> {
         let lock_path = std::env::temp_dir().join("kalpana-test-network.lock");
         let lock = std::fs::File::create(&lock_path).map_err(|e| e.to_string())?;
         lock.lock().map_err(|e| e.to_string())?;
-        let exists = Command::new("docker")
-            .args(["network", "inspect", TEST_NETWORK])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| e.to_string())?
-            .success();
-        if !exists {
+        // The daemon refuses a bucket network whose containers can reach each other; one left
+        // by an older run without that option is replaced while nothing uses it.
+        let icc = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                "-f",
+                "{{index .Options \"com.docker.network.bridge.enable_icc\"}}",
+                TEST_NETWORK,
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let exists = icc.status.success();
+        let isolated = String::from_utf8_lossy(&icc.stdout).trim() == "false";
+        if exists && !isolated {
             let out = Command::new("docker")
-                .args(["network", "create", TEST_NETWORK])
+                .args(["network", "rm", TEST_NETWORK])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "the test network {TEST_NETWORK} lets containers reach each other and could not be removed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        if !exists || !isolated {
+            let out = Command::new("docker")
+                .args([
+                    "network",
+                    "create",
+                    "-o",
+                    "com.docker.network.bridge.enable_icc=false",
+                    TEST_NETWORK,
+                ])
                 .output()
                 .map_err(|e| e.to_string())?;
             if !out.status.success() {

@@ -43,6 +43,8 @@ pub struct App {
     pub events: EventBus,
     /// One S3 client per bucket, reused so requests share its connection pool.
     pub s3_clients: S3Clients,
+    /// Bytes in flight and promised per bucket, checked against quotas.
+    pub quotas: crate::usage::Ledger,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.

@@ -55,9 +55,6 @@ pub struct Config {
     /// How often object counts and sizes are recounted from every running bucket's S3 server
     /// (`KALPANA_STATS_SYNC_SECS`, default 300).
     pub stats_sync_interval: Duration,
-    /// Reach bucket servers by container name on the Docker network instead of the published
-    /// host port (`KALPANA_REACH_BUCKETS_VIA=network`; default `host`).
-    pub reach_via_network: bool,
     /// How request bodies must arrive (`KALPANA_BODY_IDLE_SECS`, default 30;
     /// `KALPANA_BODY_MIN_RATE`, bytes per second on average, default 1024, enforced after
     /// `KALPANA_BODY_GRACE_SECS`, default 30).
@@ -71,6 +68,42 @@ pub struct Config {
     /// How long SIGTERM waits for in-flight requests before the daemon exits anyway
     /// (`KALPANA_SHUTDOWN_GRACE_SECS`, default 60).
     pub shutdown_grace: Duration,
+    /// Header read timeout and connection caps of the API listener.
+    pub conn_limits: crate::accept::ConnLimits,
+    /// Buckets one owner may hold (`KALPANA_MAX_BUCKETS_PER_OWNER`, default 50; admins exempt).
+    pub max_buckets_per_owner: usize,
+    /// Percent of the port range no single owner may take (`KALPANA_PORT_RESERVE_PERCENT`,
+    /// default 10), so one owner cannot lock everyone else out.
+    pub port_reserve_percent: u8,
+    /// DNS server asked for domain verification records (`KALPANA_DNS_RESOLVER`, `ip[:port]`;
+    /// default the first `nameserver` of `/etc/resolv.conf`).
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
+    /// default 3600): a member removed from the team keeps a URL no longer than this.
+    pub team_presign_max: Duration,
+}
+
+/// `ip` or `ip:port` of a DNS server (port 53 by default).
+fn dns_server(value: &str) -> Result<std::net::SocketAddr> {
+    let value = value.trim();
+    value
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| value.parse::<IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| {
+            Error::BadRequest(format!(
+                "KALPANA_DNS_RESOLVER={value:?}: expected an IP address with an optional :port"
+            ))
+        })
+}
+
+/// The first `nameserver` of `/etc/resolv.conf`, if any.
+fn system_resolver() -> Option<std::net::SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .ok()?
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .find_map(|ip| ip.trim().parse::<IpAddr>().ok())
+        .map(|ip| (ip, 53).into())
 }
 
 /// `*` or a comma-separated list of `http(s)://host[:port]` origins.
@@ -134,6 +167,13 @@ pub const KEYS: &[&str] = &[
     "KALPANA_CORS_ORIGINS",
     "KALPANA_RESYNC_SECS",
     "KALPANA_SHUTDOWN_GRACE_SECS",
+    "KALPANA_HEADER_TIMEOUT_SECS",
+    "KALPANA_MAX_CONNECTIONS_PER_IP",
+    "KALPANA_MAX_CONNECTIONS",
+    "KALPANA_MAX_BUCKETS_PER_OWNER",
+    "KALPANA_PORT_RESERVE_PERCENT",
+    "KALPANA_DNS_RESOLVER",
+    "KALPANA_TEAM_PRESIGN_MAX_SECS",
 ];
 
 /// Keys whose values are secrets: a config file holding one should be readable by its owner only.
@@ -243,6 +283,14 @@ impl Config {
     /// Reads the configuration from `vars`.
     pub fn from_vars(vars: &Vars) -> Result<Self> {
         let var = |name: &str| vars.get(name);
+        match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
+            None | Some("host") => {}
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "KALPANA_REACH_BUCKETS_VIA={other:?}: only `host` is supported: the bucket network forbids traffic between containers, so the daemon reaches buckets on their published host ports (run it on the host, or in a container with host networking)"
+                )))
+            }
+        }
         let engine = match var("KALPANA_ENGINE") {
             Some(e) => e.parse::<EngineKind>()?,
             None => EngineKind::Minio,
@@ -332,15 +380,24 @@ impl Config {
                 vars.parse::<u64>("KALPANA_RESYNC_SECS", 30)?.max(1),
             ),
             shutdown_grace: Duration::from_secs(vars.parse("KALPANA_SHUTDOWN_GRACE_SECS", 60)?),
-            reach_via_network: match var("KALPANA_REACH_BUCKETS_VIA").as_deref() {
-                None | Some("host") => false,
-                Some("network") => true,
-                Some(other) => {
-                    return Err(Error::BadRequest(format!(
-                        "KALPANA_REACH_BUCKETS_VIA={other:?}: expected host or network"
-                    )))
-                }
+            conn_limits: crate::accept::ConnLimits {
+                header_timeout: Duration::from_secs(
+                    vars.parse::<u64>("KALPANA_HEADER_TIMEOUT_SECS", 10)?.max(1),
+                ),
+                per_address: vars
+                    .parse::<usize>("KALPANA_MAX_CONNECTIONS_PER_IP", 256)?
+                    .max(1),
+                total: vars.parse::<usize>("KALPANA_MAX_CONNECTIONS", 8192)?.max(1),
             },
+            max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
+            port_reserve_percent: vars.parse::<u8>("KALPANA_PORT_RESERVE_PERCENT", 10)?.min(90),
+            dns_resolver: match var("KALPANA_DNS_RESOLVER") {
+                Some(v) => Some(dns_server(&v)?),
+                None => system_resolver(),
+            },
+            team_presign_max: Duration::from_secs(
+                vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?.max(1),
+            ),
         })
     }
 

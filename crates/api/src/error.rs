@@ -35,6 +35,12 @@ pub enum Error {
     /// 416: the requested range is outside the object.
     #[error("the requested range is not satisfiable for an object of this size")]
     RangeNotSatisfiable,
+    /// 422: a domain's DNS record does not prove control of it.
+    #[error("{0}")]
+    VerificationFailed(String),
+    /// 429: the caller holds as many buckets or ports as one owner may.
+    #[error("{0}")]
+    OwnerLimit(String),
     /// 422: understood but not possible (e.g. a feature the engine lacks).
     #[error("{0}")]
     Unprocessable(String),
@@ -76,9 +82,16 @@ impl Error {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
             Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Error::VerificationFailed(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed")
+            }
+            Error::OwnerLimit(_) => (StatusCode::TOO_MANY_REQUESTS, "owner_limit"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Manager(M::DockerUnavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable")
+            }
+            Error::Manager(M::NetworkNotIsolated(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "network_not_isolated")
             }
             Error::Manager(M::PortsExhausted(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted")
@@ -102,7 +115,11 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        let message = if let Error::S3(kalpana_s3_ops::Error::Unreachable { .. }) = &self {
+            // The endpoint and the SDK's words are the daemon's business, not the client's.
+            tracing::warn!(error = %self, code, "bucket S3 server unreachable");
+            "the bucket's S3 server is unreachable; try again shortly".to_string()
+        } else if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             // Details of internal failures go to the log, not to the client.
             tracing::error!(error = %self, code, "request failed");
             "internal error; see the daemon log".to_string()

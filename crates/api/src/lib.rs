@@ -3,10 +3,12 @@
 //!
 //! Docker is reached only through `kalpana-manager-core`, S3 only through `kalpana-s3-ops`.
 
+pub mod accept;
 pub mod app;
 pub mod auth;
 pub mod body_guard;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::events::BucketEvent;
 use crate::fault;
-use crate::model::{new_id, now, BucketRecord, BucketStatus};
+use crate::model::{new_id, now, BucketRecord, BucketStatus, TeamRole};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
@@ -87,8 +87,14 @@ pub async fn create(
     check_features(engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
     if let Some(team) = &req.team_id {
-        if !caller.teams.contains(team) {
-            return Err(Error::NotFound("team"));
+        match caller.role_in(team) {
+            None => return Err(Error::NotFound("team")),
+            Some(TeamRole::Viewer) => {
+                return Err(Error::Forbidden(
+                    "a viewer cannot create buckets in the team".into(),
+                ))
+            }
+            Some(_) => {}
         }
     }
     if let Some(sub) = &req.subdomain {
@@ -121,6 +127,7 @@ pub async fn create(
         status_message: Some("waiting to be provisioned".into()),
         object_count: 0,
         total_size_bytes: 0,
+        over_quota: false,
         stats_synced_at: None,
         domain_id: None,
         linked_host: None,
@@ -149,6 +156,9 @@ pub async fn create(
             }
             None => free_subdomain(state, &record).await?,
         });
+        if !caller.user.admin {
+            check_owner_limits(state, &caller.user.id, engine).await?;
+        }
         let ports = allocate_ports(state, engine).await?;
         record.port = ports.first().copied();
         record.console_port = ports.get(1).copied();
@@ -258,13 +268,49 @@ async fn free_subdomain(state: &AppState, b: &BucketRecord) -> Result<String> {
     Err(Error::Conflict("could not find a free subdomain".into()))
 }
 
-/// Allocates the host ports an engine needs. Must be called with `state.allocation` held.
-async fn allocate_ports(state: &AppState, engine: EngineKind) -> Result<Vec<u16>> {
-    let count = if state.config.profile(engine).console_port.is_some() {
+/// Refuses (429) a bucket that would take `owner` over `KALPANA_MAX_BUCKETS_PER_OWNER`, or into
+/// the share of the port range kept for everyone else. Must be called with `state.allocation`
+/// held, so concurrent creates of one owner are counted one after the other.
+async fn check_owner_limits(state: &AppState, owner: &str, engine: EngineKind) -> Result<()> {
+    let owned = state
+        .store
+        .list_buckets(&crate::store::BucketQuery {
+            owner: Some(owner.to_string()),
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await?;
+    let max = state.config.max_buckets_per_owner;
+    if owned.len() >= max {
+        return Err(Error::OwnerLimit(format!(
+            "you hold {} buckets, the most one owner may (KALPANA_MAX_BUCKETS_PER_OWNER={max}); delete one first",
+            owned.len()
+        )));
+    }
+    let capacity = state.ports.range().len();
+    let reserve = capacity * usize::from(state.config.port_reserve_percent) / 100;
+    let held: usize = owned.iter().map(|b| b.ports().len()).sum();
+    let needed = port_count(state, engine);
+    if held + needed > capacity - reserve {
+        return Err(Error::OwnerLimit(format!(
+            "you hold {held} of {capacity} host ports; {reserve} are kept for other owners (KALPANA_PORT_RESERVE_PERCENT)"
+        )));
+    }
+    Ok(())
+}
+
+/// How many host ports a bucket of `engine` reserves (S3, and the console where there is one).
+fn port_count(state: &AppState, engine: EngineKind) -> usize {
+    if state.config.profile(engine).console_port.is_some() {
         2
     } else {
         1
-    };
+    }
+}
+
+/// Allocates the host ports an engine needs. Must be called with `state.allocation` held.
+async fn allocate_ports(state: &AppState, engine: EngineKind) -> Result<Vec<u16>> {
+    let count = port_count(state, engine);
     let reserved = state.store.reserved_ports().await?;
     let ports = state.ports.allocate(count, &reserved).map_err(|e| {
         Error::Unavailable(format!(
@@ -304,17 +350,9 @@ pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
     })
 }
 
-/// The origin the daemon itself uses to reach the bucket's S3 server: the published host port,
-/// or (`KALPANA_REACH_BUCKETS_VIA=network`, for a daemon that runs in a container on the
-/// buckets' network) the container's name and its S3 port.
+/// The origin the daemon itself uses to reach the bucket's S3 server: the published host port
+/// (the bucket network forbids traffic from other containers, the daemon included).
 pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
-    if state.config.reach_via_network {
-        return Ok(format!(
-            "http://{}:{}",
-            container_name(&b.id),
-            b.engine.profile().s3_port
-        ));
-    }
     let port = b
         .port
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no S3 port", b.name)))?;
@@ -340,10 +378,15 @@ pub fn routed_host(state: &AppState, b: &BucketRecord) -> Option<String> {
         .or_else(|| b.subdomain.as_ref().map(|sub| format!("{sub}.{base}")))
 }
 
-/// Loads a bucket the caller may see and that serves S3 now; a bucket in any other state is 409
-/// saying which.
-pub async fn running(state: &AppState, caller: &Caller, id: &str) -> Result<BucketRecord> {
-    let b = visible(state, caller, id).await?;
+/// Loads a bucket the caller may do `needed` with and that serves S3 now; a bucket in any other
+/// state is 409 saying which.
+pub async fn running(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Access,
+) -> Result<BucketRecord> {
+    let b = authorized(state, caller, id, needed).await?;
     match b.status {
         BucketStatus::Running => Ok(b),
         BucketStatus::Stopped => Err(Error::Conflict(format!(
@@ -594,6 +637,19 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Buck
     }
 }
 
+/// Loads a bucket the caller may do `needed` with: 404 if they cannot see it, 403 if their team
+/// role does not allow `needed`.
+pub async fn authorized(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Access,
+) -> Result<BucketRecord> {
+    let b = visible(state, caller, id).await?;
+    caller.require(&b, needed)?;
+    Ok(b)
+}
+
 /// Starts a bucket: STOPPED or ERROR → RUNNING. A never-provisioned ERROR bucket is provisioned
 /// again from scratch; a container removed by hand is recreated on the kept volume.
 pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
@@ -783,16 +839,8 @@ pub async fn set_link(
     }
     {
         // Same lock order as provisioning: the bucket's, then allocation's.
+        // The store refuses a host linked to another bucket (409).
         let _alloc = state.allocation.lock().await;
-        if let Some(h) = &host {
-            let taken = crate::store::all_buckets(state.store.as_ref())
-                .await?
-                .into_iter()
-                .any(|o| o.id != b.id && o.linked_host.as_deref() == Some(h.as_str()));
-            if taken {
-                return Err(Error::Conflict(format!("{h} is linked to another bucket")));
-            }
-        }
         b.domain_id = domain_id;
         b.linked_host = host;
         b.generation += 1;

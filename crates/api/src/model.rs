@@ -70,7 +70,35 @@ pub struct User {
     pub created_at: String,
 }
 
-/// A team: its members see its buckets.
+/// What a member may do with a team's buckets.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamRole {
+    /// Reads objects and bucket details.
+    Viewer,
+    /// Also writes and deletes objects.
+    Member,
+    /// Also creates, changes, starts, stops, rotates and deletes buckets, and manages members.
+    Admin,
+    /// The team's creator: everything an admin does, and names admins.
+    Owner,
+}
+
+impl TeamRole {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamRole::Viewer => "viewer",
+            TeamRole::Member => "member",
+            TeamRole::Admin => "admin",
+            TeamRole::Owner => "owner",
+        }
+    }
+}
+
+/// A team: its members reach its buckets as their role allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Team {
@@ -78,12 +106,29 @@ pub struct Team {
     pub id: String,
     /// Name.
     pub name: String,
-    /// The user who made it; may add and remove members.
+    /// The user who made it.
     pub owner_id: String,
     /// Member user ids (the owner included).
     pub members: Vec<String>,
+    /// Role of each member other than the owner; a member missing here (a team made before
+    /// roles existed) is a `member`.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, TeamRole>,
     /// Creation time.
     pub created_at: String,
+}
+
+impl Team {
+    /// The role of `user_id`, if they are a member.
+    pub fn role_of(&self, user_id: &str) -> Option<TeamRole> {
+        if self.owner_id == user_id {
+            return Some(TeamRole::Owner);
+        }
+        self.members
+            .iter()
+            .any(|m| m == user_id)
+            .then(|| self.roles.get(user_id).copied().unwrap_or(TeamRole::Member))
+    }
 }
 
 /// A domain registered by a user or a team; its buckets can be linked to `<sub>.<name>`.
@@ -98,8 +143,24 @@ pub struct Domain {
     pub user_id: String,
     /// Team whose members may use it.
     pub team_id: Option<String>,
+    /// The value the TXT record `_kalpana-challenge.<name>` must hold to prove control.
+    #[serde(default)]
+    pub verification_token: String,
+    /// When control was proven (by DNS or an admin); an unverified domain routes nothing.
+    #[serde(default)]
+    pub verified_at: Option<String>,
+    /// Who or what verified it: `dns` or `admin:<user id>`.
+    #[serde(default)]
+    pub verified_by: Option<String>,
     /// Creation time.
     pub created_at: String,
+}
+
+impl Domain {
+    /// The DNS name whose TXT record proves control of the domain.
+    pub fn challenge_name(&self) -> String {
+        format!("_kalpana-challenge.{}", self.name)
+    }
 }
 
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
@@ -150,6 +211,10 @@ pub struct BucketRecord {
     pub object_count: u64,
     /// Cached total size.
     pub total_size_bytes: u64,
+    /// Whether the last recount found more bytes than the quota (written directly over S3);
+    /// API uploads are refused until it is back under.
+    #[serde(default)]
+    pub over_quota: bool,
     /// When `objectCount`/`totalSizeBytes` were last counted from the S3 server itself.
     #[serde(default)]
     pub stats_synced_at: Option<String>,

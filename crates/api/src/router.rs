@@ -55,6 +55,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::presigned_download))
         .routes(routes!(objects::stats))
         .routes(routes!(domains::create, domains::list))
+        .routes(routes!(domains::verify))
+        .routes(routes!(domains::approve))
         .routes(routes!(domains::link, domains::unlink))
         .routes(routes!(events::stream))
         .routes(routes!(admin::orphans))

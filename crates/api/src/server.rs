@@ -1,6 +1,5 @@
 //! Starting the daemon: state, bootstrap, reconcile loop, listener, graceful shutdown.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 
 use kalpana_manager_core::{DockerClient, PortAllocator};
@@ -14,12 +13,7 @@ use crate::{auth, reconcile, router, store, usage};
 
 /// Builds the shared state from configuration (opens the store, loads the master key).
 pub async fn build_state(config: Config) -> Result<AppState> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::Internal(format!(
-            "creating data dir {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    private_dir(&config.data_dir)?;
     let master_key = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
     let store = store::open(config.store.as_deref(), &config.data_dir).await?;
     let docker = DockerClient::connect(&config.instance, config.pull_timeout)?;
@@ -34,6 +28,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),
+        quotas: Default::default(),
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
     }));
@@ -43,6 +38,19 @@ pub async fn build_state(config: Config) -> Result<AppState> {
     Ok(state)
 }
 
+/// Creates the data directory readable by its owner only (0700): it holds the master key and
+/// the store. One made by an older version (0755) is tightened.
+fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::Internal(format!("creating data dir {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::Internal(format!("chmod 700 {}: {e}", dir.display())))
+}
+
 /// Runs the daemon until SIGTERM or Ctrl-C, then finishes in-flight requests and returns.
 pub async fn run(config: Config) -> Result<()> {
     let listen = config.listen.clone();
@@ -50,6 +58,10 @@ pub async fn run(config: Config) -> Result<()> {
     let state = build_state(config).await?;
     if let Err(e) = state.docker.ping().await {
         tracing::warn!(error = %e, "Docker is not answering; bucket operations will fail with 503 until it does");
+    } else {
+        // A bucket network that lets containers reach each other would break tenant isolation:
+        // refuse to run on it rather than start buckets there.
+        state.docker.ensure_network(&state.config.network).await?;
     }
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
@@ -66,18 +78,23 @@ pub async fn run(config: Config) -> Result<()> {
     let addr_file = state.config.data_dir.join("listen.addr");
     std::fs::write(&addr_file, addr.to_string())
         .map_err(|e| Error::Internal(format!("writing {}: {e}", addr_file.display())))?;
-    tracing::info!(%addr, engine = %state.config.engine, ports = %state.config.port_range, "listening");
+    let open_files = crate::accept::raise_open_files_limit();
+    tracing::info!(%addr, engine = %state.config.engine, ports = %state.config.port_range,
+        open_files = ?open_files, limits = ?state.config.conn_limits, "listening");
     let signalled = state.clone();
-    let serve = axum::serve(listener, router::router(state.clone()))
-        .with_graceful_shutdown(async move {
+    let serve = crate::accept::serve(
+        listener,
+        router::router(state.clone()),
+        state.config.conn_limits,
+        async move {
             shutdown_signal().await;
             signalled.shutdown.send_replace(true);
-        })
-        .into_future();
+        },
+    );
     let mut down = state.shutdown.subscribe();
     let grace = state.config.shutdown_grace;
     tokio::select! {
-        served = serve => served.map_err(|e| Error::Internal(format!("server: {e}")))?,
+        () = serve => {}
         _ = async {
             let _ = down.wait_for(|d| *d).await;
             tokio::time::sleep(grace).await;

@@ -19,13 +19,12 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// How long draining a refused body may take.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// An upload about to start: the bucket's client, what the key holds now, and how many bytes
-/// the quota still allows.
+/// An upload about to start: the bucket's client, what the key holds now, and its reservation
+/// against the bucket's quota.
 pub struct Upload {
     client: BucketClient,
     old: Option<ObjectInfo>,
-    /// Bytes this upload may store; `None` without a quota.
-    pub allowance: Option<u64>,
+    reservation: usage::Reservation,
 }
 
 /// What an upload stored.
@@ -40,15 +39,19 @@ pub struct Stored {
     pub etag: Option<String>,
 }
 
-/// Looks up what `key` holds now, to price the upload against the quota.
+/// Looks up what `key` holds now, to price the upload against the quota. A bucket found over
+/// its quota (written to directly over S3) takes no uploads until it is back under.
 pub async fn prepare(state: &AppState, b: &BucketRecord, key: &str) -> Result<Upload> {
+    if b.over_quota {
+        return Err(usage::over_quota(b));
+    }
     let client = lifecycle::s3_client(state, b)?;
     let old = client.head_object(key).await?;
-    let allowance = usage::upload_allowance(b, old.as_ref().map_or(0, |o| o.size));
+    let reservation = usage::Reservation::begin(state, b, key, old.as_ref().map_or(0, |o| o.size));
     Ok(Upload {
         client,
         old,
-        allowance,
+        reservation,
     })
 }
 
@@ -67,8 +70,14 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::error::Error + 'static,
 {
-    if let (Some(len), Some(allowed)) = (length, up.allowance) {
-        if len > allowed {
+    let Upload {
+        client,
+        old,
+        mut reservation,
+    } = up;
+    // A declared length is reserved whole before anything streams; otherwise each chunk is.
+    if let Some(len) = length {
+        if !reservation.take(len) {
             drain(source).await;
             return Err(usage::over_quota(b));
         }
@@ -76,7 +85,7 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(4);
     let body: BodyStream = Box::pin(ReceiverStream::new(rx));
     let task = {
-        let client = up.client.clone();
+        let client = client.clone();
         let key = key.to_string();
         tokio::spawn(async move {
             client
@@ -91,7 +100,7 @@ where
         match chunk {
             Ok(chunk) => {
                 seen += chunk.len() as u64;
-                if up.allowance.is_some_and(|a| seen > a) {
+                if length.is_none() && !reservation.take(chunk.len() as u64) {
                     over = true;
                     let _ = tx.send(Err("the upload exceeds the quota".into())).await;
                     break;
@@ -125,14 +134,16 @@ where
         return Err(e);
     }
     let uploaded = result?;
-    let old_size = up.old.as_ref().map_or(0, |o| o.size);
+    let old_size = old.as_ref().map_or(0, |o| o.size);
     usage::adjust(
         state,
         &b.id,
-        i64::from(up.old.is_none()),
+        i64::from(old.is_none()),
         uploaded.size as i64 - old_size as i64,
     )
     .await?;
+    // Recorded in the store first, then given back: never counted zero times.
+    drop(reservation);
     tracing::info!(bucket = %b.id, key, size = uploaded.size, "object stored");
     Ok(Stored {
         key: key.to_string(),

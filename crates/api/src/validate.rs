@@ -37,29 +37,68 @@ pub fn bucket_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks an object key: 1 to 1024 bytes of UTF-8, no control characters, no leading `/`,
-/// no `.` or `..` segment (they would mean something else to paths and proxies).
-pub fn object_key(key: &str) -> Result<()> {
-    let bad = |why: &str| {
+/// What a key is checked for: a key about to be written must be one the engine stores exactly
+/// as given; a key read or deleted may also name a folder marker (`photos/`) that S3 clients make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Upload (raw, form, presigned).
+    Write,
+    /// Download, HEAD, metadata, delete.
+    Read,
+}
+
+/// Prefix the engines keep for multipart uploads in progress (SeaweedFS hides it from listings).
+const RESERVED_PREFIX: &str = ".uploads/";
+
+/// Checks an object key against what every engine stores byte for byte: 1 to 1024 bytes of
+/// UTF-8; no control characters or backslashes (SeaweedFS turns `\` into `/`); no leading `/`,
+/// empty segment (`a//b` becomes `a/b`), `.` or `..` segment; no segment longer than
+/// `max_segment` bytes (the engine's file-name limit); not under `.uploads/`. For writes, no
+/// trailing `/` either (the engine would store an empty folder marker instead of the bytes).
+pub fn object_key(key: &str, max_segment: usize, usage: KeyUse) -> Result<()> {
+    let bad = |why: String| {
         let shown: String = key.chars().take(64).collect();
         Err(Error::BadRequest(format!(
             "invalid object key {shown:?}: {why}"
         )))
     };
     if key.is_empty() {
-        return bad("must not be empty");
+        return bad("must not be empty".into());
     }
     if key.len() > 1024 {
-        return bad("must be at most 1024 bytes of UTF-8");
+        return bad("must be at most 1024 bytes of UTF-8".into());
     }
     if key.chars().any(char::is_control) {
-        return bad("must not contain control characters");
+        return bad("must not contain control characters".into());
+    }
+    if key.contains('\\') {
+        return bad("must not contain a backslash (engines store it as '/')".into());
     }
     if key.starts_with('/') {
-        return bad("must not start with '/'");
+        return bad("must not start with '/'".into());
     }
-    if key.split('/').any(|seg| seg == "." || seg == "..") {
-        return bad("must not have a '.' or '..' path segment");
+    if key.starts_with(RESERVED_PREFIX) {
+        return bad(format!("{RESERVED_PREFIX} is reserved for uploads in progress"));
+    }
+    let body = match usage {
+        KeyUse::Read => key.strip_suffix('/').unwrap_or(key),
+        KeyUse::Write if key.ends_with('/') => {
+            return bad("must not end with '/' (that names a folder, not an object)".into())
+        }
+        KeyUse::Write => key,
+    };
+    for seg in body.split('/') {
+        if seg.is_empty() {
+            return bad("must not have an empty path segment ('//')".into());
+        }
+        if seg == "." || seg == ".." {
+            return bad("must not have a '.' or '..' path segment".into());
+        }
+        if seg.len() > max_segment {
+            return bad(format!(
+                "each '/'-separated segment must be at most {max_segment} bytes"
+            ));
+        }
     }
     Ok(())
 }
@@ -192,17 +231,17 @@ mod tests {
 
     #[test]
     fn object_keys() {
-        for ok in [
-            "a",
-            "dir/file.txt",
-            "a/.hidden",
-            "x..y",
-            "ünïcode/ключ",
-            "trailing/",
-        ] {
-            assert!(object_key(ok).is_ok(), "{ok}");
+        let write = |k: &str| object_key(k, 255, KeyUse::Write);
+        let read = |k: &str| object_key(k, 255, KeyUse::Read);
+        for ok in ["a", "dir/file.txt", "a/.hidden", "x..y", "ünïcode/ключ", " "] {
+            assert!(write(ok).is_ok(), "{ok}");
+            assert!(read(ok).is_ok(), "{ok}");
         }
-        let long = "k".repeat(1025);
+        let long_segment = "k".repeat(256);
+        let long_key = "k".repeat(1025);
+        let deep = vec!["d".repeat(200); 5].join("/");
+        assert!(write(&deep).is_ok(), "1004 bytes in 200-byte segments");
+        assert!(write(&"k".repeat(255)).is_ok());
         for bad in [
             "",
             "/abs",
@@ -213,11 +252,24 @@ mod tests {
             "tab\tkey",
             "nl\n",
             "del\u{7f}",
-            long.as_str(),
+            "a\\b",
+            "x\\..\\y",
+            "a//b",
+            "trailing/",
+            "dirkey/",
+            ".uploads/zz",
+            long_segment.as_str(),
+            long_key.as_str(),
         ] {
-            assert!(object_key(bad).is_err(), "{bad:?}");
+            assert!(write(bad).is_err(), "{bad:?}");
         }
-        assert!(object_key(&"é".repeat(512)).is_ok());
-        assert!(object_key(&"é".repeat(513)).is_err());
+        // Folder markers can be read and deleted, nothing else of the above.
+        assert!(read("trailing/").is_ok());
+        assert!(read("a/b/").is_ok());
+        for bad in ["a//b", "a\\b", "//", ".uploads/x", long_segment.as_str()] {
+            assert!(read(bad).is_err(), "{bad:?}");
+        }
+        assert!(write(&"é".repeat(127)).is_ok());
+        assert!(write(&"é".repeat(128)).is_err(), "256 bytes in one segment");
     }
 }

@@ -83,6 +83,7 @@ async fn migrate_store_copies_every_record() {
             name: "ops".into(),
             owner_id: "u0".into(),
             members: vec!["u0".into(), "u1".into()],
+            roles: Default::default(),
             created_at: kalpana_api::model::now(),
         })
         .await

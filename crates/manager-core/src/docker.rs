@@ -19,6 +19,9 @@ use crate::spec::{
     LABEL_MANAGED,
 };
 
+/// The bridge driver option that allows or forbids traffic between a network's containers.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
 /// One step of an image pull as Docker reports it.
 #[derive(Debug, Clone)]
 pub struct PullProgress {
@@ -111,10 +114,23 @@ impl DockerClient {
         Ok(())
     }
 
-    /// Creates the network if it is not there.
+    /// Creates the network if it is not there, with traffic between its containers disabled
+    /// (`enable_icc=false`): bucket containers reach nobody on it and nobody on it reaches them;
+    /// the host (the daemon, Traefik) still does. An existing network that lets containers talk
+    /// to each other is refused with [`Error::NetworkNotIsolated`].
     pub async fn ensure_network(&self, name: &str) -> Result<()> {
         match self.docker.inspect_network(name, None).await {
-            Ok(_) => return Ok(()),
+            Ok(n) => {
+                let icc = n
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get(ICC_OPTION))
+                    .map(String::as_str);
+                return match icc {
+                    Some("false") => Ok(()),
+                    _ => Err(Error::NetworkNotIsolated(name.to_string())),
+                };
+            }
             Err(e) => {
                 let e = Error::docker("inspect network", e);
                 if !e.is_not_found() {
@@ -126,6 +142,10 @@ impl DockerClient {
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
+            options: Some(HashMap::from([(
+                ICC_OPTION.to_string(),
+                "false".to_string(),
+            )])),
             labels: Some(HashMap::from([(
                 LABEL_MANAGED.to_string(),
                 "true".to_string(),

@@ -95,6 +95,13 @@ pub struct EngineProfile {
     pub tmpfs: Vec<&'static str>,
     /// Supported bucket features.
     pub features: EngineFeatures,
+    /// Longest path segment of an object key the engine stores (its file-name limit).
+    pub max_key_segment_bytes: usize,
+    /// Env var that signs the engine's internal traffic, set to a key derived from the bucket's
+    /// secret so that nothing outside the container can talk to its internal services.
+    pub internal_key_env: Option<&'static str>,
+    /// Env var that caps the engine runtime's own heap below the container limit, if it has one.
+    pub memory_limit_env: Option<&'static str>,
 }
 
 /// Routed public origins of a bucket, handed to engines that must know them (MinIO).
@@ -129,23 +136,40 @@ impl EngineProfile {
                 public_access: true,
                 encryption: false,
             },
+            max_key_segment_bytes: 255,
+            internal_key_env: None,
+            memory_limit_env: Some("GOMEMLIMIT"),
         }
     }
 
-    /// SeaweedFS `mini` with its unauthenticated extras (WebDAV, admin UI, Iceberg, Lance,
-    /// telemetry) turned off; only the S3 port is published.
+    /// SeaweedFS as `weed server` with every internal service (master, volume server, filer and
+    /// their gRPC ports) bound to the container's loopback and only S3 on all interfaces; the
+    /// unauthenticated extras (WebDAV, Iceberg, Lance, telemetry) are off. `mini` cannot do this
+    /// (it has no `-s3.ip.bind`), and its filer, master and volume server answer anyone who can
+    /// reach the container without authentication. S3's own gRPC port (18333) still listens
+    /// outside and refuses calls not signed with the filer key, which is derived from the
+    /// bucket's secret.
     pub fn seaweedfs() -> Self {
         EngineProfile {
             kind: EngineKind::Seaweedfs,
             image: "chrislusf/seaweedfs:4.48".to_string(),
             entrypoint: Some(vec!["/usr/bin/weed".to_string()]),
             cmd: [
-                "mini",
+                "server",
                 "-dir=/data",
+                "-filer",
+                "-s3",
                 "-webdav=false",
-                "-admin.ui=false",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-s3.ip.bind=0.0.0.0",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
+                "-volume.port=9340",
+                // 0 sizes the volume count from the free disk; 1 GiB volumes keep that count
+                // useful on small disks.
+                "-volume.max=0",
+                "-master.volumeSizeLimitMB=1024",
                 "-master.telemetry=false",
             ]
             .map(String::from)
@@ -163,6 +187,9 @@ impl EngineProfile {
                 public_access: true,
                 encryption: true,
             },
+            max_key_segment_bytes: 255,
+            internal_key_env: Some("WEED_JWT_FILER_SIGNING_KEY"),
+            memory_limit_env: Some("GOMEMLIMIT"),
         }
     }
 
@@ -172,12 +199,27 @@ impl EngineProfile {
         self
     }
 
-    /// Environment of the container: credentials and what the engine must know of its origins.
-    pub fn env(&self, access_key: &str, secret_key: &str, origins: &PublicOrigins) -> Vec<String> {
+    /// Environment of the container: credentials, the internal signing key, the runtime's
+    /// memory ceiling (70% of `memory_bytes`, leaving room for what the runtime does not count)
+    /// and what the engine must know of its origins.
+    pub fn env(
+        &self,
+        access_key: &str,
+        secret_key: &str,
+        memory_bytes: i64,
+        origins: &PublicOrigins,
+    ) -> Vec<String> {
         let mut env = vec![
             format!("{}={access_key}", self.access_key_env),
             format!("{}={secret_key}", self.secret_key_env),
         ];
+        if let Some(var) = self.internal_key_env {
+            env.push(format!("{var}={}", internal_key(secret_key)));
+        }
+        if let (Some(var), true) = (self.memory_limit_env, memory_bytes > 0) {
+            let mib = memory_bytes / (1024 * 1024) * 7 / 10;
+            env.push(format!("{var}={mib}MiB"));
+        }
         if self.kind == EngineKind::Minio {
             // MinIO behind a proxy signs redirects and checks Host against these.
             if let Some(s3) = &origins.s3 {
@@ -189,6 +231,13 @@ impl EngineProfile {
         }
         env
     }
+}
+
+/// The key that signs an engine's internal traffic: derived from the bucket's secret, so it is
+/// as secret as the secret and changes with it.
+fn internal_key(secret_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("kalpana-internal:{secret_key}").as_bytes()))
 }
 
 #[cfg(test)]
@@ -210,7 +259,7 @@ mod tests {
             s3: Some("https://b.example.com".into()),
             console: Some("https://console-b.example.com".into()),
         };
-        let env = EngineProfile::minio().env("ak", "sk", &origins);
+        let env = EngineProfile::minio().env("ak", "sk", 512 * 1024 * 1024, &origins);
         assert!(env.contains(&"MINIO_ROOT_USER=ak".to_string()));
         assert!(env.contains(&"MINIO_ROOT_PASSWORD=sk".to_string()));
         assert!(env.contains(&"MINIO_SERVER_URL=https://b.example.com".to_string()));
@@ -220,20 +269,33 @@ mod tests {
     }
 
     #[test]
-    fn seaweedfs_publishes_only_s3_and_disables_unauthenticated_extras() {
+    fn seaweedfs_binds_internals_to_loopback_and_disables_unauthenticated_extras() {
         let p = EngineProfile::seaweedfs();
         assert_eq!(p.console_port, None);
         for flag in [
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3.ip.bind=0.0.0.0",
             "-webdav=false",
-            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-master.telemetry=false",
         ] {
             assert!(p.cmd.iter().any(|c| c == flag), "{flag} missing");
         }
-        let env = p.env("ak", "sk", &PublicOrigins::default());
-        assert_eq!(
-            env,
-            vec!["AWS_ACCESS_KEY_ID=ak", "AWS_SECRET_ACCESS_KEY=sk"]
+        let env = p.env("ak", "sk", 512 * 1024 * 1024, &PublicOrigins::default());
+        assert_eq!(env[..2], ["AWS_ACCESS_KEY_ID=ak", "AWS_SECRET_ACCESS_KEY=sk"]);
+        let jwt = env
+            .iter()
+            .find_map(|e| e.strip_prefix("WEED_JWT_FILER_SIGNING_KEY="))
+            .expect("internal signing key");
+        assert_eq!(jwt.len(), 64);
+        assert!(!jwt.contains("sk"));
+        assert_ne!(
+            p.env("ak", "sk2", 512 * 1024 * 1024, &PublicOrigins::default())[2],
+            env[2],
+            "a rotated secret changes the internal key"
         );
+        assert!(env.contains(&"GOMEMLIMIT=358MiB".to_string()));
     }
 }

@@ -24,6 +24,9 @@ pub enum Error {
         /// Docker's message.
         message: String,
     },
+    /// The bucket network exists but lets its containers reach each other.
+    #[error("Docker network {0} lets containers reach each other; bucket containers must be isolated: remove it (docker network rm {0}) so the daemon recreates it with com.docker.network.bridge.enable_icc=false, or name another with KALPANA_DOCKER_NETWORK")]
+    NetworkNotIsolated(String),
     /// The configured host port range has no free ports left.
     #[error("no free host ports left in {0}")]
     PortsExhausted(String),

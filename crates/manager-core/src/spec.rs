@@ -24,6 +24,9 @@ pub const LABEL_OWNER: &str = "kalpana.owner";
 /// generation differs from its record's is replaced by reconcile.
 pub const LABEL_GENERATION: &str = "kalpana.generation";
 
+/// Priority of every bucket router.
+pub const ROUTER_PRIORITY: u32 = 1000;
+
 /// Name of the container of bucket `id`.
 pub fn container_name(id: &str) -> String {
     format!("kalpana-bucket-{id}")
@@ -200,6 +203,9 @@ impl BucketSpec {
     ) {
         let r = format!("traefik.http.routers.{name}");
         labels.insert(format!("{r}.rule"), rule);
+        // Traefik ranks routers by rule length unless told otherwise: every bucket router gets
+        // the same priority, so no rule can outrank another by being longer (hosts are unique).
+        labels.insert(format!("{r}.priority"), ROUTER_PRIORITY.to_string());
         labels.insert(format!("{r}.service"), name.to_string());
         if !self.routing.entrypoints.is_empty() {
             labels.insert(
@@ -259,7 +265,12 @@ impl BucketSpec {
             image: Some(e.image.clone()),
             entrypoint: e.entrypoint.clone(),
             cmd: Some(e.cmd.clone()),
-            env: Some(e.env(&self.access_key, &self.secret_key, &self.public_origins())),
+            env: Some(e.env(
+                &self.access_key,
+                &self.secret_key,
+                self.limits.memory_bytes,
+                &self.public_origins(),
+            )),
             exposed_ports: Some(exposed),
             labels: Some(self.container_labels()),
             hostname: Some(container_name(&self.id)),
@@ -349,6 +360,10 @@ mod tests {
                 Some("le")
             );
             assert_eq!(get(&format!("traefik.http.routers.{r}.service")), Some(r));
+            assert_eq!(
+                get(&format!("traefik.http.routers.{r}.priority")),
+                Some("1000")
+            );
         }
         assert_eq!(
             get("traefik.http.services.kalpana-b1.loadbalancer.server.port"),

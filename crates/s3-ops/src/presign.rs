@@ -60,17 +60,21 @@ impl Presigner {
 
     /// A presigned GET of `key`, valid for `expires`.
     pub fn presign_get(&self, key: &str, expires: Duration) -> Result<Presigned> {
-        self.presign("GET", key, expires, None)
+        self.presign("GET", key, expires, None, None)
     }
 
-    /// A presigned PUT of `key`, valid for `expires`; with a content type the upload must send it.
+    /// A presigned PUT of `key`, valid for `expires`; with a content type the upload must send
+    /// it, and with a content length the upload must be exactly that long (the server checks
+    /// the signed `Content-Length`, so a quota can bound what the URL stores).
     pub fn presign_put(
         &self,
         key: &str,
         expires: Duration,
         content_type: Option<&str>,
+        content_length: Option<u64>,
     ) -> Result<Presigned> {
-        self.presign("PUT", key, expires, content_type)
+        let length = content_length.map(|l| l.to_string());
+        self.presign("PUT", key, expires, content_type, length.as_deref())
     }
 
     fn presign(
@@ -79,6 +83,7 @@ impl Presigner {
         key: &str,
         expires: Duration,
         content_type: Option<&str>,
+        content_length: Option<&str>,
     ) -> Result<Presigned> {
         if expires.is_zero() || expires > MAX_EXPIRY {
             return Err(Error::Build(format!(
@@ -107,9 +112,10 @@ impl Presigner {
             .build()
             .map_err(|e| Error::Build(e.to_string()))?
             .into();
-        let headers: Vec<(&str, &str)> = content_type
-            .map(|ct| ("content-type", ct))
+        let headers: Vec<(&str, &str)> = content_length
+            .map(|l| ("content-length", l))
             .into_iter()
+            .chain(content_type.map(|ct| ("content-type", ct)))
             .collect();
         let signable = SignableRequest::new(
             method,
@@ -183,16 +189,20 @@ mod tests {
     #[test]
     fn put_signs_the_content_type_and_bounds_expiry() {
         let p = presigner()
-            .presign_put("k", Duration::from_secs(60), Some("text/plain"))
+            .presign_put("k", Duration::from_secs(60), Some("text/plain"), Some(5))
             .expect("presign");
         assert!(
-            p.url.contains("X-Amz-SignedHeaders=content-type%3Bhost"),
+            p.url
+                .contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
             "{}",
             p.url
         );
         assert_eq!(
             p.headers,
-            vec![("content-type".into(), "text/plain".into())]
+            vec![
+                ("content-length".into(), "5".into()),
+                ("content-type".into(), "text/plain".into())
+            ]
         );
         assert!(presigner().presign_get("k", Duration::ZERO).is_err());
         assert!(presigner()

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::lifecycle::{self, CreateBucket};
@@ -49,6 +49,8 @@ pub struct BucketView {
     status_message: Option<String>,
     object_count: u64,
     total_size_bytes: u64,
+    /// The last recount found more bytes than `maxSizeGB` allows (written directly over S3).
+    over_quota: bool,
     stats_synced_at: Option<String>,
     domain_id: Option<String>,
     subdomain: Option<String>,
@@ -95,6 +97,7 @@ pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> Bu
         status_message: b.status_message,
         object_count: b.object_count,
         total_size_bytes: b.total_size_bytes,
+        over_quota: b.over_quota,
         stats_synced_at: b.stats_synced_at,
         domain_id: b.domain_id,
         subdomain: b.subdomain,
@@ -220,7 +223,9 @@ pub async fn list(
         .list_buckets(&query)
         .await?
         .into_iter()
-        .filter(|b| !b.deleting)
+        // The store matches by owner or team; a team bucket made by someone no longer in its
+        // team matches by owner but is not theirs to see.
+        .filter(|b| !b.deleting && caller.can_see(b))
         .collect();
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
@@ -290,9 +295,9 @@ pub async fn update(
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<UpdateBucket>,
 ) -> Result<Json<BucketView>> {
-    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     let _guard = state.locks.lock(&id).await;
-    let mut b = lifecycle::visible(&state, &caller, &id).await?;
+    let mut b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     lifecycle::check_features(b.engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
     let changed = lifecycle::Settings {
@@ -348,7 +353,7 @@ pub async fn delete(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode> {
-    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     lifecycle::delete(&state, &id, q.delete_volume).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -371,7 +376,7 @@ pub async fn start(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
-    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     let b = lifecycle::start(&state, &id).await?;
     Ok(Json(view(&state, b, None)))
 }
@@ -394,7 +399,7 @@ pub async fn stop(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
-    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     let b = lifecycle::stop(&state, &id).await?;
     Ok(Json(view(&state, b, None)))
 }
@@ -417,7 +422,7 @@ pub async fn rotate_credentials(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<BucketView>> {
-    lifecycle::visible(&state, &caller, &id).await?;
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     let (b, secret) = lifecycle::rotate_credentials(&state, &id).await?;
     Ok(Json(view(&state, b, Some(secret))))
 }

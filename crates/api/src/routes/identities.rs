@@ -9,7 +9,9 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::model::{new_id, now, Team, User};
+use crate::model::{new_id, now, Team, TeamRole, User};
+use crate::store::BucketQuery;
+use crate::lifecycle;
 use crate::openapi::{Failed, Refused};
 use crate::secrets::{hash_token, new_token};
 
@@ -131,6 +133,7 @@ pub async fn create_team(
         name: req.name.trim().to_string(),
         owner_id: caller.user.id.clone(),
         members: vec![caller.user.id.clone()],
+        roles: Default::default(),
         created_at: now(),
     };
     state.store.put_team(&team).await?;
@@ -143,24 +146,39 @@ pub async fn create_team(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMember {
     user_id: String,
+    /// `viewer`, `member` (default) or `admin`; a member already in the team gets this role.
+    role: Option<TeamRole>,
 }
 
-async fn own_team(state: &AppState, caller: &Caller, id: &str) -> Result<Team> {
+/// A team the caller may change the members of: its owner, a team admin, or a daemon admin.
+async fn managed_team(state: &AppState, caller: &Caller, id: &str) -> Result<Team> {
     let team = state
         .store
         .get_team(id)
         .await?
         .filter(|t| caller.can_see_team(t))
         .ok_or(Error::NotFound("team"))?;
-    if team.owner_id != caller.user.id && !caller.user.admin {
-        return Err(Error::Forbidden(
-            "only the team's owner may change its members".into(),
-        ));
+    match caller.role_in(&team.id) {
+        Some(TeamRole::Owner | TeamRole::Admin) => Ok(team),
+        _ => Err(Error::Forbidden(
+            "only the team's owner or admins may change its members".into(),
+        )),
     }
-    Ok(team)
 }
 
-/// `POST /api/teams/{id}/members` (team owner or admin).
+/// 403 unless the caller may give or take `role`: only the owner names or removes admins.
+fn may_handle(caller: &Caller, team: &Team, role: TeamRole) -> Result<()> {
+    match role {
+        TeamRole::Owner => Err(Error::Conflict("a team has one owner".into())),
+        TeamRole::Admin if caller.role_in(&team.id) != Some(TeamRole::Owner) => Err(
+            Error::Forbidden("only the team's owner may name or remove admins".into()),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/teams/{id}/members` (team owner or admin): adds a member, or changes the role of
+/// one already in the team.
 #[utoipa::path(
     post,
     path = "/api/teams/{id}/members",
@@ -179,26 +197,57 @@ pub async fn add_member(
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<AddMember>,
 ) -> Result<Json<Team>> {
-    let mut team = own_team(&state, &caller, &id).await?;
+    let mut team = managed_team(&state, &caller, &id).await?;
     if state.store.get_user(&req.user_id).await?.is_none() {
         return Err(Error::NotFound("user"));
     }
+    let role = req.role.unwrap_or(TeamRole::Member);
+    may_handle(&caller, &team, role)?;
+    if let Some(current) = team.role_of(&req.user_id) {
+        may_handle(&caller, &team, current)?;
+    }
     if !team.members.contains(&req.user_id) {
         team.members.push(req.user_id.clone());
-        state.store.put_team(&team).await?;
-        tracing::info!(team = %team.id, user = %req.user_id, "team member added");
     }
+    team.roles.insert(req.user_id.clone(), role);
+    state.store.put_team(&team).await?;
+    tracing::info!(team = %team.id, user = %req.user_id, role = role.as_str(), "team member added or changed");
     Ok(Json(team))
 }
 
-/// `DELETE /api/teams/{id}/members/{userId}` (team owner or admin); access ends at once.
+/// A bucket whose root credentials were rotated because a member left its team.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedBucket {
+    bucket_id: String,
+    name: String,
+    /// The new secret key (shown only here).
+    secret_key: String,
+}
+
+/// Answer of `DELETE /api/teams/{id}/members/{userId}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRemoved {
+    team: Team,
+    /// Team buckets whose root secret was rotated, so the removed member's copy of it (and any
+    /// presigned URL made with it) stops working; the new secrets are shown only here.
+    rotated: Vec<RotatedBucket>,
+    /// Team buckets that could not be rotated now (still being created, or Docker away), with
+    /// why; rotate them with `POST /api/buckets/{id}/credentials/rotate`.
+    not_rotated: Vec<String>,
+}
+
+/// `DELETE /api/teams/{id}/members/{userId}` (team owner or admin): the member loses access to
+/// the team's buckets at once, and the root secret of every provisioned team bucket is rotated
+/// so that nothing they could have copied still opens them.
 #[utoipa::path(
     delete,
     path = "/api/teams/{id}/members/{user_id}",
     tag = "identities",
     params(("id" = String, Path, description = "team id"), ("user_id" = String, Path, description = "member user id")),
     responses(
-        (status = 200, description = "the team", body = Team),
+        (status = 200, description = "the team and the rotated credentials", body = MemberRemoved),
         (status = "4XX", response = Refused),
         (status = "5XX", response = Failed)
     )
@@ -207,13 +256,46 @@ pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
     PathParams((id, user_id)): PathParams<(String, String)>,
-) -> Result<Json<Team>> {
-    let mut team = own_team(&state, &caller, &id).await?;
-    if user_id == team.owner_id {
+) -> Result<Json<MemberRemoved>> {
+    let mut team = managed_team(&state, &caller, &id).await?;
+    let Some(role) = team.role_of(&user_id) else {
+        return Err(Error::NotFound("member"));
+    };
+    if role == TeamRole::Owner {
         return Err(Error::Conflict("the owner cannot leave their team".into()));
     }
+    may_handle(&caller, &team, role)?;
     team.members.retain(|m| *m != user_id);
+    team.roles.remove(&user_id);
     state.store.put_team(&team).await?;
-    tracing::info!(team = %team.id, user = %user_id, "team member removed");
-    Ok(Json(team))
+    tracing::info!(team = %team.id, user = %user_id, "team member removed; rotating the team's bucket credentials");
+    let buckets = state
+        .store
+        .list_buckets(&BucketQuery {
+            team_id: Some(team.id.clone()),
+            all: true,
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await?;
+    let mut rotated = Vec::new();
+    let mut not_rotated = Vec::new();
+    for b in buckets.into_iter().filter(|b| !b.deleting) {
+        match lifecycle::rotate_credentials(&state, &b.id).await {
+            Ok((b, secret_key)) => rotated.push(RotatedBucket {
+                bucket_id: b.id,
+                name: b.name,
+                secret_key,
+            }),
+            Err(e) => {
+                tracing::warn!(bucket = %b.id, error = %e, "rotation after a member left failed");
+                not_rotated.push(format!("{} ({}): {e}", b.name, b.id));
+            }
+        }
+    }
+    Ok(Json(MemberRemoved {
+        team,
+        rotated,
+        not_rotated,
+    }))
 }

@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{body_error, JsonBody, PathParams, QueryParams};
 use crate::model::now;
 use crate::openapi::{Failed, Refused};
 use crate::upload::{self, Stored};
+use crate::validate::KeyUse;
 use crate::{lifecycle, usage, validate};
 
 /// Largest page of a listing.
@@ -37,6 +38,11 @@ fn s3_error(e: kalpana_s3_ops::Error) -> Error {
         kalpana_s3_ops::Error::S3 { status: 416, .. } => Error::RangeNotSatisfiable,
         _ => Error::S3(e),
     }
+}
+
+/// The longest key segment the bucket's engine stores.
+fn key_segment_max(b: &crate::model::BucketRecord) -> usize {
+    b.engine.profile().max_key_segment_bytes
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -67,8 +73,8 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Stored>)> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
-    validate::object_key(&key)?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
+    validate::object_key(&key, key_segment_max(&b), KeyUse::Write)?;
     let length = match header_str(&headers, header::CONTENT_LENGTH) {
         Some(v) => Some(
             v.parse::<u64>()
@@ -112,7 +118,7 @@ pub async fn upload_form(
     PathParams(id): PathParams<String>,
     form: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<Stored>)> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
     let mut form = form.map_err(|e| Error::BadRequest(e.body_text()))?;
     let bad_form = |e: axum::extract::multipart::MultipartError| match body_error(&e) {
         Error::BadRequest(_) => {
@@ -132,7 +138,7 @@ pub async fn upload_form(
                         "the form must send the `key` field before the `file` field".into(),
                     )
                 })?;
-                validate::object_key(&key)?;
+                validate::object_key(&key, key_segment_max(&b), KeyUse::Write)?;
                 let content_type = content_type
                     .take()
                     .or_else(|| field.content_type().map(str::to_string));
@@ -213,7 +219,7 @@ pub async fn list(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ObjectPage>> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     let limit = q.limit.unwrap_or(MAX_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(Error::BadRequest(format!(
@@ -310,8 +316,8 @@ pub async fn get(
     PathParams((id, key)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
-    validate::object_key(&key)?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
     let d = lifecycle::s3_client(&state, &b)?
         .get_object(&key, range.as_deref())
@@ -348,8 +354,8 @@ pub async fn head(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Response> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
-    validate::object_key(&key)?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let info = lifecycle::s3_client(&state, &b)?
         .head_object(&key)
         .await?
@@ -389,8 +395,8 @@ pub async fn metadata(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Json<MetadataView>> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
-    validate::object_key(&key)?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let o = lifecycle::s3_client(&state, &b)?
         .head_object(&key)
         .await?
@@ -423,8 +429,8 @@ pub async fn delete(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<StatusCode> {
-    let b = lifecycle::running(&state, &caller, &id).await?;
-    validate::object_key(&key)?;
+    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
+    validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let client = lifecycle::s3_client(&state, &b)?;
     let old = client.head_object(&key).await?;
     client.delete_object(&key).await?;
@@ -440,8 +446,14 @@ pub async fn delete(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PresignRequest {
     key: String,
+    /// Lifetime in seconds (default 3600; at most 7 days, or `KALPANA_TEAM_PRESIGN_MAX_SECS`
+    /// for a team bucket).
     expires_in: Option<u64>,
     content_type: Option<String>,
+    /// Upload only: the exact size the upload will have; signed, so the URL stores no more.
+    /// Required for a bucket with a quota, whose remaining room it is counted against until
+    /// the URL expires.
+    content_length: Option<u64>,
 }
 
 /// A presigned URL.
@@ -462,13 +474,47 @@ async fn presign(
     req: PresignRequest,
     upload: bool,
 ) -> Result<PresignView> {
-    let b = lifecycle::running(state, caller, id).await?;
-    validate::object_key(&req.key)?;
-    let secs = req.expires_in.unwrap_or(DEFAULT_EXPIRY);
-    if !(1..=MAX_EXPIRY).contains(&secs) {
+    let b = lifecycle::running(state, caller, id, if upload { Access::Write } else { Access::Read }).await?;
+    let usage = if upload { KeyUse::Write } else { KeyUse::Read };
+    validate::object_key(&req.key, key_segment_max(&b), usage)?;
+    // A team bucket's URLs must not outlive a member's removal by long.
+    let max = match b.team_id {
+        Some(_) => state.config.team_presign_max.as_secs().min(MAX_EXPIRY),
+        None => MAX_EXPIRY,
+    };
+    let secs = req.expires_in.unwrap_or(DEFAULT_EXPIRY.min(max));
+    if !(1..=max).contains(&secs) {
         return Err(Error::BadRequest(format!(
-            "expiresIn must be between 1 and {MAX_EXPIRY} seconds"
+            "expiresIn must be between 1 and {max} seconds{}",
+            if b.team_id.is_some() { " for a team bucket" } else { "" }
         )));
+    }
+    if !upload && req.content_length.is_some() {
+        return Err(Error::BadRequest(
+            "contentLength applies to presigned uploads only".into(),
+        ));
+    }
+    if upload && b.over_quota {
+        return Err(usage::over_quota(&b));
+    }
+    let expires = Duration::from_secs(secs);
+    if upload && b.quota_bytes().is_some() {
+        let Some(len) = req.content_length else {
+            return Err(Error::BadRequest(format!(
+                "bucket {} has a quota: give contentLength, the exact size of the upload, so the URL can be bounded by it",
+                b.name
+            )));
+        };
+        if !state
+            .quotas
+            .promise(&b, len, std::time::Instant::now() + expires)
+        {
+            return Err(Error::PayloadTooLarge(format!(
+                "an upload of {len} bytes would take bucket {} over its quota ({} bytes left, counting uploads in progress and unexpired presigned uploads)",
+                b.name,
+                state.quotas.remaining(&b).unwrap_or_default()
+            )));
+        }
     }
     if let Some(ct) = &req.content_type {
         HeaderValue::from_str(ct)
@@ -477,9 +523,13 @@ async fn presign(
     let origin = lifecycle::public_origin(state, &b)
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no public endpoint", b.name)))?;
     let presigner = Presigner::new(&lifecycle::endpoint_at(state, &b, origin)?, &b.name);
-    let expires = Duration::from_secs(secs);
     let signed = if upload {
-        presigner.presign_put(&req.key, expires, req.content_type.as_deref())?
+        presigner.presign_put(
+            &req.key,
+            expires,
+            req.content_type.as_deref(),
+            req.content_length,
+        )?
     } else {
         presigner.presign_get(&req.key, expires)?
     };

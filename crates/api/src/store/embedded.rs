@@ -24,6 +24,8 @@ const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
 const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
 const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
 const DOMAIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("domain_names");
+/// Hosts linked to buckets (`files.example.com` → bucket id): one bucket per host.
+const LINKED_HOSTS: TableDefinition<&str, &str> = TableDefinition::new("linked_hosts");
 
 /// The embedded store.
 #[derive(Clone)]
@@ -53,6 +55,7 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(db_err)?;
         }
+        private_file(path)?;
         let db = Database::create(path)
             .map_err(|e| Error::Store(format!("opening {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
@@ -66,6 +69,7 @@ impl EmbeddedStore {
             txn.open_table(SUBDOMAINS).map_err(db_err)?;
             txn.open_table(DOMAINS).map_err(db_err)?;
             txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
+            txn.open_table(LINKED_HOSTS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -116,6 +120,7 @@ fn reindex(
 ) -> Result<()> {
     let mut ports = txn.open_table(PORTS).map_err(db_err)?;
     let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
+    let mut hosts = txn.open_table(LINKED_HOSTS).map_err(db_err)?;
     if let Some(old) = old {
         for p in old.ports() {
             ports.remove(p).map_err(db_err)?;
@@ -123,6 +128,17 @@ fn reindex(
         if let Some(s) = &old.subdomain {
             subs.remove(s.as_str()).map_err(db_err)?;
         }
+        if let Some(h) = &old.linked_host {
+            hosts.remove(h.as_str()).map_err(db_err)?;
+        }
+    }
+    if let Some(h) = &new.linked_host {
+        if let Some(holder) = hosts.get(h.as_str()).map_err(db_err)? {
+            if holder.value() != new.id {
+                return Err(Error::Conflict(format!("{h} is linked to another bucket")));
+            }
+        }
+        hosts.insert(h.as_str(), new.id.as_str()).map_err(db_err)?;
     }
     for p in new.ports() {
         if let Some(holder) = ports.get(p).map_err(db_err)? {
@@ -271,6 +287,30 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn update_domain(&self, domain: &Domain) -> Result<()> {
+        let d = domain.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut domains = txn.open_table(DOMAINS).map_err(db_err)?;
+                let old: Option<Domain> = {
+                    let v = domains.get(d.id.as_str()).map_err(db_err)?;
+                    v.map(|v| decode(v.value())).transpose()?
+                };
+                match old {
+                    Some(old) if old.name == d.name => {}
+                    Some(_) => return Err(Error::Conflict("a domain's name cannot change".into())),
+                    None => return Err(Error::NotFound("domain")),
+                }
+                domains
+                    .insert(d.id.as_str(), encode(&d)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
         let id = id.to_string();
         self.blocking(move |db| Self::get(db, DOMAINS, &id)).await
@@ -369,7 +409,11 @@ impl Store for EmbeddedStore {
                 let mut names = txn.open_table(BUCKET_NAMES).map_err(db_err)?;
                 let mut ports = txn.open_table(PORTS).map_err(db_err)?;
                 let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
+                let mut hosts = txn.open_table(LINKED_HOSTS).map_err(db_err)?;
                 buckets.remove(id.as_str()).map_err(db_err)?;
+                if let Some(h) = &old.linked_host {
+                    hosts.remove(h.as_str()).map_err(db_err)?;
+                }
                 names.remove(name_key(&old).as_str()).map_err(db_err)?;
                 for p in old.ports() {
                     ports.remove(p).map_err(db_err)?;
@@ -437,3 +481,19 @@ impl Store for EmbeddedStore {
         .await
     }
 }
+
+/// Makes sure the database file exists readable by its owner only (0600), before redb opens it:
+/// it holds token hashes and encrypted secrets. A file made by an older version is tightened.
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Store(format!("creating {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::Store(format!("chmod 600 {}: {e}", path.display())))
+}
+

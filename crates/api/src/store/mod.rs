@@ -84,13 +84,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a new domain; 409 when its name is registered already.
     async fn insert_domain(&self, domain: &Domain) -> Result<()>;
+    /// Replaces a domain (by id; its name cannot change).
+    async fn update_domain(&self, domain: &Domain) -> Result<()>;
     /// The domain with this id.
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>>;
     /// Every domain.
     async fn list_domains(&self) -> Result<Vec<Domain>>;
 
     /// Inserts a new bucket. 409 when the owner has a bucket of that name, when one of its
-    /// ports is reserved, or when its subdomain is taken.
+    /// ports is reserved, or when its subdomain or linked host is taken.
     async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()>;
     /// Replaces a bucket record, keeping the port and subdomain reservations in step. With
     /// `expect`, only when the stored status is that one (409 otherwise).

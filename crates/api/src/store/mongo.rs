@@ -53,6 +53,8 @@ fn duplicate_message(e: &mongodb::error::Error) -> String {
         "a host port of this bucket is already reserved".into()
     } else if text.contains("subdomain") {
         "that subdomain is already taken".into()
+    } else if text.contains("linked_host") {
+        "that host is linked to another bucket".into()
     } else if text.contains("token_hash") {
         "token already in use".into()
     } else {
@@ -207,6 +209,20 @@ impl MongoStore {
         )
         .await
         .map_err(mongo_err)?;
+        // One bucket per linked host (default hosts are unique through `subdomain`).
+        let host_opts = IndexOptions::builder()
+            .unique(true)
+            .name("linked_host".to_string())
+            .partial_filter_expression(doc! { "linkedHost": { "$type": "string" } })
+            .build();
+        b.create_index(
+            IndexModel::builder()
+                .keys(doc! { "linkedHost": 1 })
+                .options(host_opts)
+                .build(),
+        )
+        .await
+        .map_err(mongo_err)?;
         for keys in [
             doc! { "teamId": 1 },
             doc! { "workspaceId": 1 },
@@ -310,6 +326,21 @@ impl Store for MongoStore {
             .insert_one(to_doc(&domain.id, domain)?)
             .await
             .map_err(mongo_err)?;
+        Ok(())
+    }
+
+    async fn update_domain(&self, domain: &Domain) -> Result<()> {
+        let r = self
+            .domains()
+            .replace_one(
+                doc! { "_id": &domain.id, "name": &domain.name },
+                to_doc(&domain.id, domain)?,
+            )
+            .await
+            .map_err(mongo_err)?;
+        if r.matched_count == 0 {
+            return Err(Error::NotFound("domain"));
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         status_message: None,
         object_count: 0,
         total_size_bytes: 0,
+        over_quota: false,
         stats_synced_at: None,
         domain_id: None,
         linked_host: None,
@@ -69,6 +70,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     bucket_uniqueness(&*store).await;
     bucket_updates(&*store).await;
     listing(&*store).await;
+    hosts_and_domains(&*store).await;
     concurrent_inserts(store.clone()).await;
 }
 
@@ -100,6 +102,7 @@ async fn teams(s: &dyn Store) {
         name: "ops".into(),
         owner_id: "u1".into(),
         members: vec!["u1".into(), "u2".into()],
+        roles: Default::default(),
         created_at: now(),
     };
     s.put_team(&team).await.expect("put team");
@@ -163,6 +166,56 @@ async fn bucket_uniqueness(s: &dyn Store) {
     s.insert_bucket(&bucket("u1", "alpha", &[41000]))
         .await
         .expect("name free again");
+}
+
+/// One bucket per linked host, at insert and update, freed on delete; domains verified in place.
+async fn hosts_and_domains(s: &dyn Store) {
+    let mut a = bucket("u1", "hosta", &[41300]);
+    a.linked_host = Some("files.example.org".into());
+    s.insert_bucket(&a).await.expect("insert linked");
+    let mut b = bucket("u2", "hostb", &[41301]);
+    b.linked_host = Some("files.example.org".into());
+    assert!(
+        matches!(s.insert_bucket(&b).await, Err(Error::Conflict(_))),
+        "a second bucket on one host"
+    );
+    b.linked_host = None;
+    s.insert_bucket(&b).await.expect("insert unlinked");
+    b.linked_host = Some("files.example.org".into());
+    assert!(
+        matches!(s.update_bucket(&b, None).await, Err(Error::Conflict(_))),
+        "linking to a host another bucket holds"
+    );
+    a.linked_host = Some("www.example.org".into());
+    s.update_bucket(&a, None).await.expect("relink a");
+    s.update_bucket(&b, None).await.expect("host freed by the relink");
+    s.delete_bucket(&b.id).await.expect("delete b");
+    let mut c = bucket("u3", "hostc", &[41302]);
+    c.linked_host = Some("files.example.org".into());
+    s.insert_bucket(&c).await.expect("host freed by the delete");
+    for x in [&a, &c] {
+        s.delete_bucket(&x.id).await.expect("delete");
+    }
+
+    let mut d = crate::model::Domain {
+        id: new_id(),
+        name: "verify.example.org".into(),
+        user_id: "u1".into(),
+        team_id: None,
+        verification_token: "tok".into(),
+        verified_at: None,
+        verified_by: None,
+        created_at: now(),
+    };
+    s.insert_domain(&d).await.expect("insert domain");
+    d.verified_at = Some(now());
+    d.verified_by = Some("dns".into());
+    s.update_domain(&d).await.expect("verify");
+    let stored = s.get_domain(&d.id).await.expect("get").expect("there");
+    assert_eq!(stored, d);
+    let mut renamed = d.clone();
+    renamed.name = "other.example.org".into();
+    assert!(s.update_domain(&renamed).await.is_err(), "names do not change");
 }
 
 async fn bucket_updates(s: &dyn Store) {
