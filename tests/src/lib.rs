@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod probe;
+
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 

@@ -195,6 +195,9 @@ mod tests {
         let _p3 = a.admit(two).expect("other address");
         assert!(a.admit([127, 0, 0, 4].into()).is_none(), "total cap");
         drop(p1);
-        assert!(a.admit(one).is_some(), "a closed connection frees its place");
+        assert!(
+            a.admit(one).is_some(),
+            "a closed connection frees its place"
+        );
     }
 }

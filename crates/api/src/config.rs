@@ -390,13 +390,16 @@ impl Config {
                 total: vars.parse::<usize>("KALPANA_MAX_CONNECTIONS", 8192)?.max(1),
             },
             max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
-            port_reserve_percent: vars.parse::<u8>("KALPANA_PORT_RESERVE_PERCENT", 10)?.min(90),
+            port_reserve_percent: vars
+                .parse::<u8>("KALPANA_PORT_RESERVE_PERCENT", 10)?
+                .min(90),
             dns_resolver: match var("KALPANA_DNS_RESOLVER") {
                 Some(v) => Some(dns_server(&v)?),
                 None => system_resolver(),
             },
             team_presign_max: Duration::from_secs(
-                vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?.max(1),
+                vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
+                    .max(1),
             ),
         })
     }

@@ -26,7 +26,7 @@ pub async fn txt_records(server: SocketAddr, name: &str, timeout: Duration) -> R
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let unreachable = |e: String| Error::Unprocessable(format!("DNS server {server}: {e}"));
+    let unreachable = |e: String| Error::VerificationFailed(format!("DNS server {server}: {e}"));
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -200,9 +200,6 @@ mod tests {
         );
         let mut cut = answer(7, 0, &[&["token"]]);
         cut.truncate(cut.len() - 2);
-        assert!(matches!(
-            decode_txt_answer(7, &cut),
-            Err(Answer::Failed(_))
-        ));
+        assert!(matches!(decode_txt_answer(7, &cut), Err(Answer::Failed(_))));
     }
 }

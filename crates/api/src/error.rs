@@ -133,3 +133,26 @@ impl IntoResponse for Error {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_bucket_says_so_without_engine_or_sdk_details() {
+        let e = Error::S3(kalpana_s3_ops::Error::Unreachable {
+            endpoint: "http://127.0.0.1:40123".into(),
+            message: "dispatch failure: io error: connection refused (os error 111)".into(),
+        });
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"bucket_unreachable\""), "{text}");
+        for leak in ["127.0.0.1", "40123", "dispatch", "os error"] {
+            assert!(!text.contains(leak), "{leak} reached the client: {text}");
+        }
+    }
+}

@@ -291,7 +291,8 @@ async fn check_owner_limits(state: &AppState, owner: &str, engine: EngineKind) -
     let reserve = capacity * usize::from(state.config.port_reserve_percent) / 100;
     let held: usize = owned.iter().map(|b| b.ports().len()).sum();
     let needed = port_count(state, engine);
-    if held + needed > capacity - reserve {
+    // Without a reserve there is nobody to keep ports for: a full range is 503 as before.
+    if reserve > 0 && held + needed > capacity - reserve {
         return Err(Error::OwnerLimit(format!(
             "you hold {held} of {capacity} host ports; {reserve} are kept for other owners (KALPANA_PORT_RESERVE_PERCENT)"
         )));
@@ -721,7 +722,7 @@ pub async fn ensure_container(state: &AppState, b: &BucketRecord, spec: &BucketS
         .inspect_container(&container_name(&b.id))
         .await?
     {
-        Some(c) if c.generation.unwrap_or(0) == b.generation => Ok(()),
+        Some(c) if c.is_current(b.generation) => Ok(()),
         Some(c) => {
             tracing::warn!(bucket = %b.id, container_generation = ?c.generation,
                 generation = b.generation, "container is of an older configuration; replacing it");

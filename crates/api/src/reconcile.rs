@@ -53,9 +53,7 @@ async fn converge_running(state: &AppState, id: &str) -> Result<()> {
         .docker
         .inspect_container(&container_name(&b.id))
         .await?;
-    let current = actual
-        .as_ref()
-        .is_some_and(|c| c.generation.unwrap_or(0) == b.generation);
+    let current = actual.as_ref().is_some_and(|c| c.is_current(b.generation));
     if current && actual.as_ref().is_some_and(|c| c.running) {
         if let Some(m) = b.status_message.as_deref() {
             if let Some(why) = m.strip_suffix(RESTARTING) {
@@ -109,7 +107,7 @@ async fn converge_stopped(state: &AppState, id: &str) -> Result<()> {
         // Start recreates it on the kept volume.
         return Ok(());
     };
-    if actual.generation.unwrap_or(0) != b.generation {
+    if !actual.is_current(b.generation) {
         let spec = lifecycle::spec_for(state, &b)?;
         return lifecycle::ensure_container(state, &b, &spec).await;
     }

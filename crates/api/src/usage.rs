@@ -64,10 +64,7 @@ impl Ledger {
 
     /// Forgets a deleted bucket.
     pub fn forget(&self, id: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// Bytes the quota still allows, counting uploads in flight and presigned uploads issued.
@@ -276,7 +273,6 @@ pub fn spawn_periodic_sync(state: AppState) {
         }
     });
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ const RESERVED_PREFIX: &str = ".uploads/";
 /// Checks an object key against what every engine stores byte for byte: 1 to 1024 bytes of
 /// UTF-8; no control characters or backslashes (SeaweedFS turns `\` into `/`); no leading `/`,
 /// empty segment (`a//b` becomes `a/b`), `.` or `..` segment; no segment longer than
-/// `max_segment` bytes (the engine's file-name limit); not under `.uploads/`. For writes, no
+/// `max_segment` bytes (the engine's file-name limit); not under `.uploads/`; not blank. For writes, no
 /// trailing `/` either (the engine would store an empty folder marker instead of the bytes).
 pub fn object_key(key: &str, max_segment: usize, usage: KeyUse) -> Result<()> {
     let bad = |why: String| {
@@ -71,6 +71,10 @@ pub fn object_key(key: &str, max_segment: usize, usage: KeyUse) -> Result<()> {
     if key.chars().any(char::is_control) {
         return bad("must not contain control characters".into());
     }
+    if key.trim().is_empty() {
+        // The S3 SDK takes a blank key for a missing one.
+        return bad("must contain something other than spaces".into());
+    }
     if key.contains('\\') {
         return bad("must not contain a backslash (engines store it as '/')".into());
     }
@@ -78,7 +82,9 @@ pub fn object_key(key: &str, max_segment: usize, usage: KeyUse) -> Result<()> {
         return bad("must not start with '/'".into());
     }
     if key.starts_with(RESERVED_PREFIX) {
-        return bad(format!("{RESERVED_PREFIX} is reserved for uploads in progress"));
+        return bad(format!(
+            "{RESERVED_PREFIX} is reserved for uploads in progress"
+        ));
     }
     let body = match usage {
         KeyUse::Read => key.strip_suffix('/').unwrap_or(key),
@@ -233,7 +239,15 @@ mod tests {
     fn object_keys() {
         let write = |k: &str| object_key(k, 255, KeyUse::Write);
         let read = |k: &str| object_key(k, 255, KeyUse::Read);
-        for ok in ["a", "dir/file.txt", "a/.hidden", "x..y", "ünïcode/ключ", " "] {
+        for ok in [
+            "a",
+            "dir/file.txt",
+            "a/.hidden",
+            "x..y",
+            "ünïcode/ключ",
+            "a b",
+            " x",
+        ] {
             assert!(write(ok).is_ok(), "{ok}");
             assert!(read(ok).is_ok(), "{ok}");
         }
@@ -258,6 +272,8 @@ mod tests {
             "trailing/",
             "dirkey/",
             ".uploads/zz",
+            " ",
+            "  ",
             long_segment.as_str(),
             long_key.as_str(),
         ] {

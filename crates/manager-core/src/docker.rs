@@ -8,7 +8,7 @@ use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StatsOptions, StopContainerOptions,
+    RemoveVolumeOptions, StatsOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures::{Stream, StreamExt};
@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use crate::error::{Error, Result};
 use crate::spec::{
     container_name, volume_name, BucketSpec, LABEL_BUCKET_ID, LABEL_GENERATION, LABEL_INSTANCE,
-    LABEL_MANAGED,
+    LABEL_MANAGED, LABEL_SPEC_REVISION, SPEC_REVISION,
 };
 
 /// The bridge driver option that allows or forbids traffic between a network's containers.
@@ -69,6 +69,16 @@ pub struct ContainerState {
     pub oom_killed: bool,
     /// Configuration generation from its label.
     pub generation: Option<u64>,
+    /// Revision of the daemon's container spec it was made from.
+    pub spec_revision: Option<u32>,
+}
+
+impl ContainerState {
+    /// Whether the container is of the record's `generation` and of this daemon's container
+    /// spec; anything else is replaced (on the same volume).
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.unwrap_or(0) == generation && self.spec_revision == Some(SPEC_REVISION)
+    }
 }
 
 /// A container event for a managed bucket container.
@@ -309,20 +319,45 @@ impl DockerClient {
             name: Some(name.clone()),
             ..Default::default()
         };
-        match self
+        let id = match self
             .docker
             .create_container(Some(opts), spec.container_body())
             .await
         {
-            Ok(resp) => Ok(resp.id),
+            Ok(resp) => resp.id,
             Err(e) => match Error::docker("create container", e) {
                 e if e.is_conflict() => match self.inspect_container(&name).await? {
-                    Some(c) if c.bucket_id.as_deref() == Some(spec.id.as_str()) => Ok(c.id),
-                    _ => Err(e),
+                    // Made by an earlier attempt; a running one already has its files.
+                    Some(c) if c.bucket_id.as_deref() == Some(spec.id.as_str()) => {
+                        if c.running {
+                            return Ok(c.id);
+                        }
+                        c.id
+                    }
+                    _ => return Err(e),
                 },
-                e => Err(e),
+                e => return Err(e),
             },
+        };
+        if spec.engine.internal_security {
+            self.write_internal_tls(&name, spec.engine.data_path)
+                .await?;
         }
+        Ok(id)
+    }
+
+    /// Writes a fresh CA and node certificate for the engine's internal mutual TLS into the
+    /// data volume of a created (not running) container.
+    async fn write_internal_tls(&self, name: &str, data_path: &str) -> Result<()> {
+        let archive = crate::internal_tls::InternalTls::generate()?.archive()?;
+        let opts = UploadToContainerOptions {
+            path: data_path.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(name, Some(opts), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| Error::docker("write internal certificates", e))
     }
 
     /// Starts a container; one already running is fine.
@@ -425,6 +460,7 @@ impl DockerClient {
                     exit_code: state.exit_code,
                     oom_killed: state.oom_killed.unwrap_or(false),
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+                    spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                 }))
             }
             Err(e) => match Error::docker("inspect container", e) {
@@ -475,6 +511,7 @@ impl DockerClient {
                     exit_code: None,
                     oom_killed: false,
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
+                    spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                 }
             })
             .collect())

@@ -97,9 +97,9 @@ pub struct EngineProfile {
     pub features: EngineFeatures,
     /// Longest path segment of an object key the engine stores (its file-name limit).
     pub max_key_segment_bytes: usize,
-    /// Env var that signs the engine's internal traffic, set to a key derived from the bucket's
-    /// secret so that nothing outside the container can talk to its internal services.
-    pub internal_key_env: Option<&'static str>,
+    /// Whether the engine's internal services are locked with JWT keys derived from the bucket's
+    /// secret and mutual TLS with certificates made for the container (SeaweedFS).
+    pub internal_security: bool,
     /// Env var that caps the engine runtime's own heap below the container limit, if it has one.
     pub memory_limit_env: Option<&'static str>,
 }
@@ -137,39 +137,31 @@ impl EngineProfile {
                 encryption: false,
             },
             max_key_segment_bytes: 255,
-            internal_key_env: None,
+            internal_security: false,
             memory_limit_env: Some("GOMEMLIMIT"),
         }
     }
 
-    /// SeaweedFS as `weed server` with every internal service (master, volume server, filer and
-    /// their gRPC ports) bound to the container's loopback and only S3 on all interfaces; the
-    /// unauthenticated extras (WebDAV, Iceberg, Lance, telemetry) are off. `mini` cannot do this
-    /// (it has no `-s3.ip.bind`), and its filer, master and volume server answer anyone who can
-    /// reach the container without authentication. S3's own gRPC port (18333) still listens
-    /// outside and refuses calls not signed with the filer key, which is derived from the
-    /// bucket's secret.
+    /// SeaweedFS `mini` with its unauthenticated extras (WebDAV, admin UI, Iceberg, Lance,
+    /// telemetry) turned off and its internal services locked to the container's own processes:
+    /// every internal HTTP call must carry a JWT signed with keys derived from the bucket's
+    /// secret (only loopback and the unix socket `mini` uses are white-listed), and every
+    /// internal gRPC call must present the container's own client certificate (mutual TLS, see
+    /// `internal_tls`). Only S3 is published. (`weed server` can bind its internals to loopback
+    /// instead, but takes 15 s to stop and up to 20 s to serve again after a restart.)
     pub fn seaweedfs() -> Self {
         EngineProfile {
             kind: EngineKind::Seaweedfs,
             image: "chrislusf/seaweedfs:4.48".to_string(),
             entrypoint: Some(vec!["/usr/bin/weed".to_string()]),
             cmd: [
-                "server",
+                "mini",
                 "-dir=/data",
-                "-filer",
-                "-s3",
-                "-webdav=false",
                 "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-s3.ip.bind=0.0.0.0",
+                "-webdav=false",
+                "-admin.ui=false",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
-                "-volume.port=9340",
-                // 0 sizes the volume count from the free disk; 1 GiB volumes keep that count
-                // useful on small disks.
-                "-volume.max=0",
-                "-master.volumeSizeLimitMB=1024",
                 "-master.telemetry=false",
             ]
             .map(String::from)
@@ -188,7 +180,7 @@ impl EngineProfile {
                 encryption: true,
             },
             max_key_segment_bytes: 255,
-            internal_key_env: Some("WEED_JWT_FILER_SIGNING_KEY"),
+            internal_security: true,
             memory_limit_env: Some("GOMEMLIMIT"),
         }
     }
@@ -213,8 +205,8 @@ impl EngineProfile {
             format!("{}={access_key}", self.access_key_env),
             format!("{}={secret_key}", self.secret_key_env),
         ];
-        if let Some(var) = self.internal_key_env {
-            env.push(format!("{var}={}", internal_key(secret_key)));
+        if self.internal_security {
+            env.extend(seaweedfs_security_env(self.data_path, secret_key));
         }
         if let (Some(var), true) = (self.memory_limit_env, memory_bytes > 0) {
             let mib = memory_bytes / (1024 * 1024) * 7 / 10;
@@ -233,11 +225,47 @@ impl EngineProfile {
     }
 }
 
-/// The key that signs an engine's internal traffic: derived from the bucket's secret, so it is
-/// as secret as the secret and changes with it.
-fn internal_key(secret_key: &str) -> String {
+/// A key for one purpose of an engine's internal signing, derived from the bucket's secret: as
+/// secret as the secret, different per purpose, and changed with it.
+fn internal_key(secret_key: &str, purpose: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(format!("kalpana-internal:{secret_key}").as_bytes()))
+    hex::encode(Sha256::digest(
+        format!("kalpana-internal:{purpose}:{secret_key}").as_bytes(),
+    ))
+}
+
+/// SeaweedFS's `security.toml`, as environment: JWT keys for volume and filer reads and
+/// writes, a guard that lets only loopback and the local unix socket (`@`) through, and mutual
+/// TLS for the gRPC of every component with the files `internal_tls` writes to the volume.
+fn seaweedfs_security_env(data_path: &str, secret_key: &str) -> Vec<String> {
+    use crate::internal_tls::{CA, CERT, DIR, KEY};
+    let dir = format!("{data_path}/{DIR}");
+    let mut env = Vec::new();
+    for (var, purpose) in [
+        ("WEED_JWT_SIGNING_KEY", "volume-write"),
+        ("WEED_JWT_SIGNING_READ_KEY", "volume-read"),
+        ("WEED_JWT_FILER_SIGNING_KEY", "filer-write"),
+        ("WEED_JWT_FILER_SIGNING_READ_KEY", "filer-read"),
+    ] {
+        env.push(format!("{var}={}", internal_key(secret_key, purpose)));
+    }
+    env.push("WEED_GUARD_WHITE_LIST=127.0.0.1,@".to_string());
+    env.push(format!("WEED_GRPC_CA={dir}/{CA}"));
+    for component in [
+        "MASTER",
+        "VOLUME",
+        "FILER",
+        "S3",
+        "ADMIN",
+        "WORKER",
+        "CLIENT",
+        "MQ_BROKER",
+        "MQ_AGENT",
+    ] {
+        env.push(format!("WEED_GRPC_{component}_CERT={dir}/{CERT}"));
+        env.push(format!("WEED_GRPC_{component}_KEY={dir}/{KEY}"));
+    }
+    env
 }
 
 #[cfg(test)]
@@ -269,14 +297,13 @@ mod tests {
     }
 
     #[test]
-    fn seaweedfs_binds_internals_to_loopback_and_disables_unauthenticated_extras() {
+    fn seaweedfs_locks_its_internals_and_disables_unauthenticated_extras() {
         let p = EngineProfile::seaweedfs();
         assert_eq!(p.console_port, None);
         for flag in [
             "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-s3.ip.bind=0.0.0.0",
             "-webdav=false",
+            "-admin.ui=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
@@ -284,17 +311,48 @@ mod tests {
             assert!(p.cmd.iter().any(|c| c == flag), "{flag} missing");
         }
         let env = p.env("ak", "sk", 512 * 1024 * 1024, &PublicOrigins::default());
-        assert_eq!(env[..2], ["AWS_ACCESS_KEY_ID=ak", "AWS_SECRET_ACCESS_KEY=sk"]);
-        let jwt = env
-            .iter()
-            .find_map(|e| e.strip_prefix("WEED_JWT_FILER_SIGNING_KEY="))
-            .expect("internal signing key");
-        assert_eq!(jwt.len(), 64);
-        assert!(!jwt.contains("sk"));
+        assert_eq!(
+            env[..2],
+            ["AWS_ACCESS_KEY_ID=ak", "AWS_SECRET_ACCESS_KEY=sk"]
+        );
+        let get = |env: &[String], var: &str| {
+            env.iter()
+                .find_map(|e| e.strip_prefix(&format!("{var}=")).map(String::from))
+        };
+        let keys: Vec<String> = [
+            "WEED_JWT_SIGNING_KEY",
+            "WEED_JWT_SIGNING_READ_KEY",
+            "WEED_JWT_FILER_SIGNING_KEY",
+            "WEED_JWT_FILER_SIGNING_READ_KEY",
+        ]
+        .iter()
+        .map(|v| get(&env, v).expect("jwt key"))
+        .collect();
+        for k in &keys {
+            assert_eq!(k.len(), 64);
+            assert_eq!(
+                keys.iter().filter(|o| *o == k).count(),
+                1,
+                "one key per purpose"
+            );
+        }
+        let rotated = p.env("ak", "sk2", 512 * 1024 * 1024, &PublicOrigins::default());
         assert_ne!(
-            p.env("ak", "sk2", 512 * 1024 * 1024, &PublicOrigins::default())[2],
-            env[2],
-            "a rotated secret changes the internal key"
+            get(&rotated, "WEED_JWT_FILER_SIGNING_KEY"),
+            get(&env, "WEED_JWT_FILER_SIGNING_KEY"),
+            "a rotated secret changes the internal keys"
+        );
+        assert_eq!(
+            get(&env, "WEED_GUARD_WHITE_LIST").as_deref(),
+            Some("127.0.0.1,@")
+        );
+        assert_eq!(
+            get(&env, "WEED_GRPC_FILER_CERT").as_deref(),
+            Some("/data/.kalpana-tls/node.pem")
+        );
+        assert_eq!(
+            get(&env, "WEED_GRPC_CA").as_deref(),
+            Some("/data/.kalpana-tls/ca.pem")
         );
         assert!(env.contains(&"GOMEMLIMIT=358MiB".to_string()));
     }

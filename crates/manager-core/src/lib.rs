@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod engine;
 pub mod error;
+pub mod internal_tls;
 pub mod ports;
 pub mod readiness;
 pub mod spec;

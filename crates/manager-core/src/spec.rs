@@ -24,6 +24,13 @@ pub const LABEL_OWNER: &str = "kalpana.owner";
 /// generation differs from its record's is replaced by reconcile.
 pub const LABEL_GENERATION: &str = "kalpana.generation";
 
+/// Label with the revision of the container spec (engine command, environment, hardening) the
+/// container was made from.
+pub const LABEL_SPEC_REVISION: &str = "kalpana.spec.revision";
+/// Revision of the container spec this daemon makes; bumped whenever a change must reach
+/// existing containers (2: engine internals locked to the container, memory ceiling).
+pub const SPEC_REVISION: u32 = 2;
+
 /// Priority of every bucket router.
 pub const ROUTER_PRIORITY: u32 = 1000;
 
@@ -144,6 +151,7 @@ impl BucketSpec {
     pub fn container_labels(&self) -> HashMap<String, String> {
         let mut labels = self.volume_labels();
         labels.insert(LABEL_GENERATION.to_string(), self.generation.to_string());
+        labels.insert(LABEL_SPEC_REVISION.to_string(), SPEC_REVISION.to_string());
         labels.extend(self.traefik_labels());
         labels
     }
@@ -381,8 +389,9 @@ mod tests {
         assert!(!l.keys().any(|k| k.contains(".tls")));
         let l = spec(EngineProfile::minio(), RoutingConfig::default()).container_labels();
         assert!(!l.keys().any(|k| k.starts_with("traefik.")));
-        // Ownership labels and the configuration generation.
-        assert_eq!(l.len(), 6);
+        // Ownership labels, the configuration generation and the spec revision.
+        assert_eq!(l.len(), 7);
+        assert_eq!(l.get(LABEL_SPEC_REVISION).map(String::as_str), Some("2"));
         assert_eq!(l.get(LABEL_GENERATION).map(String::as_str), Some("3"));
     }
 

@@ -496,7 +496,11 @@ impl BucketClient {
                     }
                 }
             }
-            match (out.is_truncated, out.next_key_marker, out.next_upload_id_marker) {
+            match (
+                out.is_truncated,
+                out.next_key_marker,
+                out.next_upload_id_marker,
+            ) {
                 (Some(true), Some(k), id) => {
                     key_marker = Some(k);
                     id_marker = id;

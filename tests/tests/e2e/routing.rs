@@ -179,6 +179,28 @@ async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::
         )
         .await?;
     assert_eq!(status, 400);
+    // A domain routes nothing until control of it is proven (here: an admin approves it).
+    let (status, refused) = alice
+        .send(
+            "POST",
+            &format!("/api/buckets/{id}/domain"),
+            Some(json!({ "domainId": domain["id"], "subdomain": "files" })),
+        )
+        .await?;
+    assert_eq!(status, 409, "{refused}");
+    let (status, approved) = d
+        .admin()
+        .send(
+            "POST",
+            &format!(
+                "/api/domains/{}/approve",
+                domain["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "verified");
     let before = docker_inspect(&container, "{{.Id}}")?;
     let (status, linked) = alice
         .send(

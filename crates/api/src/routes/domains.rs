@@ -206,6 +206,15 @@ pub async fn verify(
         )
     })?;
     let record = d.challenge_name();
+    if d.verification_token.is_empty() {
+        // Registered before verification existed: it gets its value now.
+        d.verification_token = format!("kalpana-verify={}", new_token());
+        state.store.update_domain(&d).await?;
+        return Err(Error::VerificationFailed(format!(
+            "publish a TXT record {record} holding {} and try again",
+            d.verification_token
+        )));
+    }
     let found = dns::txt_records(server, &record, DNS_TIMEOUT).await?;
     if !found.iter().any(|t| t.trim() == d.verification_token) {
         tracing::info!(domain = %d.id, name = %d.name, records = found.len(), "domain verification failed");

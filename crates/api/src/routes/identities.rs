@@ -9,11 +9,11 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::model::{new_id, now, Team, TeamRole, User};
-use crate::store::BucketQuery;
 use crate::lifecycle;
+use crate::model::{new_id, now, Team, TeamRole, User};
 use crate::openapi::{Failed, Refused};
 use crate::secrets::{hash_token, new_token};
+use crate::store::BucketQuery;
 
 /// Body of `POST /api/users`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -474,7 +474,13 @@ async fn presign(
     req: PresignRequest,
     upload: bool,
 ) -> Result<PresignView> {
-    let b = lifecycle::running(state, caller, id, if upload { Access::Write } else { Access::Read }).await?;
+    let b = lifecycle::running(
+        state,
+        caller,
+        id,
+        if upload { Access::Write } else { Access::Read },
+    )
+    .await?;
     let usage = if upload { KeyUse::Write } else { KeyUse::Read };
     validate::object_key(&req.key, key_segment_max(&b), usage)?;
     // A team bucket's URLs must not outlive a member's removal by long.
@@ -486,7 +492,11 @@ async fn presign(
     if !(1..=max).contains(&secs) {
         return Err(Error::BadRequest(format!(
             "expiresIn must be between 1 and {max} seconds{}",
-            if b.team_id.is_some() { " for a team bucket" } else { "" }
+            if b.team_id.is_some() {
+                " for a team bucket"
+            } else {
+                ""
+            }
         )));
     }
     if !upload && req.content_length.is_some() {

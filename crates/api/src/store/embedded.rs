@@ -496,4 +496,3 @@ fn private_file(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::Store(format!("chmod 600 {}: {e}", path.display())))
 }
-

@@ -188,7 +188,9 @@ async fn hosts_and_domains(s: &dyn Store) {
     );
     a.linked_host = Some("www.example.org".into());
     s.update_bucket(&a, None).await.expect("relink a");
-    s.update_bucket(&b, None).await.expect("host freed by the relink");
+    s.update_bucket(&b, None)
+        .await
+        .expect("host freed by the relink");
     s.delete_bucket(&b.id).await.expect("delete b");
     let mut c = bucket("u3", "hostc", &[41302]);
     c.linked_host = Some("files.example.org".into());
@@ -215,7 +217,10 @@ async fn hosts_and_domains(s: &dyn Store) {
     assert_eq!(stored, d);
     let mut renamed = d.clone();
     renamed.name = "other.example.org".into();
-    assert!(s.update_domain(&renamed).await.is_err(), "names do not change");
+    assert!(
+        s.update_domain(&renamed).await.is_err(),
+        "names do not change"
+    );
 }
 
 async fn bucket_updates(s: &dyn Store) {
