@@ -316,6 +316,15 @@ async fn every_fault_point_converges_after_a_kill() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(status, 201, "{dom}");
+    let (status, approved) = d
+        .admin()
+        .send(
+            "POST",
+            &format!("/api/domains/{}/approve", dom["id"].as_str().expect("id")),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{approved}");
     let link = json!({ "domainId": dom["id"], "subdomain": "files" });
     let path = format!("/api/buckets/{}/domain", k.id);
     alice = crash_at(&mut d, &token, "link.recorded", move |api| async move {
