@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod mongo;
 pub mod probe;
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,7 @@ pub const ENGINE_IMAGE: &str = "kalpana-test/seaweedfs:4.48";
 /// Docker network the test daemons use.
 pub const TEST_NETWORK: &str = "kalpana-test";
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -475,10 +476,10 @@ impl Drop for Daemon {
     }
 }
 
-/// With `KALPANA_TEST_MONGODB_URI` set, the daemons keep their state in MongoDB, each in a
-/// database of its own; otherwise in the embedded store.
+/// With `KALPANA_TEST_E2E_MONGODB_URI` set (`.ci/test` sets it for its MongoDB pass), the daemons
+/// keep their state in MongoDB, each in a database of its own; otherwise in the embedded store.
 fn mongodb_store(instance: &str) -> Option<String> {
-    let uri = std::env::var("KALPANA_TEST_MONGODB_URI").ok()?;
+    let uri = std::env::var("KALPANA_TEST_E2E_MONGODB_URI").ok()?;
     let uri = uri.trim();
     if uri.is_empty() {
         return None;
@@ -854,9 +855,13 @@ pub struct DockerProxy {
 impl DockerProxy {
     /// Starts forwarding 127.0.0.1:<free port> to `/var/run/docker.sock`.
     pub async fn start() -> Result<Self> {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = probe.local_addr()?.port();
-        drop(probe);
+        // Below the kernel's ephemeral range (32768+), so that no outgoing connection takes the
+        // port while the proxy is cut and it must be bound again.
+        let offset = (std::process::id() % 1000) as u16 * 10;
+        let port = (0..10_000u16)
+            .map(|i| 20_000 + (offset + i) % 10_000)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .context("no free port in 20000-29999 for the Docker proxy")?;
         let proxy = DockerProxy {
             port,
             tasks: Default::default(),

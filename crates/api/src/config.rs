@@ -78,6 +78,10 @@ pub struct Config {
     /// DNS server asked for domain verification records (`KALPANA_DNS_RESOLVER`, `ip[:port]`;
     /// default the first `nameserver` of `/etc/resolv.conf`).
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// How long the store lease of this daemon lasts without renewal (`KALPANA_LEASE_SECS`,
+    /// default 15): another daemon on the same store may take over that long after this one
+    /// stopped renewing.
+    pub lease_ttl: Duration,
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
@@ -174,6 +178,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PORT_RESERVE_PERCENT",
     "KALPANA_DNS_RESOLVER",
     "KALPANA_TEAM_PRESIGN_MAX_SECS",
+    "KALPANA_LEASE_SECS",
 ];
 
 /// Keys whose values are secrets: a config file holding one should be readable by its owner only.
@@ -397,6 +402,7 @@ impl Config {
                 Some(v) => Some(dns_server(&v)?),
                 None => system_resolver(),
             },
+            lease_ttl: Duration::from_secs(vars.parse::<u64>("KALPANA_LEASE_SECS", 15)?.max(1)),
             team_presign_max: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod fault;
+pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

@@ -32,9 +32,6 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
     }));
-    if let Some(token) = state.config.admin_token.clone() {
-        auth::bootstrap_admin(&state, &token).await?;
-    }
     Ok(state)
 }
 
@@ -56,6 +53,13 @@ pub async fn run(config: Config) -> Result<()> {
     let listen = config.listen.clone();
     crate::fault::check_config()?;
     let state = build_state(config).await?;
+    let holder = crate::lease::holder(&state);
+    crate::lease::acquire(&state, &holder).await?;
+    crate::lease::spawn_renewal(state.clone(), holder.clone());
+    // Only the lease holder writes: a refused second daemon must not touch the admin token.
+    if let Some(token) = state.config.admin_token.clone() {
+        auth::bootstrap_admin(&state, &token).await?;
+    }
     if let Err(e) = state.docker.ping().await {
         tracing::warn!(error = %e, "Docker is not answering; bucket operations will fail with 503 until it does");
     } else {
@@ -101,6 +105,10 @@ pub async fn run(config: Config) -> Result<()> {
         } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period; exiting anyway");
         }
+    }
+    // The next daemon on this store need not wait for the lease to run out.
+    if let Err(e) = state.store.release_lease(&holder).await {
+        tracing::warn!(error = %e, "releasing the store lease failed; it runs out by itself");
     }
     // Every store write is committed durably when it returns; nothing is buffered to flush.
     tracing::info!("shut down");

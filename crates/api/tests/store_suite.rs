@@ -42,7 +42,7 @@ async fn mongodb_store_passes_the_suite_against_a_server() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED mongodb_store_passes_the_suite_against_a_server: KALPANA_TEST_MONGODB_URI is not set (no MongoDB server on this machine)"
+            "SKIPPED mongodb_store_passes_the_suite_against_a_server: KALPANA_TEST_MONGODB_URI is not set; run the README's test command (.ci/build-test-images && .ci/test), which starts a MongoDB wire server from .tools/mongo-venv and sets it"
         );
         return;
     };

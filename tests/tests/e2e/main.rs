@@ -16,4 +16,5 @@ mod ports;
 mod quotas;
 mod routing;
 mod side_doors;
+mod store_outage;
 mod tenancy;

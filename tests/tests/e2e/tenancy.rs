@@ -306,7 +306,7 @@ async fn the_data_dir_and_store_are_private() -> anyhow::Result<()> {
         Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
     };
     assert_eq!(mode(&d.data_dir)?, 0o700, "data dir");
-    if std::env::var_os("KALPANA_TEST_MONGODB_URI").is_none() {
+    if std::env::var_os("KALPANA_TEST_E2E_MONGODB_URI").is_none() {
         assert_eq!(mode(&d.data_dir.join("kalpana.redb"))?, 0o600, "store file");
     }
     assert_eq!(mode(&d.data_dir.join("master.key"))?, 0o600, "master key");

@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{BucketQuery, Store};
+use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
@@ -24,6 +24,8 @@ const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
 const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
 const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
 const DOMAIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("domain_names");
+/// The daemon lease (one row, key `daemon`).
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// Hosts linked to buckets (`files.example.com` → bucket id): one bucket per host.
 const LINKED_HOSTS: TableDefinition<&str, &str> = TableDefinition::new("linked_hosts");
 
@@ -70,6 +72,7 @@ impl EmbeddedStore {
             txn.open_table(DOMAINS).map_err(db_err)?;
             txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
             txn.open_table(LINKED_HOSTS).map_err(db_err)?;
+            txn.open_table(LEASES).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -477,6 +480,56 @@ impl Store for EmbeddedStore {
             let t = txn.open_table(SUBDOMAINS).map_err(db_err)?;
             let taken = t.get(s.as_str()).map_err(db_err)?.is_some();
             Ok(taken)
+        })
+        .await
+    }
+
+    // redb already keeps a second process from opening the file; the lease row makes the
+    // semantics the same as MongoDB's for the store suite and for in-process callers.
+    async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()> {
+        let holder = holder.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(LEASES).map_err(db_err)?;
+                let current: Option<Lease> = {
+                    let v = t.get("daemon").map_err(db_err)?;
+                    v.map(|v| decode(v.value())).transpose()?
+                };
+                if let Some(l) = current {
+                    if l.holder != holder && l.expires_at_ms >= now_ms {
+                        return Err(super::lease_held(&l, now_ms));
+                    }
+                }
+                let lease = Lease {
+                    holder,
+                    expires_at_ms: now_ms + ttl_ms,
+                };
+                t.insert("daemon", encode(&lease)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        let holder = holder.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(LEASES).map_err(db_err)?;
+                let mine = {
+                    let v = t.get("daemon").map_err(db_err)?;
+                    v.map(|v| decode::<Lease>(v.value()))
+                        .transpose()?
+                        .is_some_and(|l| l.holder == holder)
+                };
+                if mine {
+                    t.remove("daemon").map_err(db_err)?;
+                }
+            }
+            txn.commit().map_err(db_err)
         })
         .await
     }

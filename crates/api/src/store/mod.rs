@@ -111,6 +111,32 @@ pub trait Store: Send + Sync + 'static {
     async fn reserved_ports(&self) -> Result<HashSet<u16>>;
     /// Whether a subdomain is taken.
     async fn subdomain_taken(&self, subdomain: &str) -> Result<bool>;
+
+    /// Takes or renews the lease that lets one daemon act on this store's buckets: `holder`
+    /// holds it until `now_ms + ttl_ms` (Unix milliseconds). 409 naming the holder and its expiry
+    /// when another holder's lease has not expired yet. Atomic: two callers never both hold it.
+    async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()>;
+    /// Ends `holder`'s lease, if it holds it (a clean shutdown lets the next daemon in at once).
+    async fn release_lease(&self, holder: &str) -> Result<()>;
+}
+
+/// The daemon lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// Who holds it.
+    pub holder: String,
+    /// Until when (Unix milliseconds).
+    pub expires_at_ms: i64,
+}
+
+/// The 409 of a lease another daemon holds.
+pub fn lease_held(lease: &Lease, now_ms: i64) -> Error {
+    Error::Conflict(format!(
+        "another daemon ({}) acts on this store; its lease runs {} ms more",
+        lease.holder,
+        (lease.expires_at_ms - now_ms).max(0)
+    ))
 }
 
 /// Opens the store named by `KALPANA_STORE`: empty for the embedded store in `data_dir`,

@@ -15,7 +15,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{BucketQuery, Store};
+use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
@@ -107,10 +107,21 @@ impl MongoStore {
             Error::BadRequest(format!("KALPANA_STORE is not a valid MongoDB URI: {e}"))
         })?;
         if opts.write_concern.is_none() {
-            opts.write_concern = Some(WriteConcern::majority());
+            // Acknowledged means journaled: a write the API confirmed survives the server
+            // being killed the next moment (SecantusDB, like mongod with `j: false`, may
+            // otherwise lose the last writes to a SIGKILL).
+            opts.write_concern = Some(
+                WriteConcern::builder()
+                    .w(mongodb::options::Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            );
         }
+        // Fail a request fast while the server is away (503), and notice it is back within a
+        // second or two (the driver's default heartbeat is 10 s).
         opts.server_selection_timeout
-            .get_or_insert(Duration::from_secs(5));
+            .get_or_insert(Duration::from_secs(3));
+        opts.heartbeat_freq.get_or_insert(Duration::from_secs(1));
         opts.app_name
             .get_or_insert_with(|| "kalpana-buckets".to_string());
         let client = Client::with_options(opts).map_err(mongo_err)?;
@@ -136,6 +147,9 @@ impl MongoStore {
     }
     fn teams(&self) -> Collection<Document> {
         self.db.collection("teams")
+    }
+    fn leases(&self) -> Collection<Document> {
+        self.db.collection("leases")
     }
     fn domains(&self) -> Collection<Document> {
         self.db.collection("domains")
@@ -476,5 +490,40 @@ impl Store for MongoStore {
             .await
             .map_err(mongo_err)?;
         Ok(n > 0)
+    }
+
+    async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()> {
+        // Matches only a lease this holder has or one that expired; when another holder's is
+        // live the upsert collides with its `_id` (11000) and nothing changes.
+        let filter = doc! {
+            "_id": "daemon",
+            "$or": [ { "holder": holder }, { "expiresAtMs": { "$lt": now_ms } } ],
+        };
+        let update = doc! { "$set": { "holder": holder, "expiresAtMs": now_ms + ttl_ms } };
+        match self.leases().update_one(filter, update).upsert(true).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => {
+                let current = self
+                    .leases()
+                    .find_one(doc! { "_id": "daemon" })
+                    .await
+                    .map_err(mongo_err)?
+                    .map(from_doc::<Lease>)
+                    .transpose()?;
+                Err(match current {
+                    Some(l) => super::lease_held(&l, now_ms),
+                    None => Error::Conflict("the daemon lease changed hands; try again".into()),
+                })
+            }
+            Err(e) => Err(mongo_err(e)),
+        }
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        self.leases()
+            .delete_one(doc! { "_id": "daemon", "holder": holder })
+            .await
+            .map_err(mongo_err)?;
+        Ok(())
     }
 }

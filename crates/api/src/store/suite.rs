@@ -71,6 +71,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     bucket_updates(&*store).await;
     listing(&*store).await;
     hosts_and_domains(&*store).await;
+    lease(&*store).await;
     concurrent_inserts(store.clone()).await;
 }
 
@@ -221,6 +222,36 @@ async fn hosts_and_domains(s: &dyn Store) {
         s.update_domain(&renamed).await.is_err(),
         "names do not change"
     );
+}
+
+/// One holder at a time; renewals by the holder, takeover only after expiry, release.
+async fn lease(s: &dyn Store) {
+    s.acquire_lease("a", 1_000, 10_000)
+        .await
+        .expect("a takes it");
+    s.acquire_lease("a", 5_000, 10_000)
+        .await
+        .expect("a renews it");
+    assert!(
+        matches!(s.acquire_lease("b", 14_000, 10_000).await, Err(Error::Conflict(m)) if m.contains("a")),
+        "b while a's lease runs until 15,000"
+    );
+    s.acquire_lease("b", 15_001, 10_000)
+        .await
+        .expect("b after expiry");
+    assert!(
+        s.acquire_lease("a", 16_000, 10_000).await.is_err(),
+        "a lost it to b"
+    );
+    s.release_lease("a")
+        .await
+        .expect("releasing another's lease is a no-op");
+    assert!(s.acquire_lease("a", 17_000, 10_000).await.is_err());
+    s.release_lease("b").await.expect("release");
+    s.acquire_lease("a", 17_000, 10_000)
+        .await
+        .expect("free after release");
+    s.release_lease("a").await.expect("release");
 }
 
 async fn bucket_updates(s: &dyn Store) {
