@@ -10,6 +10,8 @@
 //!   SDK presigning with one reused client.
 //! - `list [RECORDS]`: `GET /api/buckets` and `GET /api/buckets/{id}` latency with RECORDS bucket
 //!   records in the store, beside `GET /healthz` on the same daemon.
+//! - `stores [RECORDS [REQUESTS]]`: `list` on the embedded store, then on a MongoDB wire server
+//!   (SecantusDB from `.tools/mongo-venv`, started by the benchmark), in one run.
 //! - `all`: every one of the above with its defaults.
 
 use std::process::Stdio;
@@ -434,15 +436,28 @@ fn presign(n: usize) -> Result<()> {
     })
 }
 
-async fn list(records: usize, requests: usize) -> Result<()> {
+/// `list` on the embedded store and on a MongoDB wire server (SecantusDB from `.tools`), one
+/// after the other in the same run.
+async fn stores(records: usize, requests: usize) -> Result<()> {
+    list(records, requests, None).await?;
+    let server = kalpana_e2e::mongo::MongoServer::start().await?;
+    list(records, requests, Some(server.uri("bench"))).await
+}
+
+async fn list(records: usize, requests: usize, store_uri: Option<String>) -> Result<()> {
     use kalpana_api::model::{now, BucketStatus, User};
+    let store_name = if store_uri.is_some() {
+        "mongodb"
+    } else {
+        "embedded"
+    };
     let instance = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let data_dir = std::env::temp_dir().join(format!("kalpana-{instance}"));
     std::fs::create_dir_all(&data_dir)?;
     let token = format!("kb_bench{}", uuid::Uuid::new_v4().simple());
     let mut ids = Vec::new();
     {
-        let store = kalpana_api::store::open(None, &data_dir).await?;
+        let store = kalpana_api::store::open(store_uri.as_deref(), &data_dir).await?;
         store
             .put_user(&User {
                 id: "bench-user".into(),
@@ -461,11 +476,18 @@ async fn list(records: usize, requests: usize) -> Result<()> {
             store.insert_bucket(&b).await?;
         }
         println!(
-            "list.setup records={records} inserted_in_s={:.1}",
+            "list.setup store={store_name} records={records} inserted_in_s={:.1}",
             started.elapsed().as_secs_f64()
         );
     }
-    let d = Daemon::start_in(DaemonOptions::default(), instance, data_dir).await?;
+    let opts = DaemonOptions {
+        env: store_uri
+            .iter()
+            .map(|u| ("KALPANA_STORE".to_string(), u.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    let d = Daemon::start_in(opts, instance, data_dir).await?;
     let api = d.api(&token);
     let (http, base, _) = api.raw();
     let time_get = |path: String| {
@@ -514,7 +536,7 @@ async fn list(records: usize, requests: usize) -> Result<()> {
     }
     let line = |what: &str, v: &mut Vec<f64>| {
         println!(
-            "list.latency records={records} n={requests} {what} p50_ms={:.2} p99_ms={:.2}",
+            "list.latency store={store_name} records={records} n={requests} {what} p50_ms={:.2} p99_ms={:.2}",
             percentile(v, 50.0),
             percentile(v, 99.0)
         );
@@ -539,13 +561,14 @@ async fn main() -> Result<()> {
         Some("provision") => provision(arg(1, 20)?).await,
         Some("transfer") => transfer(arg(1, 3)?).await,
         Some("presign") => presign_on_own_thread(arg(1, 20_000)?),
-        Some("list") => list(arg(1, 10_000)?, arg(2, 1000)?).await,
+        Some("list") => list(arg(1, 10_000)?, arg(2, 1000)?, None).await,
+        Some("stores") => stores(arg(1, 10_000)?, arg(2, 1000)?).await,
         Some("all") => {
             provision(20).await?;
             transfer(3).await?;
             presign_on_own_thread(20_000)?;
-            list(10_000, 1000).await
+            stores(10_000, 1000).await
         }
-        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | all"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | all"),
     }
 }
