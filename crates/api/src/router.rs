@@ -7,6 +7,7 @@ use axum::http::header::{
 };
 use axum::http::{HeaderValue, Method};
 use axum::middleware;
+use axum::routing::any;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -20,7 +21,7 @@ use crate::error::Error;
 use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, buckets, domains, events, health, identities, objects};
+use crate::routes::{admin, buckets, domains, events, fallback, health, identities, objects};
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -76,6 +77,10 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
     openapi::publish(doc);
     let router = routes
+        // Traefik's catch-all for routed hosts whose bucket router is gone for a moment; not
+        // part of the API (nor of its document).
+        .route("/_kalpana/fallback", any(fallback::answer))
+        .route("/_kalpana/fallback/{*rest}", any(fallback::answer))
         .fallback(|| async { Error::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.config.body_pace,

@@ -102,6 +102,9 @@ pub struct EngineProfile {
     pub internal_security: bool,
     /// Env var that caps the engine runtime's own heap below the container limit, if it has one.
     pub memory_limit_env: Option<&'static str>,
+    /// Flags that bound how much upload data the engine holds in memory at once, made for the
+    /// container's memory limit (SeaweedFS buffers whole parts of concurrent uploads).
+    pub upload_limit_flags: &'static [&'static str],
 }
 
 /// Routed public origins of a bucket, handed to engines that must know them (MinIO).
@@ -139,6 +142,7 @@ impl EngineProfile {
             max_key_segment_bytes: 255,
             internal_security: false,
             memory_limit_env: Some("GOMEMLIMIT"),
+            upload_limit_flags: &[],
         }
     }
 
@@ -182,6 +186,10 @@ impl EngineProfile {
             max_key_segment_bytes: 255,
             internal_security: true,
             memory_limit_env: Some("GOMEMLIMIT"),
+            upload_limit_flags: &[
+                "-s3.concurrentUploadLimitMB",
+                "-filer.concurrentUploadLimitMB",
+            ],
         }
     }
 
@@ -191,9 +199,21 @@ impl EngineProfile {
         self
     }
 
-    /// Environment of the container: credentials, the internal signing key, the runtime's
-    /// memory ceiling (70% of `memory_bytes`, leaving room for what the runtime does not count)
-    /// and what the engine must know of its origins.
+    /// The command for a container limited to `memory_bytes`: the profile's command and its
+    /// upload limits at an eighth of the memory (at least 16 MB): 64 MB at 512 MiB, where six
+    /// concurrent 100 MiB multipart uploads by default clients no longer OOM SeaweedFS.
+    pub fn command(&self, memory_bytes: i64) -> Vec<String> {
+        let mut cmd = self.cmd.clone();
+        if memory_bytes > 0 {
+            let mb = (memory_bytes / (1024 * 1024) / 8).max(16);
+            cmd.extend(self.upload_limit_flags.iter().map(|f| format!("{f}={mb}")));
+        }
+        cmd
+    }
+
+    /// Environment of the container: credentials, the internal signing keys, the runtime's
+    /// memory ceiling (65% of `memory_bytes`, leaving room for what the Go runtime does not
+    /// count and for the upload buffers) and what the engine must know of its origins.
     pub fn env(
         &self,
         access_key: &str,
@@ -209,7 +229,7 @@ impl EngineProfile {
             env.extend(seaweedfs_security_env(self.data_path, secret_key));
         }
         if let (Some(var), true) = (self.memory_limit_env, memory_bytes > 0) {
-            let mib = memory_bytes / (1024 * 1024) * 7 / 10;
+            let mib = memory_bytes / (1024 * 1024) * 65 / 100;
             env.push(format!("{var}={mib}MiB"));
         }
         if self.kind == EngineKind::Minio {
@@ -354,6 +374,12 @@ mod tests {
             get(&env, "WEED_GRPC_CA").as_deref(),
             Some("/data/.kalpana-tls/ca.pem")
         );
-        assert!(env.contains(&"GOMEMLIMIT=358MiB".to_string()));
+        assert!(env.contains(&"GOMEMLIMIT=332MiB".to_string()));
+        let cmd = p.command(512 * 1024 * 1024);
+        assert!(cmd.contains(&"-s3.concurrentUploadLimitMB=64".to_string()));
+        assert!(cmd.contains(&"-filer.concurrentUploadLimitMB=64".to_string()));
+        assert!(p
+            .command(64 * 1024 * 1024)
+            .contains(&"-s3.concurrentUploadLimitMB=16".to_string()));
     }
 }

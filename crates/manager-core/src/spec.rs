@@ -272,7 +272,7 @@ impl BucketSpec {
         ContainerCreateBody {
             image: Some(e.image.clone()),
             entrypoint: e.entrypoint.clone(),
-            cmd: Some(e.cmd.clone()),
+            cmd: Some(e.command(self.limits.memory_bytes)),
             env: Some(e.env(
                 &self.access_key,
                 &self.secret_key,

@@ -61,7 +61,7 @@ async fn plain_docker_run(port: u16) -> Result<f64> {
         ])
         .args(["--entrypoint", "/usr/bin/weed", ENGINE_IMAGE])
         // The same command the daemon's seaweedfs profile runs.
-        .args(&EngineProfile::seaweedfs().cmd)
+        .args(EngineProfile::seaweedfs().command(512 * 1024 * 1024))
         .stdout(Stdio::null())
         .status()
         .await?;

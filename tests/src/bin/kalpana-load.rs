@@ -41,6 +41,8 @@ async fn main() -> Result<()> {
     let d = Daemon::start_with(DaemonOptions {
         port_range: Some(format!("{base}-{}", base + 399)),
         env: vec![("KALPANA_READY_TIMEOUT_SECS".into(), "180".into())],
+
+        ..Default::default()
     })
     .await?;
     let (user, _) = d.new_user("load").await?;

@@ -32,9 +32,11 @@ async fn wait_body(http: &reqwest::Client, url: &str, want: u16, body: &str) -> 
 #[tokio::test]
 async fn hostname_takeover_and_pre_claims_are_refused_and_traefik_serves_the_owner(
 ) -> anyhow::Result<()> {
-    let traefik = Traefik::start().await?;
+    let instance = kalpana_e2e::new_instance();
+    let traefik = Traefik::start(&instance).await?;
     let port = traefik.port;
     let d = Daemon::start_with(DaemonOptions {
+        instance: Some(instance),
         env: vec![
             ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
             ("KALPANA_PUBLIC_PORT".into(), port.to_string()),

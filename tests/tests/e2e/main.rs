@@ -3,6 +3,7 @@
 
 mod api_fuzz;
 mod auth;
+mod big_uploads;
 mod config_file;
 mod faults;
 mod hardening;

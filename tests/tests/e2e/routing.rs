@@ -58,9 +58,11 @@ impl Routed {
 
 #[tokio::test]
 async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::Result<()> {
-    let traefik = Traefik::start().await?;
+    let instance = kalpana_e2e::new_instance();
+    let traefik = Traefik::start(&instance).await?;
     let port = traefik.port;
     let d = Daemon::start_with(DaemonOptions {
+        instance: Some(instance),
         env: vec![
             ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
             ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
@@ -277,5 +279,171 @@ async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::
         .wait_for(&format!("{origin}/routed/via-traefik"), &[404, 503])
         .await?;
     drop(traefik);
+    Ok(())
+}
+
+/// Polls `url` until it serves the object again; returns every status seen, in order, once each
+/// time it changes.
+async fn statuses_until_back(
+    http: &reqwest::Client,
+    url: &str,
+    first: &[u16],
+) -> anyhow::Result<Vec<u16>> {
+    let mut seen = first.to_vec();
+    let started = Instant::now();
+    loop {
+        let resp = http.get(url).send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await?;
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+        if status == 200 && body == "still here" && started.elapsed() > Duration::from_millis(200) {
+            return Ok(seen);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bucket never came back; statuses {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_whose_container_is_away_answers_503_and_no_other_traefik_routes_it(
+) -> anyhow::Result<()> {
+    let instance = kalpana_e2e::new_instance();
+    let traefik = Traefik::start(&instance).await?;
+    let port = traefik.port;
+    let d = Daemon::start_with(DaemonOptions {
+        instance: Some(instance),
+        env: vec![
+            ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
+            ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
+            ("KALPANA_RESYNC_SECS".into(), "2".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    traefik.fall_back_to(&d.url)?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice
+        .create_bucket(json!({ "name": "comeback", "publicAccess": true }))
+        .await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let (status, _) = alice
+        .put_object(&id, "page.txt", b"still here".to_vec(), None)
+        .await?;
+    assert_eq!(status, 201);
+    let host = format!("comeback.{BASE}");
+    let local: SocketAddr = ([127, 0, 0, 1], port).into();
+    let http = reqwest::Client::builder()
+        .resolve(&host, local)
+        .resolve(&format!("nobody.{BASE}"), local)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!("http://{host}:{port}/comeback/page.txt");
+    let started = Instant::now();
+    while http
+        .get(&url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "never routed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A host no bucket has: the daemon's 404, in S3's words.
+    let resp = http
+        .get(format!("http://nobody.{BASE}:{port}/nobody/x"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await?.contains("NoSuchBucket"));
+
+    // Stopped by hand: reconcile has it back at once; meanwhile its host never answers 404
+    // (Traefik may answer 502 for the moment its route still points at the stopped container).
+    let out = std::process::Command::new("docker")
+        .args(["stop", "-t", "1", &format!("kalpana-bucket-{id}")])
+        .output()?;
+    assert!(out.status.success());
+    let seen = statuses_until_back(&http, &url, &[]).await?;
+    assert!(
+        !seen.contains(&404),
+        "a 404 while the bucket was away: {seen:?}"
+    );
+    println!("routed host while its container was stopped by hand: {seen:?}");
+
+    // Stopped through the API: its route is gone, and the catch-all answers 503 with
+    // Retry-After (S3 clients retry), not 404 (S3 clients give up), until it is started.
+    let (status, _) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let retry_after = loop {
+        let resp = http.get(&url).send().await?;
+        let status = resp.status().as_u16();
+        assert_ne!(status, 404, "a stopped bucket's host answered 404");
+        if status == 503 {
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            assert!(resp.text().await?.contains("ServiceUnavailable"));
+            break retry;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stopped bucket's host answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(retry_after.as_deref(), Some("2"));
+    let (status, _) = alice
+        .send("POST", &format!("/api/buckets/{id}/start"), None)
+        .await?;
+    assert_eq!(status, 200);
+    let seen = statuses_until_back(&http, &url, &[503]).await?;
+    assert!(
+        !seen.contains(&404),
+        "a 404 while the bucket came back: {seen:?}"
+    );
+
+    // A second daemon's Traefik (constrained to its own instance) routes nothing of the first.
+    let other = kalpana_e2e::new_instance();
+    let traefik2 = Traefik::start(&other).await?;
+    let d2 = Daemon::start_with(DaemonOptions {
+        instance: Some(other),
+        env: vec![("KALPANA_BASE_DOMAIN".into(), BASE.into())],
+        ..Default::default()
+    })
+    .await?;
+    traefik2.fall_back_to(&d2.url)?;
+    let local2: SocketAddr = ([127, 0, 0, 1], traefik2.port).into();
+    let http2 = reqwest::Client::builder()
+        .resolve(&host, local2)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url2 = format!("http://{host}:{}/comeback/page.txt", traefik2.port);
+    let started = Instant::now();
+    loop {
+        let resp = http2.get(&url2).send().await?;
+        let status = resp.status().as_u16();
+        assert_ne!(status, 200, "another daemon's Traefik served the bucket");
+        if status == 404 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second Traefik answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((traefik, traefik2));
     Ok(())
 }

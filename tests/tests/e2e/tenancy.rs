@@ -53,6 +53,8 @@ async fn each_owner_keeps_a_share_of_the_ports() -> anyhow::Result<()> {
     let d = Daemon::start_with(DaemonOptions {
         port_range: Some(format!("{}-{}", base, base + 9)),
         env: vec![("KALPANA_PORT_RESERVE_PERCENT".into(), "40".into())],
+
+        ..Default::default()
     })
     .await?;
     let (alice, _) = d.new_user("alice").await?;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod buckets;
 pub mod domains;
 pub mod events;
+pub mod fallback;
 pub mod health;
 pub mod identities;
 pub mod objects;
