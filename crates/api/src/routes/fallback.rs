@@ -81,11 +81,8 @@ pub async fn answer(
             false,
         );
     };
-    let known = match bucket_host(&state, &host).await {
-        Ok(known) => known,
-        // The store is away: the bucket may well exist; let the client retry.
-        Err(_) => true,
-    };
+    // The store is away: the bucket may well exist; let the client retry.
+    let known = bucket_host(&state, &host).await.unwrap_or(true);
     if known {
         s3_error(
             StatusCode::SERVICE_UNAVAILABLE,
