@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body_guard;
 pub mod config;
 pub mod dns;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod extract;

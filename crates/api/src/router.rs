@@ -55,6 +55,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::presigned_upload))
         .routes(routes!(objects::presigned_download))
         .routes(routes!(objects::stats))
+        .routes(routes!(objects::sync_stats))
         .routes(routes!(domains::create, domains::list))
         .routes(routes!(domains::verify))
         .routes(routes!(domains::approve))

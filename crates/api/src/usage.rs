@@ -248,7 +248,77 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Recounts every running bucket every `stats_sync_interval`.
+/// Presigned uploads being followed now, across buckets; past [`MAX_FOLLOWED`] new ones are left
+/// to the periodic recount.
+static FOLLOWED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Most presigned uploads followed at once.
+const MAX_FOLLOWED: usize = 4096;
+
+/// Follows a presigned upload of `key` until it lands or its URL expires, and counts it in the
+/// bucket's stats when it lands: one HEAD of the key every 2 s for the first minute, every 5 s
+/// after that (so a landed upload shows within 5 s, at a cost of 12 requests a minute per URL
+/// still open, however large the bucket). `before` is what the key held when the URL was made.
+pub fn follow_presigned(
+    state: &AppState,
+    b: &BucketRecord,
+    key: &str,
+    before: Option<kalpana_s3_ops::ObjectInfo>,
+    expires: std::time::Duration,
+) {
+    use std::sync::atomic::Ordering;
+    if FOLLOWED.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWED {
+        FOLLOWED.fetch_sub(1, Ordering::SeqCst);
+        tracing::debug!(bucket = %b.id, "too many presigned uploads followed; the periodic recount will count this one");
+        return;
+    }
+    let (state, id, key) = (state.clone(), b.id.clone(), key.to_string());
+    let until = Instant::now() + expires;
+    tokio::spawn(async move {
+        let started = Instant::now();
+        while Instant::now() < until {
+            let pause = if started.elapsed() < std::time::Duration::from_secs(60) {
+                std::time::Duration::from_secs(2)
+            } else {
+                std::time::Duration::from_secs(5)
+            };
+            tokio::time::sleep(pause).await;
+            let Ok(Some(b)) = state.store.get_bucket(&id).await else {
+                break; // deleted
+            };
+            if b.status != BucketStatus::Running {
+                continue;
+            }
+            let Ok(client) = lifecycle::s3_client(&state, &b) else {
+                continue;
+            };
+            let Ok(Some(now)) = client.head_object(&key).await else {
+                continue;
+            };
+            let landed = before
+                .as_ref()
+                .is_none_or(|old| old.etag != now.etag || old.last_modified != now.last_modified);
+            if landed {
+                let old_size = before.as_ref().map_or(0, |o| o.size);
+                if let Err(e) = adjust(
+                    &state,
+                    &id,
+                    i64::from(before.is_none()),
+                    now.size as i64 - old_size as i64,
+                )
+                .await
+                {
+                    tracing::warn!(bucket = %id, error = %e, "counting a presigned upload failed");
+                }
+                tracing::info!(bucket = %id, key, size = now.size, "presigned upload landed");
+                break;
+            }
+        }
+        FOLLOWED.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Recounts every running bucket, and puts back settings changed directly over S3, every
+/// `stats_sync_interval`.
 pub fn spawn_periodic_sync(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.stats_sync_interval);
@@ -268,6 +338,9 @@ pub fn spawn_periodic_sync(state: AppState) {
             {
                 if let Err(e) = sync_one(&state, &b.id).await {
                     tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");
+                }
+                if let Err(e) = crate::drift::enforce(&state, &b.id).await {
+                    tracing::warn!(bucket = %b.id, error = %e, "settings check failed");
                 }
             }
         }

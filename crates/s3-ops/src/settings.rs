@@ -83,6 +83,63 @@ impl BucketClient {
     }
 }
 
+/// Bucket settings as the S3 server holds them now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservedSettings {
+    /// Versioning is enabled (suspended or never enabled: false).
+    pub versioning: bool,
+    /// A bucket policy is set.
+    pub public_read: bool,
+    /// Default encryption is set.
+    pub encryption: bool,
+}
+
+impl BucketClient {
+    /// Reads versioning, policy and default encryption back from the S3 server (three requests).
+    pub async fn observed_settings(&self) -> Result<ObservedSettings> {
+        let versioning = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetBucketVersioning", &self.endpoint, e))?
+            .status()
+            .is_some_and(|s| *s == BucketVersioningStatus::Enabled);
+        let policy = self
+            .client
+            .get_bucket_policy()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetBucketPolicy", &self.endpoint, e));
+        let public_read = match policy {
+            Ok(p) => p.policy().is_some_and(|p| !p.trim().is_empty()),
+            Err(Error::S3 { status: 404, .. }) => false,
+            Err(e) => return Err(e),
+        };
+        let encryption = match self
+            .client
+            .get_bucket_encryption()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetBucketEncryption", &self.endpoint, e))
+        {
+            Ok(e) => e
+                .server_side_encryption_configuration()
+                .is_some_and(|c| !c.rules().is_empty()),
+            Err(Error::S3 { status: 404, .. }) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(ObservedSettings {
+            versioning,
+            public_read,
+            encryption,
+        })
+    }
+}
+
 /// A delete of something that was not there (404) leaves what we wanted.
 fn absent_is_fine<T>(result: Result<T>) -> Result<()> {
     match result {

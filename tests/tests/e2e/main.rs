@@ -17,5 +17,6 @@ mod ports;
 mod quotas;
 mod routing;
 mod side_doors;
+mod stats;
 mod store_outage;
 mod tenancy;

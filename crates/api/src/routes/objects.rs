@@ -534,12 +534,18 @@ async fn presign(
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no public endpoint", b.name)))?;
     let presigner = Presigner::new(&lifecycle::endpoint_at(state, &b, origin)?, &b.name);
     let signed = if upload {
-        presigner.presign_put(
+        // What the key holds now, so the upload can be told apart when it lands.
+        let before = lifecycle::s3_client(state, &b)?
+            .head_object(&req.key)
+            .await?;
+        let signed = presigner.presign_put(
             &req.key,
             expires,
             req.content_type.as_deref(),
             req.content_length,
-        )?
+        )?;
+        usage::follow_presigned(state, &b, &req.key, before, expires);
+        signed
     } else {
         presigner.presign_get(&req.key, expires)?
     };
@@ -622,6 +628,31 @@ pub struct ContainerStatsView {
     pids: Option<u64>,
 }
 
+/// `POST /api/buckets/{id}/stats/sync`: recounts the bucket from its S3 server now (one
+/// listing request per 1,000 objects) and answers the fresh stats.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/stats/sync",
+    tag = "objects",
+    operation_id = "sync_bucket_stats",
+    params(("id" = String, Path, description = "bucket id")),
+    responses(
+        (status = 200, description = "usage just recounted, and container resources", body = StatsView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn sync_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<StatsView>> {
+    lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    usage::sync_one(&state, &id).await?;
+    let b = lifecycle::visible(&state, &caller, &id).await?;
+    Ok(Json(stats_of(&state, b).await))
+}
+
 /// `GET /api/buckets/{id}/stats`.
 #[utoipa::path(
     get,
@@ -641,6 +672,11 @@ pub async fn stats(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<StatsView>> {
     let b = lifecycle::visible(&state, &caller, &id).await?;
+    Ok(Json(stats_of(&state, b).await))
+}
+
+/// A bucket's stats from its record, with a sample of its container's resources.
+async fn stats_of(state: &AppState, b: crate::model::BucketRecord) -> StatsView {
     let container = match state
         .docker
         .container_stats(&kalpana_manager_core::spec::container_name(&b.id))
@@ -658,11 +694,11 @@ pub async fn stats(
             None
         }
     };
-    Ok(Json(StatsView {
+    StatsView {
         object_count: b.object_count,
         total_size_bytes: b.total_size_bytes,
         max_size_gb: b.max_size_gb,
         last_synced_at: b.stats_synced_at,
         container,
-    }))
+    }
 }
