@@ -237,8 +237,11 @@ impl MongoStore {
         )
         .await
         .map_err(mongo_err)?;
+        // A page of the caller's buckets is `userId` (or `teamId`) in `_id` order from a
+        // cursor: these let MongoDB read exactly the page, in order, without sorting.
         for keys in [
-            doc! { "teamId": 1 },
+            doc! { "userId": 1, "_id": 1 },
+            doc! { "teamId": 1, "_id": 1 },
             doc! { "workspaceId": 1 },
             doc! { "status": 1 },
         ] {
