@@ -938,6 +938,7 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
     }
     state.store.delete_bucket(&b.id).await?;
     state.s3_clients.forget(&b.id);
+    state.quotas.forget(&b.id);
     tracing::info!(bucket = %b.id, name = %b.name, volume_deleted = b.delete_volume || !b.provisioned, "bucket deleted");
     state
         .events

@@ -44,6 +44,7 @@ async fn hostname_takeover_and_pre_claims_are_refused_and_traefik_serves_the_own
         ..Default::default()
     })
     .await?;
+    traefik.fall_back_to(&d.url)?;
     let (alice, _) = d.new_user("alice").await?;
     let (mallory, _) = d.new_user("mallory").await?;
     let (status, a) = alice

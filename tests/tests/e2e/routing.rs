@@ -71,6 +71,7 @@ async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::
         ..Default::default()
     })
     .await?;
+    traefik.fall_back_to(&d.url)?;
     let (alice, _) = d.new_user("alice").await?;
     let (status, b) = alice.create_bucket(json!({ "name": "routed" })).await?;
     assert_eq!(status, 201, "{b}");
