@@ -100,8 +100,8 @@ fn is_default_port(scheme: &str, port: u16) -> bool {
     (scheme == "http" && port == 80) || (scheme == "https" && port == 443)
 }
 
-/// Everything that determines a bucket's container.
-#[derive(Debug, Clone)]
+/// Everything that determines a bucket's container. `Debug` leaves the secret out.
+#[derive(Clone)]
 pub struct BucketSpec {
     /// Bucket id.
     pub id: String,
@@ -133,6 +133,26 @@ pub struct BucketSpec {
     pub limits: Limits,
     /// Generation of the container configuration (bumped by credential rotation, domain links).
     pub generation: u64,
+}
+
+impl std::fmt::Debug for BucketSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("instance", &self.instance)
+            .field("engine", &self.engine.kind)
+            .field("image", &self.engine.image)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("s3_port", &self.s3_port)
+            .field("console_port", &self.console_port)
+            .field("network", &self.network)
+            .field("routed_hosts", &self.routed_hosts)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BucketSpec {
@@ -433,6 +453,15 @@ mod tests {
         let hc = s.container_body().host_config.expect("host config");
         let bindings = hc.port_bindings.expect("bindings");
         assert_eq!(bindings.keys().collect::<Vec<_>>(), vec!["8333/tcp"]);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let mut s = spec(EngineProfile::seaweedfs(), RoutingConfig::default());
+        s.secret_key = "very-secret-value".into();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(shown.contains("<redacted>"));
     }
 
     #[test]

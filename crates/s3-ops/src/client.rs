@@ -11,8 +11,8 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::error::{Error, Result};
 
-/// Where and how to reach one bucket's S3 server.
-#[derive(Debug, Clone)]
+/// Where and how to reach one bucket's S3 server. `Debug` leaves the secret out.
+#[derive(Clone)]
 pub struct Endpoint {
     /// Base URL, e.g. `http://127.0.0.1:40001`; never with an explicit default port, which
     /// breaks signatures.
@@ -23,6 +23,17 @@ pub struct Endpoint {
     pub access_key: String,
     /// Secret key.
     pub secret_key: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Endpoint {

@@ -282,13 +282,18 @@ async fn every_fault_point_converges_after_a_kill() -> anyhow::Result<()> {
             api.send("POST", &path, None).await
         })
         .await?;
+        // The record holds the new generation; the restarted daemon's first reconcile pass
+        // replaces the container (after the old one may briefly look settled).
+        let started = Instant::now();
+        while generation(&k).unwrap_or(before) != before + 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{point}: container not replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let b = converged(&alice, &k.id).await?.expect("kept");
         assert_eq!(b["status"], "RUNNING", "{point}: {b}");
-        assert_eq!(
-            generation(&k)?,
-            before + 1,
-            "{point}: container not replaced"
-        );
         let old = k
             .s3()
             .get_object()
@@ -331,13 +336,20 @@ async fn every_fault_point_converges_after_a_kill() -> anyhow::Result<()> {
         api.send("POST", &path, Some(link)).await
     })
     .await?;
+    let started = Instant::now();
+    loop {
+        let labels = docker_inspect(&k.container(), "{{json .Config.Labels}}").unwrap_or_default();
+        if labels.contains("files.crash.test") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "link.recorded: route of the link missing: {labels}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let b = converged(&alice, &k.id).await?.expect("kept");
     assert_eq!(b["status"], "RUNNING", "link.recorded: {b}");
-    let labels = docker_inspect(&k.container(), "{{json .Config.Labels}}")?;
-    assert!(
-        labels.contains("files.crash.test"),
-        "link.recorded: route of the link missing: {labels}"
-    );
     assert_eq!(get_bytes(&k.s3(), &k.name, "before").await?, data);
     assert_no_orphans(&orphans(&d).await?, "link.recorded");
 
