@@ -862,6 +862,27 @@ impl Traefik {
     }
 }
 
+/// A Traefik and a daemon routed through it: the daemon's buckets at `<name>.<base>` on
+/// Traefik's port, Traefik constrained to the daemon's instance, its catch-all pointed at the
+/// daemon. `env` adds to (or overrides) the daemon's environment.
+pub async fn routed_daemon(base: &str, env: &[(&str, &str)]) -> Result<(Traefik, Daemon)> {
+    let instance = new_instance();
+    let traefik = Traefik::start(&instance).await?;
+    let mut all = vec![
+        ("KALPANA_BASE_DOMAIN".to_string(), base.to_string()),
+        ("KALPANA_PUBLIC_PORT".to_string(), traefik.port.to_string()),
+    ];
+    all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let d = Daemon::start_with(DaemonOptions {
+        instance: Some(instance),
+        env: all,
+        ..Default::default()
+    })
+    .await?;
+    traefik.fall_back_to(&d.url)?;
+    Ok((traefik, d))
+}
+
 impl Drop for Traefik {
     fn drop(&mut self) {
         let _ = self.child.kill();

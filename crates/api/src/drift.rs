@@ -16,29 +16,34 @@ fn corrections(b: &BucketRecord, seen: ObservedSettings) -> (Settings, Vec<Strin
     let mut fix = Settings::default();
     let mut what = Vec::new();
     let word = |on: bool| if on { "on" } else { "off" };
-    if seen.versioning != b.versioning {
-        fix.versioning = Some(b.versioning);
-        what.push(format!(
-            "versioning (found {}, wanted {})",
-            word(seen.versioning),
-            word(b.versioning)
-        ));
-    }
-    if seen.public_read != b.public_access {
-        fix.public_access = Some(b.public_access);
-        what.push(format!(
-            "public access (found {}, wanted {})",
-            word(seen.public_read),
-            word(b.public_access)
-        ));
-    }
-    if seen.encryption != b.encryption {
-        fix.encryption = Some(b.encryption);
-        what.push(format!(
-            "default encryption (found {}, wanted {})",
-            word(seen.encryption),
-            word(b.encryption)
-        ));
+    for (setting, found, wanted, slot) in [
+        (
+            "versioning",
+            seen.versioning,
+            b.versioning,
+            &mut fix.versioning,
+        ),
+        (
+            "public access",
+            seen.public_read,
+            b.public_access,
+            &mut fix.public_access,
+        ),
+        (
+            "default encryption",
+            seen.encryption,
+            b.encryption,
+            &mut fix.encryption,
+        ),
+    ] {
+        if found != wanted {
+            *slot = Some(wanted);
+            what.push(format!(
+                "{setting} (found {}, wanted {})",
+                word(found),
+                word(wanted)
+            ));
+        }
     }
     (fix, what)
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kalpana_e2e::probe::Dnsmasq;
-use kalpana_e2e::{docker_inspect, Daemon, DaemonOptions, Traefik};
+use kalpana_e2e::{docker_inspect, Daemon, DaemonOptions};
 use serde_json::json;
 
 const BASE: &str = "tenants.test";
@@ -32,19 +32,8 @@ async fn wait_body(http: &reqwest::Client, url: &str, want: u16, body: &str) -> 
 #[tokio::test]
 async fn hostname_takeover_and_pre_claims_are_refused_and_traefik_serves_the_owner(
 ) -> anyhow::Result<()> {
-    let instance = kalpana_e2e::new_instance();
-    let traefik = Traefik::start(&instance).await?;
+    let (traefik, d) = kalpana_e2e::routed_daemon(BASE, &[]).await?;
     let port = traefik.port;
-    let d = Daemon::start_with(DaemonOptions {
-        instance: Some(instance),
-        env: vec![
-            ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
-            ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    traefik.fall_back_to(&d.url)?;
     let (alice, _) = d.new_user("alice").await?;
     let (mallory, _) = d.new_user("mallory").await?;
     let (status, a) = alice

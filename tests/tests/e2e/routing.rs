@@ -58,20 +58,9 @@ impl Routed {
 
 #[tokio::test]
 async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::Result<()> {
-    let instance = kalpana_e2e::new_instance();
-    let traefik = Traefik::start(&instance).await?;
+    let (traefik, d) =
+        kalpana_e2e::routed_daemon(BASE, &[("KALPANA_TRAEFIK_ENTRYPOINTS", "web")]).await?;
     let port = traefik.port;
-    let d = Daemon::start_with(DaemonOptions {
-        instance: Some(instance),
-        env: vec![
-            ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
-            ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
-            ("KALPANA_TRAEFIK_ENTRYPOINTS".into(), "web".into()),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    traefik.fall_back_to(&d.url)?;
     let (alice, _) = d.new_user("alice").await?;
     let (status, b) = alice.create_bucket(json!({ "name": "routed" })).await?;
     assert_eq!(status, 201, "{b}");
@@ -313,20 +302,8 @@ async fn statuses_until_back(
 #[tokio::test]
 async fn a_bucket_whose_container_is_away_answers_503_and_no_other_traefik_routes_it(
 ) -> anyhow::Result<()> {
-    let instance = kalpana_e2e::new_instance();
-    let traefik = Traefik::start(&instance).await?;
+    let (traefik, d) = kalpana_e2e::routed_daemon(BASE, &[("KALPANA_RESYNC_SECS", "2")]).await?;
     let port = traefik.port;
-    let d = Daemon::start_with(DaemonOptions {
-        instance: Some(instance),
-        env: vec![
-            ("KALPANA_BASE_DOMAIN".into(), BASE.into()),
-            ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
-            ("KALPANA_RESYNC_SECS".into(), "2".into()),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    traefik.fall_back_to(&d.url)?;
     let (alice, _) = d.new_user("alice").await?;
     let (status, b) = alice
         .create_bucket(json!({ "name": "comeback", "publicAccess": true }))
