@@ -201,9 +201,38 @@ pub async fn adjust(state: &AppState, id: &str, objects: i64, bytes: i64) -> Res
     };
     b.object_count = b.object_count.saturating_add_signed(objects);
     b.total_size_bytes = b.total_size_bytes.saturating_add_signed(bytes);
+    let over_changed = mark_over_quota(&mut b);
     state.store.update_bucket(&b, None).await?;
     state.quotas.set_used(&b.id, b.total_size_bytes);
+    if over_changed {
+        announce_quota(state, &b);
+    }
     Ok(())
+}
+
+/// Sets `overQuota` from the bucket's counted bytes; whether it changed.
+pub fn mark_over_quota(b: &mut BucketRecord) -> bool {
+    let over = b.quota_bytes().is_some_and(|q| b.total_size_bytes > q);
+    let changed = b.over_quota != over;
+    b.over_quota = over;
+    changed
+}
+
+/// The event and log line of a bucket going over its quota or back under it.
+pub fn announce_quota(state: &AppState, b: &BucketRecord) {
+    let message = if b.over_quota {
+        format!(
+            "bucket holds {} bytes, over its quota of {} bytes: uploads through the API are refused until it is back under",
+            b.total_size_bytes,
+            b.quota_bytes().unwrap_or_default()
+        )
+    } else {
+        "bucket is back under its quota".to_string()
+    };
+    tracing::warn!(bucket = %b.id, bytes = b.total_size_bytes, over = b.over_quota, "{message}");
+    state
+        .events
+        .publish(BucketEvent::of("bucket.quota", b, Some(message)));
 }
 
 /// Recounts one bucket from its S3 server.
@@ -223,27 +252,14 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     b.object_count = count;
     b.total_size_bytes = bytes;
     b.stats_synced_at = Some(now());
-    let over = b.quota_bytes().is_some_and(|q| bytes > q);
-    let over_changed = b.over_quota != over;
-    b.over_quota = over;
+    let over_changed = mark_over_quota(&mut b);
     state.store.update_bucket(&b, None).await?;
     state.quotas.set_used(&b.id, bytes);
     if changed {
         tracing::info!(bucket = %b.id, objects = count, bytes, "bucket usage recounted");
     }
     if over_changed {
-        let message = if over {
-            format!(
-                "bucket holds {bytes} bytes, over its quota of {} bytes: uploads through the API are refused until it is back under",
-                b.quota_bytes().unwrap_or_default()
-            )
-        } else {
-            "bucket is back under its quota".to_string()
-        };
-        tracing::warn!(bucket = %b.id, bytes, over, "{message}");
-        state
-            .events
-            .publish(BucketEvent::of("bucket.quota", &b, Some(message)));
+        announce_quota(state, &b);
     }
     Ok(())
 }

@@ -319,7 +319,12 @@ pub async fn update(
     b.public_access = req.public_access.unwrap_or(b.public_access);
     b.encryption = req.encryption.unwrap_or(b.encryption);
     b.updated_at = now();
+    // A changed quota may put the bucket over it, or back under it.
+    let over_changed = crate::usage::mark_over_quota(&mut b);
     state.store.update_bucket(&b, None).await?;
+    if over_changed {
+        crate::usage::announce_quota(&state, &b);
+    }
     tracing::info!(bucket = %b.id, versioning = b.versioning, public_access = b.public_access,
         encryption = b.encryption, max_size_gb = ?b.max_size_gb, "bucket settings updated");
     Ok(Json(view(&state, b, None)))
