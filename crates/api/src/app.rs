@@ -43,6 +43,8 @@ pub struct App {
     pub events: EventBus,
     /// One S3 client per bucket, reused so requests share its connection pool.
     pub s3_clients: S3Clients,
+    /// Authenticated callers by token hash.
+    pub callers: crate::auth::CallerCache,
     /// Bytes in flight and promised per bucket, checked against quotas.
     pub quotas: crate::usage::Ledger,
     /// Counters for `/metrics`.

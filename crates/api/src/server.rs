@@ -28,6 +28,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),
+        callers: Default::default(),
         quotas: Default::default(),
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),

@@ -12,6 +12,8 @@
 //!   records in the store, beside `GET /healthz` on the same daemon.
 //! - `stores [RECORDS [REQUESTS]]`: `list` on the embedded store, then on a MongoDB wire server
 //!   (SecantusDB from `.tools/mongo-venv`, started by the benchmark), in one run.
+//! - `small [N]`: N sequential 4 KiB and N/10 1 MiB PUTs and GETs through the API beside the same
+//!   straight to the bucket with aws-sdk-s3: operations per second, p99, and their ratios.
 //! - `all`: every one of the above with its defaults.
 
 use std::process::Stdio;
@@ -436,6 +438,97 @@ fn presign(n: usize) -> Result<()> {
     })
 }
 
+/// Operations per second and p99 latency of `n` sequential PUTs and GETs of `size`-byte objects
+/// through the API (one keep-alive client) beside the same through aws-sdk-s3 straight to the
+/// bucket's container, in one run.
+async fn small(n: usize) -> Result<()> {
+    let d = Daemon::start().await?;
+    let (api, _) = d.new_user("bench").await?;
+    let (status, b) = api.create_bucket(json!({ "name": "small" })).await?;
+    if status != 201 || b["status"] != "RUNNING" {
+        bail!("create failed: {status} {b}");
+    }
+    let id = b["id"].as_str().context("id")?.to_string();
+    let direct = s3_client(
+        b["endpoint"].as_str().context("endpoint")?,
+        b["accessKey"].as_str().context("accessKey")?,
+        b["secretKey"].as_str().context("secretKey")?,
+    );
+    let (http, base, token) = api.raw();
+    let (http, base, token) = (
+        http.clone(),
+        base.to_string(),
+        token.unwrap_or("").to_string(),
+    );
+    for (size, count) in [(4 * 1024usize, n), (1024 * 1024, n / 10)] {
+        let body = vec![7u8; size];
+        let mut figures = Vec::new();
+        for (via, op) in [
+            ("direct", "put"),
+            ("api", "put"),
+            ("direct", "get"),
+            ("api", "get"),
+        ] {
+            let mut lat = Vec::with_capacity(count);
+            let started = Instant::now();
+            for i in 0..count {
+                let key = format!("obj-{size}-{i}");
+                let t = Instant::now();
+                match (via, op) {
+                    ("direct", "put") => {
+                        direct
+                            .put_object()
+                            .bucket("small")
+                            .key(&key)
+                            .body(body.clone().into())
+                            .send()
+                            .await?;
+                    }
+                    ("direct", _) => {
+                        let got = direct.get_object().bucket("small").key(&key).send().await?;
+                        got.body.collect().await?;
+                    }
+                    ("api", "put") => {
+                        let resp = http
+                            .put(format!("{base}{}", object_path(&id, &format!("{key}-api"))))
+                            .bearer_auth(&token)
+                            .body(body.clone())
+                            .send()
+                            .await?;
+                        if resp.status() != 201 {
+                            bail!("API PUT: {}", resp.status());
+                        }
+                    }
+                    _ => {
+                        let resp = http
+                            .get(format!("{base}{}", object_path(&id, &format!("{key}-api"))))
+                            .bearer_auth(&token)
+                            .send()
+                            .await?;
+                        if resp.status() != 200 {
+                            bail!("API GET: {}", resp.status());
+                        }
+                        resp.bytes().await?;
+                    }
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let ops = count as f64 / started.elapsed().as_secs_f64();
+            let p99 = percentile(&mut lat, 99.0);
+            println!(
+                "small.{op} size={size} via={via} n={count} ops_per_s={ops:.1} p99_ms={p99:.2}"
+            );
+            figures.push(ops);
+        }
+        println!(
+            "small.ratio size={size} put_api_over_direct={:.3} get_api_over_direct={:.3}",
+            figures[1] / figures[0],
+            figures[3] / figures[2]
+        );
+    }
+    Ok(())
+}
+
 /// `list` on the embedded store and on a MongoDB wire server (SecantusDB from `.tools`), one
 /// after the other in the same run.
 async fn stores(records: usize, requests: usize) -> Result<()> {
@@ -563,12 +656,13 @@ async fn main() -> Result<()> {
         Some("presign") => presign_on_own_thread(arg(1, 20_000)?),
         Some("list") => list(arg(1, 10_000)?, arg(2, 1000)?, None).await,
         Some("stores") => stores(arg(1, 10_000)?, arg(2, 1000)?).await,
+        Some("small") => small(arg(1, 500)?).await,
         Some("all") => {
             provision(20).await?;
             transfer(3).await?;
             presign_on_own_thread(20_000)?;
             stores(10_000, 1000).await
         }
-        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | all"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | all"),
     }
 }

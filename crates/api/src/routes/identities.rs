@@ -84,6 +84,7 @@ pub async fn create_user(
         created_at: now(),
     };
     state.store.put_user(&user).await?;
+    state.callers.invalidate();
     tracing::info!(user = %user.id, admin = user.admin, "user created");
     Ok((StatusCode::CREATED, Json(user_view(user, Some(token)))))
 }
@@ -137,6 +138,7 @@ pub async fn create_team(
         created_at: now(),
     };
     state.store.put_team(&team).await?;
+    state.callers.invalidate();
     tracing::info!(team = %team.id, owner = %team.owner_id, "team created");
     Ok((StatusCode::CREATED, Json(team)))
 }
@@ -211,6 +213,7 @@ pub async fn add_member(
     }
     team.roles.insert(req.user_id.clone(), role);
     state.store.put_team(&team).await?;
+    state.callers.invalidate();
     tracing::info!(team = %team.id, user = %req.user_id, role = role.as_str(), "team member added or changed");
     Ok(Json(team))
 }
@@ -268,6 +271,7 @@ pub async fn remove_member(
     team.members.retain(|m| *m != user_id);
     team.roles.remove(&user_id);
     state.store.put_team(&team).await?;
+    state.callers.invalidate();
     tracing::info!(team = %team.id, user = %user_id, "team member removed; rotating the team's bucket credentials");
     let buckets = state
         .store
