@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{admin, buckets, domains, events, fallback, health, identities, objects};
+use crate::routes::{
+    admin, buckets, domains, events, fallback, health, identities, objects, presign,
+};
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -52,8 +54,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(buckets::rotate_credentials))
         .merge(uploads)
         .routes(routes!(objects::metadata))
-        .routes(routes!(objects::presigned_upload))
-        .routes(routes!(objects::presigned_download))
+        .routes(routes!(presign::presigned_upload))
+        .routes(routes!(presign::presigned_download))
         .routes(routes!(objects::stats))
         .routes(routes!(objects::sync_stats))
         .routes(routes!(domains::create, domains::list))

@@ -8,3 +8,4 @@ pub mod fallback;
 pub mod health;
 pub mod identities;
 pub mod objects;
+pub mod presign;
