@@ -47,6 +47,8 @@ pub struct App {
     pub callers: crate::auth::CallerCache,
     /// Bytes in flight and promised per bucket, checked against quotas.
     pub quotas: crate::usage::Ledger,
+    /// Usage changes of buckets without a quota, not yet written to the store.
+    pub pending_usage: crate::pending_usage::PendingUsage,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.

@@ -52,8 +52,9 @@ pub struct Config {
     pub pull_timeout: Duration,
     /// Default region of new buckets (`KALPANA_REGION`).
     pub region: String,
-    /// How often object counts and sizes are recounted from every running bucket's S3 server
-    /// (`KALPANA_STATS_SYNC_SECS`, default 300).
+    /// Shortest time between two recounts of a bucket from its S3 server
+    /// (`KALPANA_STATS_SYNC_SECS`, default 6; a large bucket waits longer, see
+    /// `usage::recount_every`).
     pub stats_sync_interval: Duration,
     /// How request bodies must arrive (`KALPANA_BODY_IDLE_SECS`, default 30;
     /// `KALPANA_BODY_MIN_RATE`, bytes per second on average, default 1024, enforced after
@@ -373,7 +374,7 @@ impl Config {
             pull_timeout: Duration::from_secs(vars.parse("KALPANA_PULL_TIMEOUT_SECS", 600)?),
             region: var("KALPANA_REGION").unwrap_or_else(|| "us-east-1".into()),
             stats_sync_interval: Duration::from_secs(
-                vars.parse::<u64>("KALPANA_STATS_SYNC_SECS", 300)?.max(1),
+                vars.parse::<u64>("KALPANA_STATS_SYNC_SECS", 6)?.max(1),
             ),
             body_pace: crate::body_guard::BodyPace {
                 idle: Duration::from_secs(vars.parse::<u64>("KALPANA_BODY_IDLE_SECS", 30)?.max(1)),

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod pending_usage;
 pub mod reconcile;
 pub mod router;
 pub mod routes;

@@ -746,6 +746,9 @@ async fn swap_container(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -
     state.docker.remove_container(&name).await?;
     fault::point("replace.removed");
     state.docker.ensure_network(&spec.network).await?;
+    // Docker would make a missing named volume itself, without the labels that tie it to the
+    // bucket (and let clean-up find it).
+    state.docker.create_volume(spec).await?;
     state.docker.create_container(spec).await?;
     // The old server's pooled connections and credentials are gone with it.
     state.s3_clients.forget(&b.id);
@@ -939,6 +942,7 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
     state.store.delete_bucket(&b.id).await?;
     state.s3_clients.forget(&b.id);
     state.quotas.forget(&b.id);
+    state.pending_usage.take(&b.id);
     tracing::info!(bucket = %b.id, name = %b.name, volume_deleted = b.delete_volume || !b.provisioned, "bucket deleted");
     state
         .events

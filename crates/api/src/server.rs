@@ -30,6 +30,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         events: EventBus::new(),
         callers: Default::default(),
         quotas: Default::default(),
+        pending_usage: Default::default(),
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
     }));
@@ -73,6 +74,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     reconcile::spawn(state.clone());
     usage::spawn_periodic_sync(state.clone());
+    crate::pending_usage::spawn_flusher(state.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
@@ -107,11 +109,11 @@ pub async fn run(config: Config) -> Result<()> {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period; exiting anyway");
         }
     }
+    crate::pending_usage::flush_all(&state).await;
     // The next daemon on this store need not wait for the lease to run out.
     if let Err(e) = state.store.release_lease(&holder).await {
         tracing::warn!(error = %e, "releasing the store lease failed; it runs out by itself");
     }
-    // Every store write is committed durably when it returns; nothing is buffered to flush.
     tracing::info!("shut down");
     Ok(())
 }

@@ -19,12 +19,30 @@ const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// How long draining a refused body may take.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// An upload about to start: the bucket's client, what the key holds now, and its reservation
-/// against the bucket's quota.
+/// An upload about to start: the bucket's client, what the key holds now (or the lookup that
+/// will say), and its reservation against the bucket's quota.
 pub struct Upload {
     client: BucketClient,
-    old: Option<ObjectInfo>,
+    before: Before,
     reservation: usage::Reservation,
+}
+
+/// What the key held before the upload: known up front for a bucket with a quota (the upload is
+/// priced against it), still being looked up otherwise.
+enum Before {
+    Known(Option<ObjectInfo>),
+    Pending(tokio::task::JoinHandle<kalpana_s3_ops::Result<Option<ObjectInfo>>>),
+}
+
+impl Before {
+    async fn resolve(self) -> Result<Option<ObjectInfo>> {
+        match self {
+            Before::Known(old) => Ok(old),
+            Before::Pending(task) => Ok(task
+                .await
+                .map_err(|e| Error::Internal(format!("object lookup task: {e}")))??),
+        }
+    }
 }
 
 /// What an upload stored.
@@ -39,18 +57,30 @@ pub struct Stored {
     pub etag: Option<String>,
 }
 
-/// Looks up what `key` holds now, to price the upload against the quota. A bucket found over
-/// its quota (written to directly over S3) takes no uploads until it is back under.
+/// Looks up what `key` holds now, to count the upload (and price it against the quota). A
+/// bucket found over its quota (written to directly over S3) takes no uploads until it is back
+/// under. Without a quota the lookup runs while the body streams (see [`store`]).
 pub async fn prepare(state: &AppState, b: &BucketRecord, key: &str) -> Result<Upload> {
     if b.over_quota {
         return Err(usage::over_quota(b));
     }
     let client = lifecycle::s3_client(state, b)?;
+    if b.quota_bytes().is_none() {
+        let lookup = {
+            let (client, key) = (client.clone(), key.to_string());
+            tokio::spawn(async move { client.head_object(&key).await })
+        };
+        return Ok(Upload {
+            client,
+            before: Before::Pending(lookup),
+            reservation: usage::Reservation::begin(state, b, key, 0),
+        });
+    }
     let old = client.head_object(key).await?;
     let reservation = usage::Reservation::begin(state, b, key, old.as_ref().map_or(0, |o| o.size));
     Ok(Upload {
         client,
-        old,
+        before: Before::Known(old),
         reservation,
     })
 }
@@ -72,7 +102,7 @@ where
 {
     let Upload {
         client,
-        old,
+        before,
         mut reservation,
     } = up;
     // A declared length is reserved whole before anything streams; otherwise each chunk is.
@@ -96,18 +126,24 @@ where
     let mut seen = 0u64;
     let mut over = false;
     let mut body_failed = None;
+    // The last chunk is held back until the lookup of what the key held has answered: the S3
+    // server cannot store the new object before it has every byte, so the lookup saw the old one.
+    let mut held: Option<Bytes> = None;
     while let Some(chunk) = source.next().await {
         match chunk {
             Ok(chunk) => {
                 seen += chunk.len() as u64;
                 if length.is_none() && !reservation.take(chunk.len() as u64) {
                     over = true;
+                    held = None;
                     let _ = tx.send(Err("the upload exceeds the quota".into())).await;
                     break;
                 }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    // The upload ended early; its result says why.
-                    break;
+                if let Some(previous) = held.replace(chunk) {
+                    if tx.send(Ok(previous)).await.is_err() {
+                        // The upload ended early; its result says why.
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -116,10 +152,32 @@ where
                     .send(Err(format!("the request body failed: {e}").into()))
                     .await;
                 body_failed = Some(crate::extract::body_error(&e));
+                held = None;
                 break;
             }
         }
     }
+    let old = if over || body_failed.is_some() {
+        None
+    } else {
+        match before.resolve().await {
+            Ok(old) => {
+                if let Some(last) = held.take() {
+                    let _ = tx.send(Ok(last)).await;
+                }
+                old
+            }
+            Err(e) => {
+                // Not knowing what the key held, the upload is not stored: counts stay true.
+                let _ = tx
+                    .send(Err("looking up the object being replaced failed".into()))
+                    .await;
+                drop(tx);
+                let _ = task.await;
+                return Err(e);
+            }
+        }
+    };
     drop(tx);
     let result = task
         .await
@@ -137,7 +195,7 @@ where
     let old_size = old.as_ref().map_or(0, |o| o.size);
     usage::adjust(
         state,
-        &b.id,
+        b,
         i64::from(old.is_none()),
         uploaded.size as i64 - old_size as i64,
     )

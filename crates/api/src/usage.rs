@@ -190,11 +190,17 @@ pub fn over_quota(b: &BucketRecord) -> Error {
     ))
 }
 
-/// Adds to a bucket's counters after an API write or delete.
-pub async fn adjust(state: &AppState, id: &str, objects: i64, bytes: i64) -> Result<()> {
+/// Adds to a bucket's counters after an API write or delete: at once for a bucket with a quota
+/// (its ledger needs exact figures), within about a second otherwise (see `pending_usage`).
+pub async fn adjust(state: &AppState, b: &BucketRecord, objects: i64, bytes: i64) -> Result<()> {
     if objects == 0 && bytes == 0 {
         return Ok(());
     }
+    if b.quota_bytes().is_none() {
+        state.pending_usage.add(&b.id, objects, bytes);
+        return Ok(());
+    }
+    let id = &b.id;
     let _guard = state.locks.lock(id).await;
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
@@ -248,6 +254,8 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
     };
+    // The listing counted what API writes had not yet recorded.
+    state.pending_usage.take(id);
     let changed = b.object_count != count || b.total_size_bytes != bytes;
     b.object_count = count;
     b.total_size_bytes = bytes;
@@ -317,7 +325,7 @@ pub fn follow_presigned(
                 let old_size = before.as_ref().map_or(0, |o| o.size);
                 if let Err(e) = adjust(
                     &state,
-                    &id,
+                    &b,
                     i64::from(before.is_none()),
                     now.size as i64 - old_size as i64,
                 )
@@ -333,12 +341,26 @@ pub fn follow_presigned(
     });
 }
 
-/// Recounts every running bucket, and puts back settings changed directly over S3, every
-/// `stats_sync_interval`.
+/// How long a bucket of `objects` objects waits between recounts: `min`, or longer for a large
+/// bucket so that recounting costs it one listing request (1,000 objects) per second on average.
+pub fn recount_every(min: std::time::Duration, objects: u64) -> std::time::Duration {
+    min.max(std::time::Duration::from_secs(objects.div_ceil(1000)))
+}
+
+/// Most buckets recounted at once.
+const RECOUNTS_AT_ONCE: usize = 4;
+
+/// Recounts each running bucket when [`recount_every`] says it is due (catching writes made
+/// directly over S3), and puts back settings changed directly over S3. A long recount of a large
+/// bucket does not hold up the others.
 pub fn spawn_periodic_sync(state: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.stats_sync_interval);
+        let min = state.config.stats_sync_interval;
+        let mut tick = tokio::time::interval(min.min(std::time::Duration::from_secs(2)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let last = std::sync::Arc::new(Mutex::new(HashMap::<String, Instant>::new()));
+        let busy = std::sync::Arc::new(Mutex::new(HashSet::<String>::new()));
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(RECOUNTS_AT_ONCE));
         loop {
             tick.tick().await;
             let buckets = match all_buckets(state.store.as_ref()).await {
@@ -348,16 +370,44 @@ pub fn spawn_periodic_sync(state: AppState) {
                     continue;
                 }
             };
+            {
+                let ids: HashSet<&str> = buckets.iter().map(|b| b.id.as_str()).collect();
+                last.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|id, _| ids.contains(id.as_str()));
+            }
             for b in buckets
-                .iter()
+                .into_iter()
                 .filter(|b| b.status == BucketStatus::Running && !b.deleting)
             {
-                if let Err(e) = sync_one(&state, &b.id).await {
-                    tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");
+                let due = last
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&b.id)
+                    .is_none_or(|t| t.elapsed() >= recount_every(min, b.object_count));
+                if !due
+                    || !busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(b.id.clone())
+                {
+                    continue;
                 }
-                if let Err(e) = crate::drift::enforce(&state, &b.id).await {
-                    tracing::warn!(bucket = %b.id, error = %e, "settings check failed");
-                }
+                let (state, last, busy, slots) =
+                    (state.clone(), last.clone(), busy.clone(), slots.clone());
+                tokio::spawn(async move {
+                    let _slot = slots.acquire().await;
+                    if let Err(e) = sync_one(&state, &b.id).await {
+                        tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");
+                    }
+                    if let Err(e) = crate::drift::enforce(&state, &b.id).await {
+                        tracing::warn!(bucket = %b.id, error = %e, "settings check failed");
+                    }
+                    last.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(b.id.clone(), Instant::now());
+                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&b.id);
+                });
             }
         }
     });
@@ -394,6 +444,15 @@ mod tests {
         assert!(ledger.take(&b, 1_100_000, 500_000));
         ledger.release(&b, 500_000, "k", true);
         assert_eq!(ledger.credit(&b, "k", 100_000), 100_000);
+    }
+
+    #[test]
+    fn large_buckets_are_recounted_at_one_listing_request_per_second() {
+        let ten = std::time::Duration::from_secs(10);
+        assert_eq!(recount_every(ten, 0), ten);
+        assert_eq!(recount_every(ten, 10_000), ten);
+        assert_eq!(recount_every(ten, 100_000).as_secs(), 100);
+        assert_eq!(recount_every(ten, 1_000_001).as_secs(), 1001);
     }
 
     #[test]

@@ -126,3 +126,73 @@ async fn settings_changed_directly_over_s3_are_put_back() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn direct_writes_show_in_stats_within_ten_seconds_and_api_writes_at_once(
+) -> anyhow::Result<()> {
+    // Default settings: no recount interval set by the test.
+    let d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "tallied" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let (http, base, token) = alice.raw();
+    let put = |key: &str, size: usize| {
+        http.put(format!("{base}/api/buckets/{id}/objects/{key}"))
+            .bearer_auth(token.unwrap_or_default())
+            .body(vec![1u8; size])
+            .send()
+    };
+    // Through the API: a new key, the same key replaced by a larger object, a second key.
+    for (key, size) in [("a.bin", 1_000), ("a.bin", 3_000), ("b.bin", 500)] {
+        let resp = put(key, size).await?;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await?);
+        let (_, s) = alice
+            .send("GET", &format!("/api/buckets/{id}/stats"), None)
+            .await?;
+        println!("after {key} ({size} B): {s}");
+    }
+    let (_, s) = alice
+        .send("GET", &format!("/api/buckets/{id}/stats"), None)
+        .await?;
+    assert_eq!(
+        s["objectCount"], 2,
+        "read at once after the API writes: {s}"
+    );
+    assert_eq!(s["totalSizeBytes"], 3_500, "{s}");
+    let (_, v) = alice
+        .send("GET", &format!("/api/buckets/{id}"), None)
+        .await?;
+    assert_eq!(v["objectCount"], 2, "the bucket view agrees: {v}");
+
+    let s3 = s3_client(
+        b["endpoint"].as_str().expect("endpoint"),
+        b["accessKey"].as_str().expect("access"),
+        b["secretKey"].as_str().expect("secret"),
+    );
+    s3.put_object()
+        .bucket("tallied")
+        .key("direct.bin")
+        .body(vec![2u8; 7_000].into())
+        .send()
+        .await?;
+    let landed = Instant::now();
+    loop {
+        let (_, s) = alice
+            .send("GET", &format!("/api/buckets/{id}/stats"), None)
+            .await?;
+        if s["objectCount"] == 3 && s["totalSizeBytes"] == 10_500 {
+            break;
+        }
+        anyhow::ensure!(
+            landed.elapsed() < Duration::from_secs(10),
+            "a direct S3 write not counted 10 s after it landed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "direct S3 write counted {:?} after it landed",
+        landed.elapsed()
+    );
+    Ok(())
+}

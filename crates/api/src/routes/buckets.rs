@@ -64,7 +64,8 @@ pub struct BucketView {
 }
 
 /// The view of `b`, with the routed endpoint when a base domain is configured.
-pub fn view(state: &AppState, b: BucketRecord, secret_key: Option<String>) -> BucketView {
+pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -> BucketView {
+    state.pending_usage.overlay(&mut b);
     let routing = &state.config.routing;
     let endpoint = lifecycle::public_origin(state, &b);
     let routed = lifecycle::routed_host(state, &b);
@@ -319,9 +320,15 @@ pub async fn update(
     b.public_access = req.public_access.unwrap_or(b.public_access);
     b.encryption = req.encryption.unwrap_or(b.encryption);
     b.updated_at = now();
+    // Counted in the record now: a bucket given a quota is counted exactly from here on.
+    let (objects, bytes) = state.pending_usage.take(&b.id);
+    crate::pending_usage::apply(&mut b, objects, bytes);
     // A changed quota may put the bucket over it, or back under it.
     let over_changed = crate::usage::mark_over_quota(&mut b);
-    state.store.update_bucket(&b, None).await?;
+    if let Err(e) = state.store.update_bucket(&b, None).await {
+        state.pending_usage.add(&b.id, objects, bytes);
+        return Err(e);
+    }
     if over_changed {
         crate::usage::announce_quota(&state, &b);
     }

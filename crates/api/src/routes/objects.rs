@@ -428,7 +428,7 @@ pub async fn delete(
     let old = client.head_object(&key).await?;
     client.delete_object(&key).await?;
     if let Some(old) = old {
-        usage::adjust(&state, &b.id, -1, -(old.size as i64)).await?;
+        usage::adjust(&state, &b, -1, -(old.size as i64)).await?;
         tracing::info!(bucket = %b.id, key, size = old.size, "object deleted");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -504,7 +504,8 @@ pub async fn stats(
 }
 
 /// A bucket's stats from its record, with a sample of its container's resources.
-async fn stats_of(state: &AppState, b: crate::model::BucketRecord) -> StatsView {
+async fn stats_of(state: &AppState, mut b: crate::model::BucketRecord) -> StatsView {
+    state.pending_usage.overlay(&mut b);
     let container = match state
         .docker
         .container_stats(&kalpana_manager_core::spec::container_name(&b.id))

@@ -1,0 +1,133 @@
+//! Usage changes of buckets without a quota, held in memory and written to the store about once
+//! a second instead of once per request: a durable store commit per object write was most of
+//! the API's fixed cost on small objects.
+//!
+//! Guarantees: every view of a bucket (`GET /api/buckets/{id}`, lists, stats) adds what is
+//! pending, so a client reads its own writes at once. Caveat: changes still pending when the
+//! daemon is killed (at most about a second of them) are lost until the next recount from the
+//! S3 server itself puts the counters right. Buckets with a quota are written at once, since
+//! the quota ledger must start from exact figures.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::app::AppState;
+use crate::model::BucketRecord;
+
+/// How often pending changes are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Object and byte changes per bucket id not yet in the store.
+#[derive(Debug, Default)]
+pub struct PendingUsage(Mutex<HashMap<String, (i64, i64)>>);
+
+impl PendingUsage {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, i64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a change to a bucket's counters.
+    pub fn add(&self, id: &str, objects: i64, bytes: i64) {
+        let mut map = self.map();
+        let e = map.entry(id.to_string()).or_default();
+        e.0 += objects;
+        e.1 += bytes;
+    }
+
+    /// Takes (and forgets) what is pending for one bucket.
+    pub fn take(&self, id: &str) -> (i64, i64) {
+        self.map().remove(id).unwrap_or_default()
+    }
+
+    /// Adds what is pending to a copy of a record, for a view of it.
+    pub fn overlay(&self, b: &mut BucketRecord) {
+        if let Some((objects, bytes)) = self.map().get(&b.id).copied() {
+            apply(b, objects, bytes);
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+}
+
+/// Adds a change to a record's counters.
+pub fn apply(b: &mut BucketRecord, objects: i64, bytes: i64) {
+    b.object_count = b.object_count.saturating_add_signed(objects);
+    b.total_size_bytes = b.total_size_bytes.saturating_add_signed(bytes);
+}
+
+/// Writes one bucket's pending changes to its record (taking the bucket's lock). A change that
+/// could not be written stays pending.
+pub async fn flush_one(state: &AppState, id: &str) -> crate::Result<()> {
+    let _guard = state.locks.lock(id).await;
+    let (objects, bytes) = state.pending_usage.take(id);
+    if objects == 0 && bytes == 0 {
+        return Ok(());
+    }
+    let result = async {
+        let Some(mut b) = state.store.get_bucket(id).await? else {
+            return Ok(()); // deleted meanwhile: nothing to count
+        };
+        apply(&mut b, objects, bytes);
+        state.store.update_bucket(&b, None).await?;
+        // A bucket given a quota since these changes were made counts them in its ledger too.
+        state.quotas.set_used(id, b.total_size_bytes);
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        state.pending_usage.add(id, objects, bytes);
+    }
+    result
+}
+
+/// Writes every bucket's pending changes.
+pub async fn flush_all(state: &AppState) {
+    for id in state.pending_usage.ids() {
+        if let Err(e) = flush_one(state, &id).await {
+            tracing::warn!(bucket = %id, error = %e, "writing usage counters failed; kept for the next try");
+        }
+    }
+}
+
+/// Writes pending changes every second until the daemon stops.
+pub fn spawn_flusher(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            flush_all(&state).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_changes_add_up_and_overlay_a_record() {
+        let p = PendingUsage::default();
+        p.add("b1", 1, 4096);
+        p.add("b1", 1, 100);
+        p.add("b1", -1, -4096);
+        let mut b = crate::store::suite::bucket("u1", "photos", &[40001]);
+        b.id = "b1".into();
+        b.object_count = 10;
+        b.total_size_bytes = 1000;
+        p.overlay(&mut b);
+        assert_eq!((b.object_count, b.total_size_bytes), (11, 1100));
+        assert_eq!(p.take("b1"), (1, 100));
+        assert_eq!(p.take("b1"), (0, 0), "taken once");
+    }
+
+    #[test]
+    fn counters_never_go_below_zero() {
+        let mut b = crate::store::suite::bucket("u1", "photos", &[40001]);
+        apply(&mut b, -3, -10);
+        assert_eq!((b.object_count, b.total_size_bytes), (0, 0));
+    }
+}
