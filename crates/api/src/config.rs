@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// Everything the daemon is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Addresses and host names external bucket endpoints may use although the endpoint policy
+    /// refuses them (`KALPANA_EXTERNAL_ALLOW`: comma list of CIDRs and host names).
+    pub external_allow: Vec<crate::endpoint_policy::AllowEntry>,
     /// Address the REST API listens on (`KALPANA_LISTEN`, default 127.0.0.1:8080; port 0 picks
     /// one and writes it to `<data dir>/listen.addr`).
     pub listen: String,
@@ -166,6 +169,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_REGION",
     "KALPANA_STATS_SYNC_SECS",
     "KALPANA_REACH_BUCKETS_VIA",
+    "KALPANA_EXTERNAL_ALLOW",
     "KALPANA_BODY_IDLE_SECS",
     "KALPANA_BODY_MIN_RATE",
     "KALPANA_BODY_GRACE_SECS",
@@ -353,7 +357,13 @@ impl Config {
             nano_cpus: (cpus * 1e9) as i64,
             pids: vars.parse("KALPANA_CONTAINER_PIDS", defaults.pids)?,
         };
+        let external_allow = match var("KALPANA_EXTERNAL_ALLOW") {
+            Some(list) => crate::endpoint_policy::parse_allow_list(&list)
+                .map_err(|e| Error::BadRequest(format!("KALPANA_EXTERNAL_ALLOW: {e}")))?,
+            None => Vec::new(),
+        };
         Ok(Config {
+            external_allow,
             listen: var("KALPANA_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir: var("KALPANA_DATA_DIR")
                 .map(PathBuf::from)

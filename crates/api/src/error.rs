@@ -26,6 +26,15 @@ pub enum Error {
     /// 413: the upload would take the bucket over its quota, or the body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 422: the operation is not one this kind of bucket can do.
+    #[error("{0}")]
+    NotSupported(String),
+    /// 422: an external bucket did not answer its credentials.
+    #[error("{0}")]
+    ExternalUnreachable(String),
+    /// 422: an endpoint the endpoint policy refuses.
+    #[error("{0}")]
+    EndpointNotAllowed(String),
     /// 408: the request body stalled or arrived too slowly.
     #[error("{0}")]
     RequestTimeout(String),
@@ -86,6 +95,13 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed")
             }
             Error::OwnerLimit(_) => (StatusCode::TOO_MANY_REQUESTS, "owner_limit"),
+            Error::NotSupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_supported"),
+            Error::ExternalUnreachable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "external_unreachable")
+            }
+            Error::EndpointNotAllowed(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
+            }
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::Manager(M::DockerUnavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable")
@@ -105,6 +121,9 @@ impl Error {
                 (StatusCode::SERVICE_UNAVAILABLE, "bucket_unreachable")
             }
             Error::S3(S::Body(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::S3(S::NotAllowed(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
+            }
             Error::S3(_) => (StatusCode::BAD_GATEWAY, "s3_error"),
             Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -6,12 +6,15 @@
 pub mod accept;
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod body_guard;
 pub mod config;
 pub mod dns;
 pub mod drift;
+pub mod endpoint_policy;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod extract;
 pub mod fault;
 pub mod lease;

@@ -67,6 +67,23 @@ pub struct CreateBucket {
     pub engine: Option<String>,
     /// Subdomain label (default derived from the name).
     pub subdomain: Option<String>,
+    /// `managed` (default: its own container) or `external`.
+    pub kind: Option<crate::model::BucketKind>,
+    /// Where an external bucket is, and its credentials.
+    pub external: Option<crate::external::ExternalRequest>,
+}
+
+/// Whether the caller may create a bucket in `team` (any member but a viewer; 404 for a team
+/// they are not in).
+pub fn may_create_in(caller: &Caller, team: Option<&str>) -> Result<()> {
+    match team.map(|t| caller.role_in(t)) {
+        None => Ok(()),
+        Some(None) => Err(Error::NotFound("team")),
+        Some(Some(TeamRole::Viewer)) => Err(Error::Forbidden(
+            "a viewer cannot create buckets in the team".into(),
+        )),
+        Some(Some(_)) => Ok(()),
+    }
 }
 
 /// Validates the request, reserves ports and name atomically, writes the CREATING record and
@@ -86,36 +103,19 @@ pub async fn create(
     let profile = state.config.profile(engine);
     check_features(engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
-    if let Some(team) = &req.team_id {
-        match caller.role_in(team) {
-            None => return Err(Error::NotFound("team")),
-            Some(TeamRole::Viewer) => {
-                return Err(Error::Forbidden(
-                    "a viewer cannot create buckets in the team".into(),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
+    may_create_in(caller, req.team_id.as_deref())?;
     if let Some(sub) = &req.subdomain {
         validate::dns_label(sub)?;
     }
     require_docker(state).await?;
     let secret = new_secret_key();
     let id = new_id();
-    let ts = now();
     let mut record = BucketRecord {
-        id: id.clone(),
-        name: req.name.clone(),
         description: req.description,
-        user_id: caller.user.id.clone(),
         team_id: req.team_id,
         workspace_id: req.workspace_id,
-        engine,
         image: profile.image.clone(),
         host: state.config.public_host.clone(),
-        port: None,
-        console_port: None,
         access_key: new_access_key(),
         secret_key_enc: state.master_key.encrypt(&secret)?,
         region: state.config.region.clone(),
@@ -123,25 +123,11 @@ pub async fn create(
         encryption: req.encryption.unwrap_or(false),
         public_access: req.public_access.unwrap_or(false),
         max_size_gb: req.max_size_gb,
-        status: BucketStatus::Creating,
         status_message: Some("waiting to be provisioned".into()),
-        object_count: 0,
-        total_size_bytes: 0,
-        over_quota: false,
-        stats_synced_at: None,
-        domain_id: None,
-        linked_host: None,
-        subdomain: None,
-        container_id: None,
         volume_name: Some(volume_name(&id)),
         network_name: Some(state.config.network.clone()),
         internal_host: Some(container_name(&id)),
-        provisioned: false,
-        generation: 0,
-        deleting: false,
-        delete_volume: false,
-        created_at: ts.clone(),
-        updated_at: ts,
+        ..BucketRecord::new(id.clone(), req.name.clone(), caller.user.id.clone(), engine)
     };
     {
         let _alloc = state.allocation.lock().await;
@@ -654,6 +640,7 @@ pub async fn authorized(
 /// Starts a bucket: STOPPED or ERROR → RUNNING. A never-provisioned ERROR bucket is provisioned
 /// again from scratch; a container removed by hand is recreated on the kept volume.
 pub async fn start(state: &AppState, id: &str) -> Result<BucketRecord> {
+    only_managed(state, id, "starting").await?;
     require_docker(state).await?;
     let guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
@@ -756,6 +743,15 @@ async fn swap_container(state: &AppState, b: &BucketRecord, spec: &BucketSpec) -
     Ok(())
 }
 
+/// Refuses a container operation on a bucket of another kind (422 `not_supported`), before
+/// Docker is asked anything. A bucket's kind never changes, so no lock is needed.
+async fn only_managed(state: &AppState, id: &str, operation: &str) -> Result<()> {
+    match state.store.get_bucket(id).await? {
+        Some(b) => crate::backend::require_managed(&b, operation),
+        None => Ok(()),
+    }
+}
+
 /// Answers 503 at once when Docker is away, before anything is written.
 pub async fn require_docker(state: &AppState) -> Result<()> {
     Ok(state.docker.ping().await?)
@@ -763,6 +759,7 @@ pub async fn require_docker(state: &AppState) -> Result<()> {
 
 /// Stops a bucket: RUNNING (or a provisioned ERROR) → STOPPED. Stopping a stopped bucket is fine.
 pub async fn stop(state: &AppState, id: &str) -> Result<BucketRecord> {
+    only_managed(state, id, "stopping").await?;
     require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
@@ -832,6 +829,7 @@ pub async fn set_link(
     domain_id: Option<String>,
     host: Option<String>,
 ) -> Result<BucketRecord> {
+    only_managed(state, id, "a domain link").await?;
     require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;
@@ -865,6 +863,7 @@ pub async fn set_link(
 /// Rotates the bucket's secret key: the new secret is recorded (encrypted) first, then the
 /// container is replaced to serve it. Returns the record and the new secret (shown once).
 pub async fn rotate_credentials(state: &AppState, id: &str) -> Result<(BucketRecord, String)> {
+    only_managed(state, id, "rotating credentials").await?;
     require_docker(state).await?;
     let _guard = state.locks.lock(id).await;
     let mut b = load(state, id).await?;

@@ -173,6 +173,57 @@ impl Domain {
     }
 }
 
+/// Where a bucket lives: its own container (`managed`) or a bucket on an S3-compatible service
+/// whose credentials the daemon keeps (`external`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketKind {
+    /// Its own S3 server in its own container.
+    #[default]
+    Managed,
+    /// A bucket on AWS S3, Cloudflare R2 or another S3-compatible service.
+    External,
+}
+
+impl BucketKind {
+    /// The name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketKind::Managed => "managed",
+            BucketKind::External => "external",
+        }
+    }
+}
+
+/// The S3-compatible service an external bucket lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon S3.
+    S3,
+    /// Cloudflare R2.
+    R2,
+    /// Any other S3-compatible service.
+    Other,
+}
+
+/// Where an external bucket is. Its access key id is the record's `access_key`, its secret the
+/// record's `secret_key_enc` (encrypted like every other secret), its region the record's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalTarget {
+    /// The service.
+    pub provider: Provider,
+    /// The service's S3 endpoint (origin).
+    pub endpoint: String,
+    /// The bucket's name on the service.
+    pub bucket_name: String,
+    /// Path-style requests (`<endpoint>/<bucket>/<key>`) rather than virtual-hosted ones.
+    pub path_style: bool,
+    /// The R2 account id the endpoint was made from.
+    pub account_id: Option<String>,
+}
+
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -253,6 +304,15 @@ pub struct BucketRecord {
     pub deleting: bool,
     /// With `deleting`: drop the volume too.
     pub delete_volume: bool,
+    /// Where the bucket lives (`managed` for records from before external buckets existed).
+    #[serde(default)]
+    pub kind: BucketKind,
+    /// The remote bucket of an external one.
+    #[serde(default)]
+    pub external: Option<ExternalTarget>,
+    /// Purposes this bucket is the default for in its scope (the owner's, or its team's).
+    #[serde(default)]
+    pub default_for: Vec<String>,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -260,6 +320,54 @@ pub struct BucketRecord {
 }
 
 impl BucketRecord {
+    /// A new record (the one constructor): named `name`, owned by `user_id`, not yet anywhere,
+    /// status CREATING, every counter zero; callers fill in what their kind needs.
+    pub fn new(id: String, name: String, user_id: String, engine: EngineKind) -> Self {
+        let ts = now();
+        BucketRecord {
+            id,
+            name,
+            description: None,
+            user_id,
+            team_id: None,
+            workspace_id: None,
+            engine,
+            image: String::new(),
+            host: String::new(),
+            port: None,
+            console_port: None,
+            access_key: String::new(),
+            secret_key_enc: String::new(),
+            region: String::new(),
+            versioning: false,
+            encryption: false,
+            public_access: false,
+            max_size_gb: None,
+            status: BucketStatus::Creating,
+            status_message: None,
+            object_count: 0,
+            total_size_bytes: 0,
+            over_quota: false,
+            stats_synced_at: None,
+            domain_id: None,
+            linked_host: None,
+            subdomain: None,
+            container_id: None,
+            volume_name: None,
+            network_name: None,
+            internal_host: None,
+            provisioned: false,
+            generation: 0,
+            deleting: false,
+            delete_volume: false,
+            kind: BucketKind::Managed,
+            external: None,
+            default_for: Vec::new(),
+            created_at: ts.clone(),
+            updated_at: ts,
+        }
+    }
+
     /// The quota in bytes, if any.
     pub fn quota_bytes(&self) -> Option<u64> {
         self.max_size_gb.map(|gb| (gb * 1e9) as u64)

@@ -53,6 +53,7 @@ pub struct Failed(ErrorBody);
         (name = "objects", description = "objects and presigned URLs"),
         (name = "identities", description = "users and teams"),
         (name = "domains", description = "domains and links"),
+        (name = "defaults", description = "default buckets per purpose"),
         (name = "events", description = "status events"),
         (name = "admin", description = "administration"),
         (name = "health", description = "liveness and readiness")

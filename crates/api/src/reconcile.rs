@@ -24,6 +24,10 @@ pub async fn reconcile_one(state: &AppState, id: &str) -> Result<()> {
     let Some(b) = state.store.get_bucket(id).await? else {
         return Ok(());
     };
+    // An external bucket has no container: its health is the periodic check's (`external`).
+    if b.kind != crate::model::BucketKind::Managed {
+        return Ok(());
+    }
     if b.deleting {
         let _guard = state.locks.lock(id).await;
         return match state.store.get_bucket(id).await? {

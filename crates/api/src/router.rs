@@ -22,7 +22,8 @@ use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
-    admin, buckets, domains, events, fallback, health, identities, objects, presign,
+    admin, buckets, copy, defaults, domains, events, fallback, health, identities, objects,
+    presign, probe,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -54,6 +55,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(buckets::rotate_credentials))
         .merge(uploads)
         .routes(routes!(objects::metadata))
+        .routes(routes!(copy::copy))
+        .routes(routes!(probe::test))
+        .routes(routes!(defaults::list))
+        .routes(routes!(defaults::set, defaults::drop))
         .routes(routes!(presign::presigned_upload))
         .routes(routes!(presign::presigned_download))
         .routes(routes!(objects::stats))

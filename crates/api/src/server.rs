@@ -25,6 +25,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         ports,
         allocation: tokio::sync::Mutex::new(()),
         locks: Default::default(),
+        defaults_lock: Default::default(),
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::model::BucketRecord;
-use crate::{lifecycle, usage};
+use crate::usage;
 
 /// How much of a refused body is read and thrown away so the client sees the 413 instead of a
 /// reset connection; a larger remainder is cut off.
@@ -64,7 +64,7 @@ pub async fn prepare(state: &AppState, b: &BucketRecord, key: &str) -> Result<Up
     if b.over_quota {
         return Err(usage::over_quota(b));
     }
-    let client = lifecycle::s3_client(state, b)?;
+    let client = crate::backend::s3(state, b)?;
     if b.quota_bytes().is_none() {
         let lookup = {
             let (client, key) = (client.clone(), key.to_string());

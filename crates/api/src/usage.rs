@@ -10,7 +10,6 @@ use std::time::Instant;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::events::BucketEvent;
-use crate::lifecycle;
 use crate::model::{now, BucketRecord, BucketStatus};
 use crate::store::all_buckets;
 
@@ -249,7 +248,7 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     if b.status != BucketStatus::Running || b.deleting {
         return Ok(());
     }
-    let (count, bytes) = lifecycle::s3_client(state, &b)?.usage().await?;
+    let (count, bytes) = crate::backend::s3(state, &b)?.usage().await?;
     let _guard = state.locks.lock(id).await;
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
@@ -312,7 +311,7 @@ pub fn follow_presigned(
             if b.status != BucketStatus::Running {
                 continue;
             }
-            let Ok(client) = lifecycle::s3_client(&state, &b) else {
+            let Ok(client) = crate::backend::s3(&state, &b) else {
                 continue;
             };
             let Ok(Some(now)) = client.head_object(&key).await else {
@@ -350,9 +349,10 @@ pub fn recount_every(min: std::time::Duration, objects: u64) -> std::time::Durat
 /// Most buckets recounted at once.
 const RECOUNTS_AT_ONCE: usize = 4;
 
-/// Recounts each running bucket when [`recount_every`] says it is due (catching writes made
-/// directly over S3), and puts back settings changed directly over S3. A long recount of a large
-/// bucket does not hold up the others.
+/// Refreshes each bucket when [`recount_every`] says it is due (see `backend::refresh`: a
+/// managed bucket is recounted, catching writes made directly over S3, and its settings put
+/// back; an external one is checked). A long recount of a large bucket does not hold up the
+/// others.
 pub fn spawn_periodic_sync(state: AppState) {
     tokio::spawn(async move {
         let min = state.config.stats_sync_interval;
@@ -376,10 +376,10 @@ pub fn spawn_periodic_sync(state: AppState) {
                     .unwrap_or_else(|p| p.into_inner())
                     .retain(|id, _| ids.contains(id.as_str()));
             }
-            for b in buckets
-                .into_iter()
-                .filter(|b| b.status == BucketStatus::Running && !b.deleting)
-            {
+            for b in buckets.into_iter().filter(|b| {
+                !b.deleting
+                    && (b.status == BucketStatus::Running || crate::backend::checked_while_down(b))
+            }) {
                 let due = last
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -397,12 +397,7 @@ pub fn spawn_periodic_sync(state: AppState) {
                     (state.clone(), last.clone(), busy.clone(), slots.clone());
                 tokio::spawn(async move {
                     let _slot = slots.acquire().await;
-                    if let Err(e) = sync_one(&state, &b.id).await {
-                        tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");
-                    }
-                    if let Err(e) = crate::drift::enforce(&state, &b.id).await {
-                        tracing::warn!(bucket = %b.id, error = %e, "settings check failed");
-                    }
+                    crate::backend::refresh(&state, &b).await;
                     last.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(b.id.clone(), Instant::now());

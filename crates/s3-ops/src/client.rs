@@ -1,5 +1,7 @@
 //! One aws-sdk-s3 client per bucket endpoint.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
@@ -7,6 +9,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::error::{Error, Result};
@@ -51,17 +54,100 @@ pub struct BucketClient {
     pub(crate) bucket: String,
 }
 
+/// Decides whether the daemon may connect to an address (the endpoint policy of external
+/// buckets). Applied to every address a host name resolves to, at connect time, so a name that
+/// resolves elsewhere later (DNS rebinding) is still checked.
+pub type AddressFilter = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
+/// How to reach a bucket on a service the daemon does not run.
+#[derive(Clone)]
+pub struct RemoteOptions {
+    /// Path-style requests (`<endpoint>/<bucket>/<key>`) rather than virtual-hosted ones.
+    pub path_style: bool,
+    /// Addresses the client may connect to.
+    pub allow: AddressFilter,
+}
+
+/// Resolves host names with the system resolver and keeps only the addresses the filter allows.
+#[derive(Clone)]
+struct FilteringResolver(AddressFilter);
+
+impl std::fmt::Debug for FilteringResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FilteringResolver")
+    }
+}
+
+impl ResolveDns for FilteringResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        let allow = self.0.clone();
+        let name = name.to_string();
+        DnsFuture::new(async move {
+            let found: Vec<IpAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(ResolveDnsError::new)?
+                .map(|a| a.ip())
+                .collect();
+            let allowed: Vec<IpAddr> = found.iter().copied().filter(|ip| allow(*ip)).collect();
+            if allowed.is_empty() {
+                return Err(ResolveDnsError::new(NotAllowed(name, found)));
+            }
+            Ok(allowed)
+        })
+    }
+}
+
+/// A host name that resolved only to addresses the endpoint policy refuses.
+#[derive(Debug)]
+pub struct NotAllowed(String, Vec<IpAddr>);
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} resolves to {:?}, which the endpoint policy does not allow",
+            self.0, self.1
+        )
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
 impl BucketClient {
     /// A client for `bucket` at `endpoint`: path-style, static credentials, checksums only where
     /// the operation requires them (other S3 servers reject the SDK's default trailers).
     pub fn new(endpoint: &Endpoint, bucket: &str) -> Self {
+        Self::build(endpoint, bucket, true, None)
+    }
+
+    /// A client for a bucket on another service: addressing as asked, and connections only to
+    /// addresses `options.allow` accepts (checked on each resolution, at connect time).
+    pub fn remote(endpoint: &Endpoint, bucket: &str, options: RemoteOptions) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_with_resolver(FilteringResolver(options.allow));
+        Self::build(endpoint, bucket, options.path_style, Some(http))
+    }
+
+    fn build(
+        endpoint: &Endpoint,
+        bucket: &str,
+        path_style: bool,
+        http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+    ) -> Self {
         let creds = endpoint.credentials();
-        let conf = aws_sdk_s3::Config::builder()
+        let mut conf = aws_sdk_s3::Config::builder();
+        if let Some(http) = http {
+            conf = conf.http_client(http);
+        }
+        let conf = conf
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&endpoint.url)
             .region(Region::new(endpoint.region.clone()))
             .credentials_provider(creds)
-            .force_path_style(true)
+            .force_path_style(path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .timeout_config(
@@ -101,6 +187,19 @@ impl BucketClient {
                 }
             }
         }
+    }
+
+    /// Checks the bucket answers these credentials with a listing (what every client needs):
+    /// the error says why not.
+    pub async fn check_access(&self) -> Result<()> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("ListObjectsV2", &self.endpoint, e))?;
+        Ok(())
     }
 
     /// Whether the bucket exists and our credentials can see it.

@@ -11,6 +11,9 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The endpoint's host resolved only to addresses the caller's policy refuses.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The body of an upload failed (the client went away, a limit cut it short).
     #[error("reading the upload body failed: {0}")]
     Body(String),
@@ -55,10 +58,19 @@ impl Error {
                     message: e.message().unwrap_or_default().to_string(),
                 }
             }
-            _ => Error::Unreachable {
-                endpoint: endpoint.to_string(),
-                message: DisplayErrorContext(&err).to_string(),
-            },
+            _ => {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+                while let Some(e) = source {
+                    if let Some(refused) = e.downcast_ref::<crate::client::NotAllowed>() {
+                        return Error::NotAllowed(refused.to_string());
+                    }
+                    source = e.source();
+                }
+                Error::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    message: DisplayErrorContext(&err).to_string(),
+                }
+            }
         }
     }
 
@@ -66,7 +78,9 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::S3 { code, .. } => Some(code),
-            Error::Unreachable { .. } | Error::Body(_) | Error::Build(_) => None,
+            Error::Unreachable { .. } | Error::NotAllowed(_) | Error::Body(_) | Error::Build(_) => {
+                None
+            }
         }
     }
 }

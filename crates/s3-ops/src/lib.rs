@@ -10,7 +10,7 @@ pub mod objects;
 pub mod presign;
 pub mod settings;
 
-pub use client::{BucketClient, Endpoint};
+pub use client::{AddressFilter, BucketClient, Endpoint, RemoteOptions};
 pub use error::{Error, Result};
 pub use objects::{BodyStream, BoxError, Download, Listing, ObjectInfo, Uploaded};
 pub use presign::{Presigned, Presigner};

@@ -43,6 +43,7 @@ pub struct Presigner {
     bucket: String,
     region: String,
     identity: Identity,
+    virtual_hosted: bool,
 }
 
 impl Presigner {
@@ -55,6 +56,16 @@ impl Presigner {
             bucket: bucket.to_string(),
             region: endpoint.region.clone(),
             identity: creds.into(),
+            virtual_hosted: false,
+        }
+    }
+
+    /// A presigner for a bucket addressed virtual-hosted style (`<bucket>.<endpoint host>`), as
+    /// AWS S3 and R2 prefer.
+    pub fn virtual_hosted(endpoint: &Endpoint, bucket: &str) -> Self {
+        Presigner {
+            virtual_hosted: true,
+            ..Self::new(endpoint, bucket)
         }
     }
 
@@ -91,12 +102,13 @@ impl Presigner {
                 MAX_EXPIRY.as_secs()
             )));
         }
-        let url = format!(
-            "{}/{}/{}",
-            self.origin,
-            self.bucket,
-            utf8_percent_encode(key, PATH)
-        );
+        let key = utf8_percent_encode(key, PATH);
+        let url = match self.origin.split_once("://") {
+            Some((scheme, host)) if self.virtual_hosted => {
+                format!("{scheme}://{}.{host}/{key}", self.bucket)
+            }
+            _ => format!("{}/{}/{key}", self.origin, self.bucket),
+        };
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires);

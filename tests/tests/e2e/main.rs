@@ -5,6 +5,7 @@ mod api_fuzz;
 mod auth;
 mod big_uploads;
 mod config_file;
+mod external;
 mod faults;
 mod hardening;
 mod hostnames;

@@ -59,6 +59,16 @@ pub struct BucketView {
     volume_name: Option<String>,
     network_name: Option<String>,
     internal_host: Option<String>,
+    /// `managed` or `external`.
+    kind: crate::model::BucketKind,
+    /// The service of an external bucket.
+    provider: Option<crate::model::Provider>,
+    /// The bucket's name on that service.
+    external_bucket: Option<String>,
+    /// Whether requests to it are path-style.
+    path_style: bool,
+    /// Purposes it is the default bucket for.
+    default_for: Vec<String>,
     created_at: String,
     updated_at: String,
 }
@@ -67,7 +77,7 @@ pub struct BucketView {
 pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -> BucketView {
     state.pending_usage.overlay(&mut b);
     let routing = &state.config.routing;
-    let endpoint = lifecycle::public_origin(state, &b);
+    let endpoint = crate::backend::public_endpoint(state, &b);
     let routed = lifecycle::routed_host(state, &b);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,
@@ -75,7 +85,10 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
     };
     BucketView {
-        engine: b.engine.as_str().to_string(),
+        engine: match b.kind {
+            crate::model::BucketKind::Managed => b.engine.as_str().to_string(),
+            crate::model::BucketKind::External => "none".to_string(),
+        },
         status: b.status.as_str(),
         endpoint,
         console_url,
@@ -107,6 +120,11 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         volume_name: b.volume_name,
         network_name: b.network_name,
         internal_host: b.internal_host,
+        kind: b.kind,
+        provider: b.external.as_ref().map(|x| x.provider),
+        external_bucket: b.external.as_ref().map(|x| x.bucket_name.clone()),
+        path_style: b.external.as_ref().is_none_or(|x| x.path_style),
+        default_for: b.default_for,
         created_at: b.created_at,
         updated_at: b.updated_at,
     }
@@ -142,8 +160,9 @@ pub async fn create(
     QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(req): JsonBody<CreateBucket>,
 ) -> Result<(StatusCode, Json<BucketView>)> {
-    let (mut record, secret, handle) = lifecycle::create(&state, &caller, req).await?;
-    if q.wait {
+    let created = crate::backend::create(&state, &caller, req).await?;
+    let mut record = created.record;
+    if let (true, Some(handle)) = (q.wait, created.provisioning) {
         // The provisioning task goes on even if this request is dropped or times out.
         let _ = tokio::time::timeout(CREATE_WAIT, handle).await;
         if let Some(latest) = state.store.get_bucket(&record.id).await? {
@@ -152,7 +171,7 @@ pub async fn create(
     }
     Ok((
         StatusCode::CREATED,
-        Json(view(&state, record, Some(secret))),
+        Json(view(&state, record, created.secret)),
     ))
 }
 
@@ -272,9 +291,12 @@ pub struct UpdateBucket {
     versioning: Option<bool>,
     encryption: Option<bool>,
     public_access: Option<bool>,
+    /// New credentials (and optionally location) of an external bucket, checked before stored.
+    external: Option<crate::external::ExternalRequest>,
 }
 
-/// `PATCH /api/buckets/{id}`: description, quota and S3 settings. Settings are written to a
+/// `PATCH /api/buckets/{id}`: description, quota and S3 settings; for an external bucket,
+/// description and `external` (new credentials, checked before anything is stored). Settings are written to a
 /// running bucket's S3 server before the record, so a failure changes nothing; a stopped
 /// bucket gets them when it starts.
 #[utoipa::path(
@@ -299,6 +321,16 @@ pub async fn update(
     lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     let _guard = state.locks.lock(&id).await;
     let mut b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
+    if req.versioning.is_some()
+        || req.encryption.is_some()
+        || req.public_access.is_some()
+        || req.max_size_gb.is_some()
+    {
+        crate::backend::require_managed(&b, "changing S3 settings or the quota")?;
+    }
+    if let Some(ext) = &req.external {
+        crate::external::replace_credentials(&state, &mut b, ext).await?;
+    }
     lifecycle::check_features(b.engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
     let changed = lifecycle::Settings {
@@ -307,7 +339,7 @@ pub async fn update(
         encryption: req.encryption.filter(|v| *v != b.encryption),
     };
     if b.status == BucketStatus::Running {
-        let client = lifecycle::s3_client(&state, &b)?;
+        let client = crate::backend::s3(&state, &b)?;
         lifecycle::apply_settings(&client, changed).await?;
     }
     if let Some(d) = req.description {
@@ -365,8 +397,8 @@ pub async fn delete(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode> {
-    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
-    lifecycle::delete(&state, &id, q.delete_volume).await?;
+    let b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
+    crate::backend::delete(&state, &b, q.delete_volume).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

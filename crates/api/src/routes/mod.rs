@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod buckets;
+pub mod copy;
+pub mod defaults;
 pub mod domains;
 pub mod events;
 pub mod fallback;
@@ -9,3 +11,4 @@ pub mod health;
 pub mod identities;
 pub mod objects;
 pub mod presign;
+pub mod probe;

@@ -241,7 +241,7 @@ pub async fn list(
                 .ok_or_else(|| Error::BadRequest("cursor is not one this API handed out".into()))
         })
         .transpose()?;
-    let page = lifecycle::s3_client(&state, &b)?
+    let page = crate::backend::s3(&state, &b)?
         .list_objects(
             q.prefix.as_deref().filter(|p| !p.is_empty()),
             q.delimiter.as_deref().filter(|d| !d.is_empty()),
@@ -312,7 +312,7 @@ pub async fn get(
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
-    let d = lifecycle::s3_client(&state, &b)?
+    let d = crate::backend::s3(&state, &b)?
         .get_object(&key, range.as_deref())
         .await
         .map_err(s3_error)?;
@@ -349,7 +349,7 @@ pub async fn head(
 ) -> Result<Response> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let info = lifecycle::s3_client(&state, &b)?
+    let info = crate::backend::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -390,7 +390,7 @@ pub async fn metadata(
 ) -> Result<Json<MetadataView>> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let o = lifecycle::s3_client(&state, &b)?
+    let o = crate::backend::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -424,7 +424,7 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let client = lifecycle::s3_client(&state, &b)?;
+    let client = crate::backend::s3(&state, &b)?;
     let old = client.head_object(&key).await?;
     client.delete_object(&key).await?;
     if let Some(old) = old {
@@ -506,23 +506,14 @@ pub async fn stats(
 /// A bucket's stats from its record, with a sample of its container's resources.
 async fn stats_of(state: &AppState, mut b: crate::model::BucketRecord) -> StatsView {
     state.pending_usage.overlay(&mut b);
-    let container = match state
-        .docker
-        .container_stats(&kalpana_manager_core::spec::container_name(&b.id))
+    let container = crate::backend::resources(state, &b)
         .await
-    {
-        Ok(s) => s.map(|s| ContainerStatsView {
+        .map(|s| ContainerStatsView {
             memory_bytes: s.memory_bytes,
             memory_limit_bytes: s.memory_limit_bytes,
             cpu_seconds: s.cpu_seconds,
             pids: s.pids,
-        }),
-        // Usage from the store is still worth answering with while Docker is away.
-        Err(e) => {
-            tracing::warn!(bucket = %b.id, error = %e, "container stats unavailable");
-            None
-        }
-    };
+        });
     StatsView {
         object_count: b.object_count,
         total_size_bytes: b.total_size_bytes,

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::Json;
-use kalpana_s3_ops::Presigner;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -115,14 +114,10 @@ async fn presign(
         HeaderValue::from_str(ct)
             .map_err(|_| Error::BadRequest("contentType is not a valid header value".into()))?;
     }
-    let origin = lifecycle::public_origin(state, &b)
-        .ok_or_else(|| Error::Conflict(format!("bucket {} has no public endpoint", b.name)))?;
-    let presigner = Presigner::new(&lifecycle::endpoint_at(state, &b, origin)?, &b.name);
+    let presigner = crate::backend::presigner(state, &b)?;
     let signed = if upload {
         // What the key holds now, so the upload can be told apart when it lands.
-        let before = lifecycle::s3_client(state, &b)?
-            .head_object(&req.key)
-            .await?;
+        let before = crate::backend::s3(state, &b)?.head_object(&req.key).await?;
         let signed = presigner.presign_put(
             &req.key,
             expires,

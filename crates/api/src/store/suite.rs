@@ -12,13 +12,6 @@ use crate::model::{new_id, now, BucketRecord, BucketStatus, Team, User};
 /// A bucket record with the given owner, name and ports, as a test fixture.
 pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
     BucketRecord {
-        id: new_id(),
-        name: name.to_string(),
-        description: None,
-        user_id: owner.to_string(),
-        team_id: None,
-        workspace_id: None,
-        engine: EngineKind::Seaweedfs,
         image: "img".into(),
         host: "127.0.0.1".into(),
         port: ports.first().copied(),
@@ -26,29 +19,12 @@ pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         access_key: "AK".into(),
         secret_key_enc: "sealed".into(),
         region: "us-east-1".into(),
-        versioning: false,
-        encryption: false,
-        public_access: false,
-        max_size_gb: None,
-        status: BucketStatus::Creating,
-        status_message: None,
-        object_count: 0,
-        total_size_bytes: 0,
-        over_quota: false,
-        stats_synced_at: None,
-        domain_id: None,
-        linked_host: None,
-        subdomain: None,
-        container_id: None,
-        volume_name: None,
-        network_name: None,
-        internal_host: None,
-        provisioned: false,
-        generation: 0,
-        deleting: false,
-        delete_volume: false,
-        created_at: now(),
-        updated_at: now(),
+        ..BucketRecord::new(
+            new_id(),
+            name.to_string(),
+            owner.to_string(),
+            EngineKind::Seaweedfs,
+        )
     }
 }
 
