@@ -37,6 +37,8 @@ pub struct App {
     pub allocation: tokio::sync::Mutex<()>,
     /// One change of default buckets at a time (a purpose moves between buckets).
     pub defaults_lock: tokio::sync::Mutex<()>,
+    /// The reconcile loop's work queue.
+    pub reconciler: crate::reconcile::Reconciler,
     /// One lifecycle operation per bucket at a time.
     pub locks: Locks,
     /// Encrypts secrets at rest.
@@ -49,6 +51,8 @@ pub struct App {
     pub callers: crate::auth::CallerCache,
     /// Bytes in flight and promised per bucket, checked against quotas.
     pub quotas: crate::usage::Ledger,
+    /// Presigned uploads being followed now, across buckets.
+    pub followed_uploads: std::sync::atomic::AtomicUsize,
     /// Usage changes of buckets without a quota, not yet written to the store.
     pub pending_usage: crate::pending_usage::PendingUsage,
     /// Counters for `/metrics`.

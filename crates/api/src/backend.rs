@@ -120,17 +120,7 @@ pub async fn resources(
     if b.kind != BucketKind::Managed {
         return None;
     }
-    match state
-        .docker
-        .container_stats(&kalpana_manager_core::spec::container_name(&b.id))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(bucket = %b.id, error = %e, "container stats unavailable");
-            None
-        }
-    }
+    lifecycle::container_resources(state, b).await
 }
 
 /// Whether the periodic refresh looks at this bucket while it is not RUNNING (an external

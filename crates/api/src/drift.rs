@@ -60,7 +60,7 @@ pub async fn enforce(state: &AppState, id: &str) -> Result<bool> {
         return Ok(false);
     }
     let b = &b;
-    let client = lifecycle::s3_client(state, b)?;
+    let client = crate::backend::s3(state, b)?;
     let seen = client.observed_settings().await?;
     let (fix, what) = corrections(b, seen);
     if what.is_empty() {

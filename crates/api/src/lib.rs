@@ -1,36 +1,53 @@
 //! The Kalpana Buckets daemon: the axum REST API, auth, the store of desired state (embedded by
-//! default, MongoDB in production), bucket lifecycle and the reconcile loop.
+//! default, MongoDB in production), the bucket backends and the reconcile loop.
 //!
-//! Docker is reached only through `kalpana-manager-core`, S3 only through `kalpana-s3-ops`.
+//! Three layers, top to bottom; a layer uses the ones below it, never the one above:
+//! - **HTTP**: `router`, `routes` (one module per resource), `extract`, `error` (the one place
+//!   errors become statuses), `openapi`, `accept` (the listener) and `body_guard`.
+//! - **Domain**: the bucket operations and the backends behind one seam (`backend`): `lifecycle`
+//!   (managed buckets, a container each; split by operation) and `external` (buckets on other
+//!   S3 services, with `endpoint_policy`); `reconcile` (the controller loop, its decisions in
+//!   `reconcile::decide`), `usage`, `pending_usage`, `upload`, `drift`, `auth`, `validate`,
+//!   `model`.
+//! - **Infrastructure**: `store` (embedded or MongoDB), `secrets`, `config`, `metrics`,
+//!   `events`, `lease`, `dns`, `fault`, and `app`/`server`, which wire it all together.
+//!
+//! Docker is reached only through `kalpana-manager-core`, and only from `lifecycle` and
+//! `reconcile`; S3 only through `kalpana-s3-ops`, and only through `backend`.
 
+// HTTP
 pub mod accept;
-pub mod app;
-pub mod auth;
-pub mod backend;
 pub mod body_guard;
-pub mod config;
-pub mod dns;
-pub mod drift;
-pub mod endpoint_policy;
 pub mod error;
-pub mod events;
-pub mod external;
 pub mod extract;
-pub mod fault;
-pub mod lease;
-pub mod lifecycle;
-pub mod metrics;
-pub mod model;
 pub mod openapi;
-pub mod pending_usage;
-pub mod reconcile;
 pub mod router;
 pub mod routes;
-pub mod secrets;
-pub mod server;
-pub mod store;
+
+// Domain
+pub mod auth;
+pub mod backend;
+pub mod drift;
+pub mod endpoint_policy;
+pub mod external;
+pub mod lifecycle;
+pub mod model;
+pub mod pending_usage;
+pub mod reconcile;
 pub mod upload;
 pub mod usage;
 pub mod validate;
+
+// Infrastructure
+pub mod app;
+pub mod config;
+pub mod dns;
+pub mod events;
+pub mod fault;
+pub mod lease;
+pub mod metrics;
+pub mod secrets;
+pub mod server;
+pub mod store;
 
 pub use error::{Error, Result};

@@ -173,6 +173,17 @@ impl Domain {
     }
 }
 
+/// What a bucket is in the middle of, beside its status (typed, so that nothing is parsed back
+/// out of `statusMessage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// STOPPED recorded, the container not yet stopped.
+    Stopping,
+    /// RUNNING, the container went down and is being brought back.
+    Restarting,
+}
+
 /// Where a bucket lives: its own container (`managed`) or a bucket on an S3-compatible service
 /// whose credentials the daemon keeps (`external`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -304,6 +315,9 @@ pub struct BucketRecord {
     pub deleting: bool,
     /// With `deleting`: drop the volume too.
     pub delete_volume: bool,
+    /// What the bucket is in the middle of, if anything.
+    #[serde(default)]
+    pub phase: Option<Phase>,
     /// Where the bucket lives (`managed` for records from before external buckets existed).
     #[serde(default)]
     pub kind: BucketKind,
@@ -360,6 +374,7 @@ impl BucketRecord {
             generation: 0,
             deleting: false,
             delete_volume: false,
+            phase: None,
             kind: BucketKind::Managed,
             external: None,
             default_for: Vec::new(),

@@ -18,13 +18,57 @@ use crate::model::BucketRecord;
 /// How often pending changes are written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Object and byte changes per bucket id not yet in the store.
+/// Object and byte changes per bucket id not yet in the store, and the API uploads streaming
+/// now per bucket (a recount that overlaps one would count its parts, then the upload again
+/// when it lands).
 #[derive(Debug, Default)]
-pub struct PendingUsage(Mutex<HashMap<String, (i64, i64)>>);
+pub struct PendingUsage {
+    changes: Mutex<HashMap<String, (i64, i64)>>,
+    /// Per bucket: uploads streaming now, and uploads ever started (to see one come and go).
+    uploads: Mutex<HashMap<String, (usize, u64)>>,
+}
+
+/// An API upload streaming into a bucket; counted until dropped.
+pub struct UploadInFlight<'a> {
+    owner: &'a PendingUsage,
+    id: String,
+}
+
+impl Drop for UploadInFlight<'_> {
+    fn drop(&mut self) {
+        let mut uploads = self.owner.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = uploads.get_mut(&self.id) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
+}
 
 impl PendingUsage {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, i64)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes an API upload into bucket `id` until the guard is dropped.
+    pub fn upload_started(&self, id: &str) -> UploadInFlight<'_> {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let e = uploads.entry(id.to_string()).or_default();
+        e.0 += 1;
+        e.1 += 1;
+        UploadInFlight {
+            owner: self,
+            id: id.to_string(),
+        }
+    }
+
+    /// A mark of bucket `id`'s API uploads when none streams (None while one does): a recount
+    /// is trusted only when the mark is the same before and after its listing.
+    pub fn quiet_mark(&self, id: &str) -> Option<u64> {
+        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        match uploads.get(id) {
+            Some((0, started)) => Some(*started),
+            Some(_) => None,
+            None => Some(0),
+        }
     }
 
     /// Adds a change to a bucket's counters.

@@ -25,6 +25,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         ports,
         allocation: tokio::sync::Mutex::new(()),
         locks: Default::default(),
+        reconciler: Default::default(),
         defaults_lock: Default::default(),
         s3_clients: Default::default(),
         master_key,
@@ -32,6 +33,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         callers: Default::default(),
         quotas: Default::default(),
         pending_usage: Default::default(),
+        followed_uploads: Default::default(),
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
     }));
@@ -63,13 +65,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;
     }
-    if let Err(e) = state.docker.ping().await {
-        tracing::warn!(error = %e, "Docker is not answering; bucket operations will fail with 503 until it does");
-    } else {
-        // A bucket network that lets containers reach each other would break tenant isolation:
-        // refuse to run on it rather than start buckets there.
-        state.docker.ensure_network(&state.config.network).await?;
-    }
+    crate::lifecycle::prepare_docker(&state).await?;
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }

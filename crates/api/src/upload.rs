@@ -105,6 +105,7 @@ where
         before,
         mut reservation,
     } = up;
+    let _in_flight = state.pending_usage.upload_started(&b.id);
     // A declared length is reserved whole before anything streams; otherwise each chunk is.
     if let Some(len) = length {
         if !reservation.take(len) {

@@ -248,7 +248,14 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     if b.status != BucketStatus::Running || b.deleting {
         return Ok(());
     }
+    let before = state.pending_usage.quiet_mark(id);
     let (count, bytes) = crate::backend::s3(state, &b)?.usage().await?;
+    if before.is_none() || state.pending_usage.quiet_mark(id) != before {
+        // An API upload overlapped the listing: its parts may be in the count and its object
+        // about to be added to it. The next recount, in a quiet moment, is trusted instead.
+        tracing::debug!(bucket = %id, "recount overlapped an API upload; not recorded");
+        return Ok(());
+    }
     let _guard = state.locks.lock(id).await;
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
@@ -271,10 +278,8 @@ pub async fn sync_one(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Presigned uploads being followed now, across buckets; past [`MAX_FOLLOWED`] new ones are left
+/// Most presigned uploads followed at once (`App::followed_uploads`); past it new ones are left
 /// to the periodic recount.
-static FOLLOWED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Most presigned uploads followed at once.
 const MAX_FOLLOWED: usize = 4096;
 
 /// Follows a presigned upload of `key` until it lands or its URL expires, and counts it in the
@@ -289,8 +294,8 @@ pub fn follow_presigned(
     expires: std::time::Duration,
 ) {
     use std::sync::atomic::Ordering;
-    if FOLLOWED.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWED {
-        FOLLOWED.fetch_sub(1, Ordering::SeqCst);
+    if state.followed_uploads.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWED {
+        state.followed_uploads.fetch_sub(1, Ordering::SeqCst);
         tracing::debug!(bucket = %b.id, "too many presigned uploads followed; the periodic recount will count this one");
         return;
     }
@@ -336,7 +341,7 @@ pub fn follow_presigned(
                 break;
             }
         }
-        FOLLOWED.fetch_sub(1, Ordering::SeqCst);
+        state.followed_uploads.fetch_sub(1, Ordering::SeqCst);
     });
 }
 

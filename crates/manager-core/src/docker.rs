@@ -81,11 +81,51 @@ impl ContainerState {
     }
 }
 
+/// What happened to a container, as far as the daemon cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerAction {
+    /// It exited (any exit code; also after `oom`).
+    Die,
+    /// The kernel killed a process in it for memory.
+    Oom,
+    /// It was removed.
+    Destroy,
+    /// Anything else (start, stop, kill, …).
+    Other,
+}
+
+impl ContainerAction {
+    /// Docker's action string, read.
+    pub fn parse(action: &str) -> Self {
+        match action {
+            "die" => ContainerAction::Die,
+            "oom" => ContainerAction::Oom,
+            "destroy" => ContainerAction::Destroy,
+            _ => ContainerAction::Other,
+        }
+    }
+
+    /// The action's name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerAction::Die => "die",
+            ContainerAction::Oom => "oom",
+            ContainerAction::Destroy => "destroy",
+            ContainerAction::Other => "other",
+        }
+    }
+
+    /// Whether the container stopped serving.
+    pub fn is_down(self) -> bool {
+        !matches!(self, ContainerAction::Other)
+    }
+}
+
 /// A container event for a managed bucket container.
 #[derive(Debug, Clone)]
 pub struct ContainerEvent {
-    /// Docker's action (start, die, stop, destroy, oom, …).
-    pub action: String,
+    /// What happened.
+    pub action: ContainerAction,
     /// Bucket id from the container's labels.
     pub bucket_id: String,
     /// Id of the container the event is about.
@@ -557,7 +597,7 @@ impl DockerClient {
                         let bucket_id = attrs.get(LABEL_BUCKET_ID)?.clone();
                         let exit_code = attrs.get("exitCode").and_then(|c| c.parse().ok());
                         Some(Ok(ContainerEvent {
-                            action: ev.action.unwrap_or_default(),
+                            action: ContainerAction::parse(ev.action.as_deref().unwrap_or("")),
                             bucket_id,
                             container_id,
                             exit_code,

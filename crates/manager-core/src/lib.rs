@@ -12,7 +12,9 @@ pub mod ports;
 pub mod readiness;
 pub mod spec;
 
-pub use docker::{ContainerEvent, ContainerState, ContainerStats, DockerClient, PullProgress};
+pub use docker::{
+    ContainerAction, ContainerEvent, ContainerState, ContainerStats, DockerClient, PullProgress,
+};
 pub use engine::{EngineFeatures, EngineKind, EngineProfile};
 pub use error::{Error, Result};
 pub use ports::{PortAllocator, PortRange};

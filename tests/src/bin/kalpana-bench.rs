@@ -574,7 +574,19 @@ async fn list(records: usize, requests: usize, store_uri: Option<String>) -> Res
             .await?;
         let started = Instant::now();
         for i in 0..records {
-            let mut b = kalpana_api::store::suite::bucket("bench-user", &format!("b-{i:06}"), &[]);
+            let mut b = kalpana_api::model::BucketRecord {
+                image: "img".into(),
+                host: "127.0.0.1".into(),
+                access_key: "AK".into(),
+                secret_key_enc: "sealed".into(),
+                region: "us-east-1".into(),
+                ..kalpana_api::model::BucketRecord::new(
+                    kalpana_api::model::new_id(),
+                    format!("b-{i:06}"),
+                    "bench-user".into(),
+                    kalpana_manager_core::EngineKind::Seaweedfs,
+                )
+            };
             b.status = BucketStatus::Stopped;
             b.provisioned = true;
             ids.push(b.id.clone());

@@ -22,7 +22,9 @@ impl Remote {
         let access_key = format!("REMOTE{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let secret = format!("remote-secret-{}", uuid::Uuid::new_v4().simple());
         // A fixed host port, so that the endpoint survives the container's restart.
-        let port = std::net::TcpListener::bind("127.0.0.2:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.2:0")?
+            .local_addr()?
+            .port();
         let ok = Command::new("docker")
             .args(["run", "-d", "--name", &name])
             .args(["-p", &format!("127.0.0.2:{port}:8333")])

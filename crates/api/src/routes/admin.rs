@@ -84,22 +84,13 @@ async fn remove_orphan(
     name: &str,
 ) -> Result<StatusCode> {
     caller.require_admin()?;
-    // Under the allocation lock no bucket is being created meanwhile.
-    let _alloc = state.allocation.lock().await;
-    let found = find_orphans(state).await?;
-    let orphan = match kind {
-        Kind::Container => found.containers.iter().any(|c| c.name == name),
-        Kind::Volume => found.volumes.iter().any(|v| v.name == name),
-    };
-    if !orphan {
-        return Err(Error::NotFound(match kind {
-            Kind::Container => "orphan container",
-            Kind::Volume => "orphan volume",
+    let volume = matches!(kind, Kind::Volume);
+    if !crate::reconcile::remove_orphan(state, volume, name).await? {
+        return Err(Error::NotFound(if volume {
+            "orphan volume"
+        } else {
+            "orphan container"
         }));
-    }
-    match kind {
-        Kind::Container => state.docker.remove_container(name).await?,
-        Kind::Volume => state.docker.remove_volume(name).await?,
     }
     tracing::warn!(name, admin = %caller.user.id, volume = matches!(kind, Kind::Volume), "orphan removed by an admin");
     Ok(StatusCode::NO_CONTENT)

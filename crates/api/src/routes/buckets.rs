@@ -47,6 +47,8 @@ pub struct BucketView {
     max_size_gb: Option<f64>,
     status: &'static str,
     status_message: Option<String>,
+    /// What the bucket is in the middle of: `stopping`, `restarting`, or null.
+    phase: Option<crate::model::Phase>,
     object_count: u64,
     total_size_bytes: u64,
     /// The last recount found more bytes than `maxSizeGB` allows (written directly over S3).
@@ -109,6 +111,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         public_access: b.public_access,
         max_size_gb: b.max_size_gb,
         status_message: b.status_message,
+        phase: b.phase,
         object_count: b.object_count,
         total_size_bytes: b.total_size_bytes,
         over_quota: b.over_quota,

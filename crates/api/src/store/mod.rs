@@ -12,7 +12,10 @@ use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
 
 pub mod embedded;
 pub mod mongo;
+#[cfg(test)]
 pub mod suite;
+#[cfg(test)]
+mod suite_runs;
 
 /// Which buckets a listing returns.
 #[derive(Debug, Clone, Default)]
