@@ -7,7 +7,7 @@
 //! - **Domain**: the bucket operations and the backends behind one seam (`backend`): `lifecycle`
 //!   (managed buckets, a container each; split by operation) and `external` (buckets on other
 //!   S3 services, with `endpoint_policy`); `reconcile` (the controller loop, its decisions in
-//!   `reconcile::decide`), `usage`, `pending_usage`, `upload`, `drift`, `auth`, `validate`,
+//!   `reconcile::decide`), `keys` (scoped keys), `usage`, `pending_usage`, `upload`, `drift`, `auth`, `validate`,
 //!   `model`.
 //! - **Infrastructure**: `store` (embedded or MongoDB), `secrets`, `config`, `metrics`,
 //!   `events`, `lease`, `dns`, `fault`, and `app`/`server`, which wire it all together.
@@ -30,6 +30,7 @@ pub mod backend;
 pub mod drift;
 pub mod endpoint_policy;
 pub mod external;
+pub mod keys;
 pub mod lifecycle;
 pub mod model;
 pub mod pending_usage;

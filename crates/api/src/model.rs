@@ -184,6 +184,57 @@ pub enum Phase {
     Restarting,
 }
 
+/// What a scoped key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAccess {
+    /// Read and list objects.
+    Read,
+    /// Write and delete objects (not read them).
+    Write,
+    /// Both.
+    ReadWrite,
+}
+
+/// A scoped access key of a managed bucket, made by the engine itself (an IAM user with a policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopedKey {
+    /// Id (also names the engine's user: `kb-<id>`).
+    pub id: String,
+    /// Free text.
+    pub name: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key, encrypted with the master key (shown once, at creation).
+    pub secret_key_enc: String,
+    /// What it may do.
+    pub access: KeyAccess,
+    /// Only keys under this prefix.
+    pub prefix: Option<String>,
+    /// When it stops working (revoked by the daemon within seconds).
+    pub expires_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+impl ScopedKey {
+    /// The engine's user name of the key.
+    pub fn engine_user(&self) -> String {
+        format!("kb-{}", self.id)
+    }
+}
+
+/// A key revoked while its bucket could not be reached: removed from the engine when it can.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevoke {
+    /// The engine's user name.
+    pub user: String,
+    /// The access key id.
+    pub access_key: String,
+}
+
 /// Where a bucket lives: its own container (`managed`) or a bucket on an S3-compatible service
 /// whose credentials the daemon keeps (`external`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -324,6 +375,12 @@ pub struct BucketRecord {
     /// The remote bucket of an external one.
     #[serde(default)]
     pub external: Option<ExternalTarget>,
+    /// Scoped access keys.
+    #[serde(default)]
+    pub keys: Vec<ScopedKey>,
+    /// Keys revoked but not yet removed from the engine (the bucket was not running).
+    #[serde(default)]
+    pub revoke_pending: Vec<PendingRevoke>,
     /// Purposes this bucket is the default for in its scope (the owner's, or its team's).
     #[serde(default)]
     pub default_for: Vec<String>,
@@ -378,6 +435,8 @@ impl BucketRecord {
             kind: BucketKind::Managed,
             external: None,
             default_for: Vec::new(),
+            keys: Vec::new(),
+            revoke_pending: Vec::new(),
             created_at: ts.clone(),
             updated_at: ts,
         }

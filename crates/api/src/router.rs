@@ -22,7 +22,7 @@ use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
-    admin, buckets, copy, defaults, domains, events, fallback, health, identities, objects,
+    admin, buckets, copy, defaults, domains, events, fallback, health, identities, keys, objects,
     presign, probe,
 };
 
@@ -57,6 +57,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::metadata))
         .routes(routes!(copy::copy))
         .routes(routes!(probe::test))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
         .routes(routes!(defaults::list))
         .routes(routes!(defaults::set, defaults::drop))
         .routes(routes!(presign::presigned_upload))

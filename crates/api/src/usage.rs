@@ -381,6 +381,12 @@ pub fn spawn_periodic_sync(state: AppState) {
                     .unwrap_or_else(|p| p.into_inner())
                     .retain(|id, _| ids.contains(id.as_str()));
             }
+            // Expired and revoked keys first, on every tick: refused within seconds.
+            for b in buckets.iter().filter(|b| crate::keys::due(b)) {
+                if let Err(e) = crate::keys::enforce(&state, &b.id).await {
+                    tracing::warn!(bucket = %b.id, error = %e, "revoking keys failed; will retry");
+                }
+            }
             for b in buckets.into_iter().filter(|b| {
                 !b.deleting
                     && (b.status == BucketStatus::Running || crate::backend::checked_while_down(b))

@@ -105,6 +105,9 @@ pub struct EngineProfile {
     /// Flags that bound how much upload data the engine holds in memory at once, made for the
     /// container's memory limit (SeaweedFS buffers whole parts of concurrent uploads).
     pub upload_limit_flags: &'static [&'static str],
+    /// Whether the engine makes scoped keys itself through an IAM API on its S3 port (SeaweedFS);
+    /// MinIO's users and policies go through its own admin API, which the daemon does not speak.
+    pub scoped_keys: bool,
 }
 
 /// Routed public origins of a bucket, handed to engines that must know them (MinIO).
@@ -143,6 +146,7 @@ impl EngineProfile {
             internal_security: false,
             memory_limit_env: Some("GOMEMLIMIT"),
             upload_limit_flags: &[],
+            scoped_keys: false,
         }
     }
 
@@ -167,6 +171,8 @@ impl EngineProfile {
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
                 "-master.telemetry=false",
+                // Scoped keys are IAM users made through the S3 port by the root key only.
+                "-s3.iam.readOnly=false",
             ]
             .map(String::from)
             .to_vec(),
@@ -190,6 +196,7 @@ impl EngineProfile {
                 "-s3.concurrentUploadLimitMB",
                 "-filer.concurrentUploadLimitMB",
             ],
+            scoped_keys: true,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod error;
+pub mod iam;
 pub mod objects;
 pub mod presign;
 pub mod settings;

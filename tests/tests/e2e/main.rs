@@ -10,6 +10,7 @@ mod faults;
 mod hardening;
 mod hostnames;
 mod isolation;
+mod keys;
 mod lifecycle;
 mod limits;
 mod metrics;

@@ -9,6 +9,7 @@ pub mod events;
 pub mod fallback;
 pub mod health;
 pub mod identities;
+pub mod keys;
 pub mod objects;
 pub mod presign;
 pub mod probe;

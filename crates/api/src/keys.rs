@@ -1,0 +1,328 @@
+//! Scoped access keys of managed buckets: `read`, `write` or `read-write`, optionally under a
+//! key prefix and until an expiry. The engine enforces them (SeaweedFS makes each one an IAM user
+//! with a policy; see `kalpana_s3_ops::iam`), so a client holding a key never needs the bucket's
+//! root credentials and the daemon is not in its path.
+//!
+//! Guarantees: the secret is encrypted at rest and answered once. A revoked key is removed from
+//! the engine at once when the bucket runs, otherwise as soon as it runs again; an expired key
+//! is revoked by the periodic refresh (every 1–2 s), so it is refused within 5 s of expiring
+//! while the daemon runs. Keys live in the engine's data (on the bucket's volume), so they
+//! survive stop/start, root-credential rotation and container replacement.
+
+use std::time::Duration;
+
+use kalpana_s3_ops::iam::{IamClient, KeyScope};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::events::BucketEvent;
+use crate::lifecycle;
+use crate::model::{new_id, now, BucketRecord, BucketStatus, KeyAccess, PendingRevoke, ScopedKey};
+
+/// Most keys one bucket holds.
+pub const MAX_KEYS: usize = 100;
+/// Longest lifetime a key may be given (a year).
+pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A key to make.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Free text.
+    pub name: String,
+    /// What it may do.
+    pub access: KeyAccess,
+    /// Only keys under this prefix.
+    pub prefix: Option<String>,
+    /// Lifetime.
+    pub expires_in: Option<Duration>,
+}
+
+fn scope(access: KeyAccess, prefix: Option<String>) -> KeyScope {
+    KeyScope {
+        read: matches!(access, KeyAccess::Read | KeyAccess::ReadWrite),
+        write: matches!(access, KeyAccess::Write | KeyAccess::ReadWrite),
+        prefix,
+    }
+}
+
+/// Checks a request before anything is made.
+pub fn validate(req: &NewKey) -> Result<()> {
+    if req.name.trim().is_empty() || req.name.len() > 64 || req.name.chars().any(char::is_control) {
+        return Err(Error::BadRequest(
+            "name must be 1-64 characters without control characters".into(),
+        ));
+    }
+    if let Some(p) = &req.prefix {
+        if p.is_empty()
+            || p.len() > 512
+            || p.starts_with('/')
+            || p.chars()
+                .any(|c| c.is_control() || c == '*' || c == '?' || c == '\\')
+        {
+            return Err(Error::BadRequest(
+                "prefix must be 1-512 bytes, not starting with `/`, without control characters, `*`, `?` or `\\`".into(),
+            ));
+        }
+    }
+    if let Some(d) = req.expires_in {
+        if d.is_zero() || d > MAX_EXPIRY {
+            return Err(Error::BadRequest(format!(
+                "expiresIn must be between 1 and {} seconds",
+                MAX_EXPIRY.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The IAM client of a running managed bucket, with its root credentials.
+fn iam(state: &AppState, b: &BucketRecord) -> Result<IamClient> {
+    let origin = lifecycle::internal_origin(state, b)?;
+    Ok(IamClient::new(&lifecycle::endpoint_at(state, b, origin)?))
+}
+
+/// Refuses keys on a bucket whose engine cannot make them.
+fn require_keys(state: &AppState, b: &BucketRecord) -> Result<()> {
+    crate::backend::require_managed(b, "scoped keys")?;
+    if !state.config.profile(b.engine).scoped_keys {
+        return Err(Error::NotSupported(format!(
+            "scoped keys are not supported on the {} engine",
+            b.engine.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes a key on a RUNNING bucket; returns it and its secret (shown once). Nothing is left in
+/// the engine when the record cannot be written.
+pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKey, String)> {
+    validate(&req)?;
+    let _guard = state.locks.lock(id).await;
+    let mut b = state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))?;
+    require_keys(state, &b)?;
+    if b.status != BucketStatus::Running {
+        return Err(Error::Conflict(format!(
+            "bucket {} is not running: start it to make keys",
+            b.name
+        )));
+    }
+    if b.keys.len() >= MAX_KEYS {
+        return Err(Error::OwnerLimit(format!(
+            "bucket {} already holds {MAX_KEYS} keys: revoke one first",
+            b.name
+        )));
+    }
+    let key_id = new_id();
+    let user = format!("kb-{key_id}");
+    let iam = iam(state, &b)?;
+    let issued = iam
+        .issue(&user, &b.name, &scope(req.access, req.prefix.clone()))
+        .await?;
+    let expires_at = req.expires_in.map(|d| {
+        (OffsetDateTime::now_utc() + d)
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| now())
+    });
+    let key = ScopedKey {
+        id: key_id,
+        name: req.name,
+        access_key: issued.access_key.clone(),
+        secret_key_enc: state.master_key.encrypt(&issued.secret_key)?,
+        access: req.access,
+        prefix: req.prefix,
+        expires_at,
+        created_at: now(),
+    };
+    b.keys.push(key.clone());
+    b.updated_at = now();
+    if let Err(e) = state.store.update_bucket(&b, None).await {
+        let _ = iam.revoke(&user, Some(&issued.access_key)).await;
+        return Err(e);
+    }
+    tracing::info!(bucket = %b.id, key = %key.id, access_key = %key.access_key, access = ?key.access,
+        prefix = ?key.prefix, expires_at = ?key.expires_at, "scoped key made");
+    state.events.publish(BucketEvent::of(
+        "bucket.key",
+        &b,
+        Some(format!("key {} ({}) made", key.name, key.access_key)),
+    ));
+    Ok((key, issued.secret_key))
+}
+
+/// Revokes a key: removed from the engine at once when the bucket runs, otherwise when it runs
+/// again (the record remembers it).
+pub async fn revoke(state: &AppState, id: &str, key_id: &str) -> Result<()> {
+    let _guard = state.locks.lock(id).await;
+    let mut b = state
+        .store
+        .get_bucket(id)
+        .await?
+        .ok_or(Error::NotFound("bucket"))?;
+    let Some(pos) = b.keys.iter().position(|k| k.id == key_id) else {
+        return Err(Error::NotFound("key"));
+    };
+    let key = b.keys.remove(pos);
+    b.revoke_pending.push(PendingRevoke {
+        user: key.engine_user(),
+        access_key: key.access_key.clone(),
+    });
+    b.updated_at = now();
+    state.store.update_bucket(&b, None).await?;
+    tracing::info!(bucket = %b.id, key = %key.id, access_key = %key.access_key, "scoped key revoked");
+    state.events.publish(BucketEvent::of(
+        "bucket.key",
+        &b,
+        Some(format!("key {} ({}) revoked", key.name, key.access_key)),
+    ));
+    if b.status == BucketStatus::Running {
+        remove_pending(state, &mut b).await?;
+    }
+    Ok(())
+}
+
+/// Removes revoked keys from the engine of a running bucket. Caller holds the bucket's lock.
+async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Result<()> {
+    if b.revoke_pending.is_empty() {
+        return Ok(());
+    }
+    let iam = iam(state, b)?;
+    let mut left = Vec::new();
+    for p in std::mem::take(&mut b.revoke_pending) {
+        if let Err(e) = iam.revoke(&p.user, Some(&p.access_key)).await {
+            tracing::warn!(bucket = %b.id, access_key = %p.access_key, error = %e, "removing a revoked key from the engine failed; will retry");
+            left.push(p);
+        }
+    }
+    b.revoke_pending = left;
+    state.store.update_bucket(b, None).await
+}
+
+/// Whether a key has expired at `now`.
+pub fn expired(k: &ScopedKey, now: OffsetDateTime) -> bool {
+    k.expires_at
+        .as_deref()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .is_some_and(|t| t <= now)
+}
+
+/// Whether a bucket's record shows key work for the periodic refresh.
+pub fn due(b: &BucketRecord) -> bool {
+    b.status == BucketStatus::Running
+        && (!b.revoke_pending.is_empty()
+            || b.keys.iter().any(|k| expired(k, OffsetDateTime::now_utc())))
+}
+
+/// Revokes expired keys and removes revoked ones from the engine of a running bucket.
+pub async fn enforce(state: &AppState, id: &str) -> Result<()> {
+    let _guard = state.locks.lock(id).await;
+    let Some(mut b) = state.store.get_bucket(id).await? else {
+        return Ok(());
+    };
+    if b.status != BucketStatus::Running {
+        return Ok(());
+    }
+    let at = OffsetDateTime::now_utc();
+    let (gone, kept): (Vec<ScopedKey>, Vec<ScopedKey>) =
+        b.keys.drain(..).partition(|k| expired(k, at));
+    b.keys = kept;
+    for k in &gone {
+        tracing::info!(bucket = %b.id, key = %k.id, access_key = %k.access_key, "scoped key expired; revoking it");
+        state.events.publish(BucketEvent::of(
+            "bucket.key",
+            &b,
+            Some(format!("key {} ({}) expired", k.name, k.access_key)),
+        ));
+        b.revoke_pending.push(PendingRevoke {
+            user: k.engine_user(),
+            access_key: k.access_key.clone(),
+        });
+    }
+    if !gone.is_empty() {
+        state.store.update_bucket(&b, None).await?;
+    }
+    remove_pending(state, &mut b).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> NewKey {
+        NewKey {
+            name: "agent".into(),
+            access: KeyAccess::Read,
+            prefix: None,
+            expires_in: None,
+        }
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        assert!(validate(&req()).is_ok());
+        for bad in [
+            NewKey {
+                name: " ".into(),
+                ..req()
+            },
+            NewKey {
+                prefix: Some("/abs".into()),
+                ..req()
+            },
+            NewKey {
+                prefix: Some("a*".into()),
+                ..req()
+            },
+            NewKey {
+                expires_in: Some(Duration::ZERO),
+                ..req()
+            },
+            NewKey {
+                expires_in: Some(MAX_EXPIRY + Duration::from_secs(1)),
+                ..req()
+            },
+        ] {
+            assert!(
+                matches!(validate(&bad), Err(Error::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_record() {
+        let key = |at: Option<&str>| ScopedKey {
+            id: "k".into(),
+            name: "n".into(),
+            access_key: "AK".into(),
+            secret_key_enc: "x".into(),
+            access: KeyAccess::Read,
+            prefix: None,
+            expires_at: at.map(str::to_string),
+            created_at: now(),
+        };
+        let t = OffsetDateTime::parse("2026-01-01T00:00:00Z", &Rfc3339).expect("time");
+        assert!(expired(&key(Some("2025-12-31T23:59:59Z")), t));
+        assert!(!expired(&key(Some("2026-01-01T00:00:01Z")), t));
+        assert!(!expired(&key(None), t));
+    }
+
+    #[test]
+    fn access_maps_to_the_engine_scope() {
+        assert_eq!(
+            scope(KeyAccess::ReadWrite, Some("p/".into())),
+            KeyScope {
+                read: true,
+                write: true,
+                prefix: Some("p/".into())
+            }
+        );
+        assert!(!scope(KeyAccess::Write, None).read);
+        assert!(!scope(KeyAccess::Read, None).write);
+    }
+}
