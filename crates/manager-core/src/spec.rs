@@ -412,7 +412,7 @@ mod tests {
         assert!(!l.keys().any(|k| k.starts_with("traefik.")));
         // Ownership labels, the configuration generation and the spec revision.
         assert_eq!(l.len(), 7);
-        assert_eq!(l.get(LABEL_SPEC_REVISION).map(String::as_str), Some("2"));
+        assert_eq!(l.get(LABEL_SPEC_REVISION), Some(&SPEC_REVISION.to_string()));
         assert_eq!(l.get(LABEL_GENERATION).map(String::as_str), Some("3"));
     }
 

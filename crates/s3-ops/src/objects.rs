@@ -6,10 +6,13 @@ use std::pin::Pin;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::client::BucketClient;
 use crate::error::{Error, Result};
+
+/// Downloads are passed on in pieces of up to this much that have already arrived.
+const COALESCE: usize = 256 * 1024;
 
 /// Characters a copy source keeps as they are (`/` separates the key's parts).
 const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -330,10 +333,32 @@ impl BucketClient {
             out.content_type.clone(),
             out.metadata.clone(),
         );
-        let body = futures::stream::unfold(out.body, |mut s| async move {
-            s.next()
-                .await
-                .map(|chunk| (chunk.map_err(|e| Box::new(e) as BoxError), s))
+        let body = futures::stream::unfold((out.body, None), |(mut s, failed)| async move {
+            if let Some(e) = failed {
+                return Some((Err(e), (s, None)));
+            }
+            let first = match s.next().await? {
+                Ok(c) => c,
+                Err(e) => return Some((Err(Box::new(e) as BoxError), (s, None))),
+            };
+            if first.len() >= COALESCE {
+                return Some((Ok(first), (s, None)));
+            }
+            // Chunks already received are sent on together: fewer, larger writes to the client
+            // (the engine's answer arrives in reads of a few KiB).
+            let mut buf = BytesMut::from(&first[..]);
+            let mut failed = None;
+            while buf.len() < COALESCE {
+                match s.next().now_or_never() {
+                    Some(Some(Ok(more))) => buf.extend_from_slice(&more),
+                    Some(Some(Err(e))) => {
+                        failed = Some(Box::new(e) as BoxError);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            Some((Ok(buf.freeze()), (s, failed)))
         });
         Ok(Download {
             content_length: info.size,
