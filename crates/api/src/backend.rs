@@ -88,6 +88,7 @@ pub async fn create(
     caller: &crate::auth::Caller,
     req: lifecycle::CreateBucket,
 ) -> Result<Created> {
+    crate::workspaces::check_link(state, caller, req.workspace_id.as_deref()).await?;
     match req.kind.unwrap_or_default() {
         BucketKind::Managed => {
             if req.external.is_some() {

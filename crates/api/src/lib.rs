@@ -7,13 +7,14 @@
 //! - **Domain**: the bucket operations and the backends behind one seam (`backend`): `lifecycle`
 //!   (managed buckets, a container each; split by operation) and `external` (buckets on other
 //!   S3 services, with `endpoint_policy`); `reconcile` (the controller loop, its decisions in
-//!   `reconcile::decide`), `keys` (scoped keys), `usage`, `pending_usage`, `upload`, `drift`, `auth`, `validate`,
-//!   `model`.
+//!   `reconcile::decide`), `keys` (scoped keys), `workspaces`, `usage`, `pending_usage`,
+//!   `upload`, `drift`, `auth`, `validate`, `model`.
 //! - **Infrastructure**: `store` (embedded or MongoDB), `secrets`, `config`, `metrics`,
 //!   `events`, `lease`, `dns`, `fault`, and `app`/`server`, which wire it all together.
 //!
 //! Docker is reached only through `kalpana-manager-core`, and only from `lifecycle` and
-//! `reconcile`; S3 only through `kalpana-s3-ops`, and only through `backend`.
+//! `reconcile`; S3 only through `kalpana-s3-ops`, and routes reach a bucket's S3 only through
+//! `backend`.
 
 // HTTP
 pub mod accept;
@@ -38,6 +39,7 @@ pub mod reconcile;
 pub mod upload;
 pub mod usage;
 pub mod validate;
+pub mod workspaces;
 
 // Infrastructure
 pub mod app;

@@ -108,6 +108,23 @@ impl TeamRole {
     }
 }
 
+/// A workspace (a development container, an app, an agent's home): buckets are linked to it
+/// with their `workspaceId`, and its containers may be attached to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    /// Id.
+    pub id: String,
+    /// Free text.
+    pub name: String,
+    /// Owner.
+    pub user_id: String,
+    /// Team whose members see it.
+    pub team_id: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+}
+
 /// A team: its members reach its buckets as their role allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

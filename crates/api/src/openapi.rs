@@ -54,6 +54,7 @@ pub struct Failed(ErrorBody);
         (name = "identities", description = "users and teams"),
         (name = "domains", description = "domains and links"),
         (name = "defaults", description = "default buckets per purpose"),
+        (name = "workspaces", description = "workspaces buckets are linked to"),
         (name = "events", description = "status events"),
         (name = "admin", description = "administration"),
         (name = "health", description = "liveness and readiness")

@@ -23,7 +23,7 @@ use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, buckets, copy, defaults, domains, events, fallback, health, identities, keys, objects,
-    presign, probe,
+    presign, probe, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -59,6 +59,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(probe::test))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::delete))
+        .routes(routes!(workspaces::buckets))
         .routes(routes!(defaults::list))
         .routes(routes!(defaults::set, defaults::drop))
         .routes(routes!(presign::presigned_upload))

@@ -22,3 +22,4 @@ mod side_doors;
 mod stats;
 mod store_outage;
 mod tenancy;
+mod workspaces;

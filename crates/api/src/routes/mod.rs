@@ -13,3 +13,4 @@ pub mod keys;
 pub mod objects;
 pub mod presign;
 pub mod probe;
+pub mod workspaces;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("token_hashes");
@@ -23,6 +23,7 @@ const BUCKET_NAMES: TableDefinition<&str, &str> = TableDefinition::new("bucket_n
 const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
 const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
 const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
+const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
 const DOMAIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("domain_names");
 /// The daemon lease (one row, key `daemon`).
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -71,6 +72,7 @@ impl EmbeddedStore {
             txn.open_table(SUBDOMAINS).map_err(db_err)?;
             txn.open_table(DOMAINS).map_err(db_err)?;
             txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
+            txn.open_table(WORKSPACES).map_err(db_err)?;
             txn.open_table(LINKED_HOSTS).map_err(db_err)?;
             txn.open_table(LEASES).map_err(db_err)?;
         }
@@ -317,6 +319,43 @@ impl Store for EmbeddedStore {
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
         let id = id.to_string();
         self.blocking(move |db| Self::get(db, DOMAINS, &id)).await
+    }
+
+    async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {
+        let w = workspace.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(WORKSPACES).map_err(db_err)?;
+                t.insert(w.id.as_str(), encode(&w)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_workspace(&self, id: &str) -> Result<Option<Workspace>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, WORKSPACES, &id))
+            .await
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        self.blocking(|db| Self::all(db, WORKSPACES)).await
+    }
+
+    async fn delete_workspace(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(WORKSPACES).map_err(db_err)?;
+                t.remove(id.as_str()).map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {

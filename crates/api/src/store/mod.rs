@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 pub mod embedded;
 pub mod mongo;
@@ -84,6 +84,15 @@ pub trait Store: Send + Sync + 'static {
     async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>>;
     /// Every team.
     async fn list_teams(&self) -> Result<Vec<Team>>;
+
+    /// Inserts or replaces a workspace (by id).
+    async fn put_workspace(&self, workspace: &Workspace) -> Result<()>;
+    /// The workspace with this id.
+    async fn get_workspace(&self, id: &str) -> Result<Option<Workspace>>;
+    /// Every workspace.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    /// Deletes a workspace; a missing one is fine.
+    async fn delete_workspace(&self, id: &str) -> Result<()>;
 
     /// Inserts a new domain; 409 when its name is registered already.
     async fn insert_domain(&self, domain: &Domain) -> Result<()>;
@@ -216,6 +225,9 @@ pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
     }
     for domain in from.list_domains().await? {
         to.insert_domain(&domain).await?;
+    }
+    for workspace in from.list_workspaces().await? {
+        to.put_workspace(&workspace).await?;
     }
     for bucket in all_buckets(from).await? {
         to.insert_bucket(&bucket).await?;

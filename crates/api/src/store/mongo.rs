@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User};
+use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -153,6 +153,9 @@ impl MongoStore {
     }
     fn domains(&self) -> Collection<Document> {
         self.db.collection("domains")
+    }
+    fn workspaces(&self) -> Collection<Document> {
+        self.db.collection("workspaces")
     }
     fn buckets(&self) -> Collection<Document> {
         self.db.collection("buckets")
@@ -358,6 +361,39 @@ impl Store for MongoStore {
         if r.matched_count == 0 {
             return Err(Error::NotFound("domain"));
         }
+        Ok(())
+    }
+
+    async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {
+        self.workspaces()
+            .replace_one(
+                doc! { "_id": &workspace.id },
+                to_doc(&workspace.id, workspace)?,
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo_err)?;
+        Ok(())
+    }
+
+    async fn get_workspace(&self, id: &str) -> Result<Option<Workspace>> {
+        let d = self
+            .workspaces()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?;
+        d.map(from_doc).transpose()
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        self.find_all(self.workspaces(), doc! {}).await
+    }
+
+    async fn delete_workspace(&self, id: &str) -> Result<()> {
+        self.workspaces()
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?;
         Ok(())
     }
 

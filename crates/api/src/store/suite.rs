@@ -7,7 +7,7 @@ use kalpana_manager_core::EngineKind;
 
 use super::{BucketQuery, Store};
 use crate::error::Error;
-use crate::model::{new_id, now, BucketRecord, BucketStatus, Team, User};
+use crate::model::{new_id, now, BucketRecord, BucketStatus, Team, User, Workspace};
 
 /// A bucket record with the given owner, name and ports, as a test fixture.
 pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
@@ -47,8 +47,35 @@ pub async fn run_all(store: Arc<dyn Store>) {
     bucket_updates(&*store).await;
     listing(&*store).await;
     hosts_and_domains(&*store).await;
+    workspaces(&*store).await;
     lease(&*store).await;
     concurrent_inserts(store.clone()).await;
+}
+
+async fn workspaces(s: &dyn Store) {
+    let w = Workspace {
+        id: new_id(),
+        name: "dev box".into(),
+        user_id: "u1".into(),
+        team_id: None,
+        created_at: now(),
+    };
+    s.put_workspace(&w).await.expect("put workspace");
+    assert_eq!(s.get_workspace(&w.id).await.expect("get"), Some(w.clone()));
+    let renamed = Workspace {
+        name: "renamed".into(),
+        ..w.clone()
+    };
+    s.put_workspace(&renamed).await.expect("replace");
+    let all = s.list_workspaces().await.expect("list");
+    assert_eq!(all.iter().filter(|x| x.id == w.id).count(), 1);
+    assert_eq!(
+        s.get_workspace(&w.id).await.expect("get").map(|x| x.name),
+        Some("renamed".into())
+    );
+    s.delete_workspace(&w.id).await.expect("delete");
+    s.delete_workspace(&w.id).await.expect("delete again");
+    assert_eq!(s.get_workspace(&w.id).await.expect("get"), None);
 }
 
 async fn users(s: &dyn Store) {
