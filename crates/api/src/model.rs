@@ -242,6 +242,25 @@ impl ScopedKey {
     }
 }
 
+/// A workspace container attached to a bucket: on the bucket's attachment network, with a
+/// scoped key of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// Id.
+    pub id: String,
+    /// Docker id of the container.
+    pub container_id: String,
+    /// Its name.
+    pub container_name: String,
+    /// The workspace its label names.
+    pub workspace_id: String,
+    /// The scoped key it was given.
+    pub key_id: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
 /// A key revoked while its bucket could not be reached: removed from the engine when it can.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -398,6 +417,9 @@ pub struct BucketRecord {
     /// Keys revoked but not yet removed from the engine (the bucket was not running).
     #[serde(default)]
     pub revoke_pending: Vec<PendingRevoke>,
+    /// Workspace containers attached to it.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
     /// Purposes this bucket is the default for in its scope (the owner's, or its team's).
     #[serde(default)]
     pub default_for: Vec<String>,
@@ -454,6 +476,7 @@ impl BucketRecord {
             default_for: Vec::new(),
             keys: Vec::new(),
             revoke_pending: Vec::new(),
+            attachments: Vec::new(),
             created_at: ts.clone(),
             updated_at: ts,
         }

@@ -22,8 +22,8 @@ use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
-    admin, buckets, copy, defaults, domains, events, fallback, health, identities, keys, objects,
-    presign, probe, workspaces,
+    admin, attachments, buckets, connection, copy, defaults, domains, events, fallback, health,
+    identities, keys, objects, presign, probe, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -57,11 +57,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::metadata))
         .routes(routes!(copy::copy))
         .routes(routes!(probe::test))
+        .routes(routes!(connection::connection))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::delete))
         .routes(routes!(workspaces::buckets))
+        .routes(routes!(attachments::attach, attachments::list))
+        .routes(routes!(attachments::detach))
         .routes(routes!(defaults::list))
         .routes(routes!(defaults::set, defaults::drop))
         .routes(routes!(presign::presigned_upload))

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{
+    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
@@ -162,6 +165,111 @@ impl DockerClient {
             .map_err(|_| Error::DockerUnavailable("ping timed out".into()))?
             .map_err(|e| Error::docker("ping", e))?;
         Ok(())
+    }
+
+    /// Creates a bucket's attachment network if it is not there: a bridge without a route out
+    /// (`internal`), on which the bucket's container and the workspace containers attached to
+    /// it reach each other, and nothing else does.
+    pub async fn ensure_attach_network(&self, name: &str, bucket_id: &str) -> Result<()> {
+        if self.docker.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            internal: Some(true),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_INSTANCE.to_string(), self.instance.clone()),
+                (LABEL_BUCKET_ID.to_string(), bucket_id.to_string()),
+            ])),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            Err(e) => match Error::docker("create network", e) {
+                e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Connects a container to a network under these aliases; already connected is success.
+    pub async fn connect_to(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+    ) -> Result<()> {
+        let req = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        match self.docker.connect_network(network, req).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("already exists") || text.contains("already attached") {
+                    return Ok(());
+                }
+                Err(Error::docker("connect network", e))
+            }
+        }
+    }
+
+    /// Disconnects a container from a network; not connected (or gone) is success.
+    pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let req = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(network, req).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("disconnect network", e) {
+                e if e.is_not_found() => Ok(()),
+                e if e.to_string().contains("is not connected") => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Removes a network; a missing one is success.
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("remove network", e) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// A container's id, name and labels (by name or id); `None` when there is none.
+    pub async fn container_labels(
+        &self,
+        name_or_id: &str,
+    ) -> Result<Option<(String, String, HashMap<String, String>)>> {
+        match self
+            .docker
+            .inspect_container(name_or_id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => Ok(Some((
+                c.id.unwrap_or_default(),
+                c.name
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                c.config.and_then(|c| c.labels).unwrap_or_default(),
+            ))),
+            Err(e) => match Error::docker("inspect container", e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
     }
 
     /// Creates the network if it is not there, with traffic between its containers disabled

@@ -82,6 +82,36 @@ async fn keys_are_enforced_by_the_engine_revoked_in_seconds_and_survive_replacem
         }
     };
 
+    // How to connect, without the secret.
+    let (status, c) = alice
+        .send("GET", &format!("/api/buckets/{id}/connection"), None)
+        .await?;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["endpoint"], endpoint.as_str());
+    assert_eq!(c["bucket"], "scoped");
+    assert_eq!(c["env"]["AWS_ACCESS_KEY_ID"], b["accessKey"]);
+    assert_eq!(c["env"]["S3_BUCKET"], "scoped");
+    assert!(c["internalEndpoint"]
+        .as_str()
+        .is_some_and(|e| e.ends_with(":8333")));
+    for client in ["awsCli", "rclone", "boto3", "s3cmd"] {
+        assert!(
+            c["snippets"][client]
+                .as_str()
+                .is_some_and(|s| s.contains("scoped")),
+            "{client}: {c}"
+        );
+    }
+    assert!(
+        !c.to_string()
+            .contains(b["secretKey"].as_str().expect("secret")),
+        "the connection answer carries the secret"
+    );
+    let (status, _) = mallory
+        .send("GET", &format!("/api/buckets/{id}/connection"), None)
+        .await?;
+    assert_eq!(status, 404);
+
     // A read key on a prefix.
     let (status, reader) =
         make(json!({ "name": "reader", "access": "read", "prefix": "pub/" })).await?;

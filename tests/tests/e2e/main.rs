@@ -2,6 +2,7 @@
 //! All compiled into one test binary.
 
 mod api_fuzz;
+mod attachments;
 mod auth;
 mod big_uploads;
 mod config_file;

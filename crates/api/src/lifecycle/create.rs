@@ -376,7 +376,9 @@ pub(super) async fn bring_up(
             Err(e) => return Err(e.into()),
         }
     }
-    apply_settings(&client, settings).await
+    apply_settings(&client, settings).await?;
+    // A new container of a bucket with attached workspace containers joins them again.
+    super::attachments::reconnect(state, b).await
 }
 
 async fn step(state: &AppState, b: &mut BucketRecord, what: &str) -> Result<()> {

@@ -31,6 +31,13 @@ pub async fn delete(state: &AppState, id: &str, delete_volume: bool) -> Result<(
 
 /// The Docker half of a delete, then the record. Idempotent.
 pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
+    if !b.attachments.is_empty() {
+        let network = super::attachments::attach_network(&b.id);
+        for a in &b.attachments {
+            state.docker.disconnect(&network, &a.container_id).await?;
+        }
+        super::attachments::drop_network(state, &b.id).await?;
+    }
     state
         .docker
         .remove_container(&container_name(&b.id))

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::BucketEvent;
 use crate::model::{now, BucketRecord, BucketStatus};
 
+pub mod attachments;
 mod create;
 mod delete;
 mod replace;

@@ -1,7 +1,9 @@
 //! Handlers, one module per resource.
 
 pub mod admin;
+pub mod attachments;
 pub mod buckets;
+pub mod connection;
 pub mod copy;
 pub mod defaults;
 pub mod domains;
