@@ -8,7 +8,8 @@
 //!   (managed buckets, a container each; split by operation) and `external` (buckets on other
 //!   S3 services, with `endpoint_policy`); `reconcile` (the controller loop, its decisions in
 //!   `reconcile::decide`), `keys` (scoped keys), `workspaces`, `usage`, `pending_usage`,
-//!   `upload`, `drift`, `auth`, `validate`, `model`.
+//!   `upload`, `drift`, `auth`, `validate`, `model`; `mcp` (the agents' stdio server, a client
+//!   of the REST API).
 //! - **Infrastructure**: `store` (embedded or MongoDB), `secrets`, `config`, `metrics`,
 //!   `events`, `lease`, `dns`, `fault`, and `app`/`server`, which wire it all together.
 //!
@@ -33,6 +34,7 @@ pub mod endpoint_policy;
 pub mod external;
 pub mod keys;
 pub mod lifecycle;
+pub mod mcp;
 pub mod model;
 pub mod pending_usage;
 pub mod reconcile;

@@ -21,6 +21,16 @@ enum Command {
     },
     /// Copy every record (users, teams, buckets with their port reservations) from one store
     /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
+    /// A Model Context Protocol server on stdio for AI agents, acting through the REST API at
+    /// KALPANA_URL with KALPANA_TOKEN (the agent sees what that token's user sees).
+    Mcp {
+        /// The daemon's API, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "KALPANA_URL")]
+        url: String,
+        /// The bearer token the agent acts with.
+        #[arg(long, env = "KALPANA_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     MigrateStore {
         /// Source: `redb:<path>` (the embedded store file, `<data dir>/kalpana.redb`) or
         /// `mongodb://…`.
@@ -34,18 +44,30 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The MCP server speaks JSON-RPC on stdout: its log goes to stderr.
+    let stderr = matches!(cli.command, Command::Mcp { .. });
     let json = std::env::var("KALPANA_LOG_FORMAT").is_ok_and(|f| f == "json");
     let filter = EnvFilter::try_from_env("KALPANA_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,aws=warn,hyper=warn"));
-    if json {
-        tracing_subscriber::fmt()
+    match (json, stderr) {
+        (true, false) => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+            .init(),
+        (true, true) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .with_writer(std::io::stderr)
+            .init(),
+        (false, false) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        (false, true) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
     }
-    match Cli::parse().command {
+    match cli.command {
+        Command::Mcp { url, token } => kalpana_api::mcp::run(url, token).await?,
         Command::Serve { config } => {
             use kalpana_api::config::{Config, Vars};
             let config = Config::from_vars(&Vars::load(config.as_deref())?)?;

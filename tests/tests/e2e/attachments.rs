@@ -1,7 +1,7 @@
 //! Attachments: a workspace container labelled for the bucket's workspace joins the bucket's
 //! attachment network with a key of its own, reaches S3 there (requests signed by curl inside
 //! its network namespace), keeps working when the bucket's container is replaced, and loses both
-//! when detached. Unlabelled containers and another user's are refused and connected to nothing.
+//! when detached. Unlabelled containers and another user's are a 404 and connected to nothing.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,8 +105,8 @@ async fn labelled_workspace_containers_are_attached_with_their_own_key_and_nothi
 
     // Refused, and connected to nothing.
     for (who, container, want) in [
-        ("unlabelled", unlabelled.0.as_str(), 403),
-        ("bob's workspace", bobs.0.as_str(), 403),
+        ("unlabelled", unlabelled.0.as_str(), 404),
+        ("bob's workspace", bobs.0.as_str(), 404),
         ("missing", "no-such-container", 404),
     ] {
         let (status, e) = alice.send("POST", &path, Some(attach(container))).await?;

@@ -113,14 +113,23 @@ async fn tokens_teams_and_isolation() -> anyhow::Result<()> {
 async fn list_filters_and_paging() -> anyhow::Result<()> {
     let d = Daemon::start().await?;
     let (alice, _) = d.new_user("alice").await?;
-    for (name, ws) in [("ws-a-1", "w1"), ("ws-a-2", "w1"), ("ws-b-1", "w2")] {
+    // A bucket's workspaceId names a workspace the caller sees (issue 19).
+    let mut ws = Vec::new();
+    for name in ["w1", "w2"] {
+        let (status, w) = alice
+            .send("POST", "/api/workspaces", Some(json!({ "name": name })))
+            .await?;
+        assert_eq!(status, 201, "{w}");
+        ws.push(w["id"].as_str().expect("id").to_string());
+    }
+    for (name, w) in [("ws-a-1", &ws[0]), ("ws-a-2", &ws[0]), ("ws-b-1", &ws[1])] {
         let (status, b) = alice
-            .create_bucket(json!({ "name": name, "workspaceId": ws }))
+            .create_bucket(json!({ "name": name, "workspaceId": w }))
             .await?;
         assert_eq!(status, 201, "{b}");
     }
     let (_, w1) = alice
-        .send("GET", "/api/buckets?workspaceId=w1", None)
+        .send("GET", &format!("/api/buckets?workspaceId={}", ws[0]), None)
         .await?;
     assert_eq!(w1["buckets"].as_array().map(Vec::len), Some(2));
     let (_, page1) = alice.send("GET", "/api/buckets?limit=2", None).await?;

@@ -14,6 +14,7 @@ mod isolation;
 mod keys;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod metrics;
 mod objects;
 mod ports;

@@ -3,7 +3,7 @@
 //! (`kalpana-att-<bucket id>`, internal: no route out) holding only the bucket's container and
 //! the containers attached to it. A container may be attached only if it carries the label
 //! `kalpana.workspace.id=<id>` of a workspace the caller sees and the bucket is linked to; it is
-//! given a scoped key of its own, revoked when it is detached. When the bucket's container is
+//! given a scoped key of its own, revoked when it is detached. Any other container is a 404. When the bucket's container is
 //! replaced, the new one joins the attachment network again.
 
 use std::collections::BTreeMap;
@@ -58,29 +58,15 @@ pub async fn attach(
         )));
     };
     crate::workspaces::visible(state, caller, &workspace_id).await?;
-    let (container_id, name, labels) = state
-        .docker
-        .container_labels(container)
-        .await?
-        .ok_or(Error::NotFound("container"))?;
-    if labels.contains_key(LABEL_MANAGED) {
-        return Err(Error::Forbidden(
-            "a container the daemon manages cannot be attached".into(),
-        ));
-    }
-    match labels.get(LABEL_WORKSPACE) {
-        Some(w) if *w == workspace_id => {}
-        Some(_) => {
-            return Err(Error::Forbidden(format!(
-                "container {name} belongs to another workspace than bucket {}'s",
-                b.name
-            )))
-        }
-        None => {
-            return Err(Error::Forbidden(format!(
-                "container {name} does not carry the label {LABEL_WORKSPACE}={workspace_id}"
-            )))
-        }
+    // Whether a container exists that is not the caller's to attach is nobody's business: every
+    // refusal is the same 404, and nothing is connected.
+    let refused = Error::NotFound("container labelled for the bucket's workspace");
+    let Some((container_id, name, labels)) = state.docker.container_labels(container).await? else {
+        return Err(refused);
+    };
+    if labels.contains_key(LABEL_MANAGED) || labels.get(LABEL_WORKSPACE) != Some(&workspace_id) {
+        tracing::info!(bucket = %b.id, container = %name, "attachment refused: not labelled for the bucket's workspace");
+        return Err(refused);
     }
     if b.attachments.iter().any(|a| a.container_id == container_id) {
         return Err(Error::Conflict(format!(
