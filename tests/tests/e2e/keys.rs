@@ -94,7 +94,11 @@ async fn keys_are_enforced_by_the_engine_revoked_in_seconds_and_survive_replacem
     assert!(c["internalEndpoint"]
         .as_str()
         .is_some_and(|e| e.ends_with(":8333")));
-    for client in ["awsCli", "rclone", "boto3", "s3cmd"] {
+    println!("connection: {}", serde_json::to_string_pretty(&c)?);
+    assert!(c["snippets"]["s3cfg"]
+        .as_str()
+        .is_some_and(|s| s.contains("host_base = 127.0.0.1")));
+    for client in ["awsCli", "rclone", "boto3", "s3cmd", "rustSdk"] {
         assert!(
             c["snippets"][client]
                 .as_str()
@@ -181,6 +185,77 @@ async fn keys_are_enforced_by_the_engine_revoked_in_seconds_and_survive_replacem
         .await
     );
     assert!(!can_get(&w, "up/x.txt").await, "a write key read");
+
+    // A read-write key on a prefix writes only there.
+    let (status, scoped) =
+        make(json!({ "name": "scoped-rw", "access": "read-write", "prefix": "pub/" })).await?;
+    assert_eq!(status, 201, "{scoped}");
+    let p = key_client(&endpoint, &scoped);
+    let put = |key: &'static str| {
+        let p = p.clone();
+        async move {
+            allowed(
+                key,
+                p.put_object()
+                    .bucket("scoped")
+                    .key(key)
+                    .body(b"p".to_vec().into())
+                    .send()
+                    .await,
+            )
+            .await
+        }
+    };
+    assert!(put("pub/mine.txt").await);
+    assert!(
+        !put("priv/theirs.txt").await,
+        "a prefix key wrote outside it"
+    );
+    let (status, _) = alice
+        .send(
+            "DELETE",
+            &format!(
+                "/api/buckets/{id}/keys/{}",
+                scoped["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+
+    // Time from creation to the first accepted request, and from revoke to the first refusal.
+    let (mut ready, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let started = Instant::now();
+        let (status, k) = make(json!({ "name": format!("timed-{i}"), "access": "read" })).await?;
+        assert_eq!(status, 201, "{k}");
+        let c = key_client(&endpoint, &k);
+        while !can_get(&c, "pub/a.txt").await {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a new key never worked"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ready.push(started.elapsed());
+        let started = Instant::now();
+        let (status, _) = alice
+            .send(
+                "DELETE",
+                &format!("/api/buckets/{id}/keys/{}", k["id"].as_str().expect("id")),
+                None,
+            )
+            .await?;
+        assert_eq!(status, 204);
+        refused_within(&c, "pub/a.txt", Duration::from_secs(5)).await;
+        refused.push(started.elapsed());
+    }
+    ready.sort();
+    refused.sort();
+    println!(
+        "key timing over 10: create→first accepted request median {:?} (max {:?}); revoke→first refusal median {:?} (max {:?})",
+        ready[5], ready[9], refused[5], refused[9]
+    );
 
     // Bad requests, another tenant, no secrets in the list.
     for bad in [

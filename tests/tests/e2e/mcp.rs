@@ -1,89 +1,58 @@
-//! The MCP server (`kalpana-buckets mcp`) as an agent's client would use it: JSON-RPC over its
-//! stdin/stdout, acting through the REST API with one user's token.
+//! The MCP server (`kalpana-buckets mcp`) driven by the official MCP client (rmcp) over stdio, as
+//! an agent's host would: it acts through the REST API with one user's token.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use kalpana_e2e::{daemon_binary, Daemon};
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-struct Session {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    next: u64,
-}
+/// A session of the official MCP client (rmcp) with `kalpana-buckets mcp` as its child process.
+struct Session(rmcp::service::RunningService<rmcp::RoleClient, ()>);
 
 impl Session {
     async fn start(url: &str, token: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(daemon_binary()?)
-            .arg("mcp")
+        let mut cmd = Command::new(daemon_binary()?);
+        cmd.arg("mcp")
             .env("KALPANA_URL", url)
             .env("KALPANA_TOKEN", token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().expect("stdin");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut s = Session {
-            child,
-            stdin,
-            lines,
-            next: 1,
-        };
-        let init = s
-            .request(
-                "initialize",
-                json!({ "protocolVersion": "2025-06-18", "capabilities": {},
-                    "clientInfo": { "name": "kalpana-test", "version": "1" } }),
-            )
-            .await?;
-        anyhow::ensure!(init["capabilities"]["tools"].is_object(), "{init}");
-        s.notify("notifications/initialized").await?;
-        Ok(s)
+            .stderr(Stdio::null());
+        let client = ().serve(TokioChildProcess::new(cmd)?).await?;
+        let tools = client
+            .peer_info()
+            .is_some_and(|i| i.capabilities.tools.is_some());
+        anyhow::ensure!(tools, "the server offers no tools");
+        Ok(Session(client))
     }
 
-    async fn send(&mut self, msg: Value) -> anyhow::Result<()> {
-        self.stdin.write_all(format!("{msg}\n").as_bytes()).await?;
-        Ok(self.stdin.flush().await?)
-    }
-
-    async fn notify(&mut self, method: &str) -> anyhow::Result<()> {
-        self.send(json!({ "jsonrpc": "2.0", "method": method }))
-            .await
-    }
-
-    async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let id = self.next;
-        self.next += 1;
-        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
-            .await?;
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-                .await??
-                .ok_or_else(|| anyhow::anyhow!("the MCP server closed stdout"))?;
-            let msg: Value = serde_json::from_str(&line)?;
-            if msg["id"] == id {
-                anyhow::ensure!(msg["error"].is_null(), "{method}: {msg}");
-                return Ok(msg["result"].clone());
-            }
-        }
+    async fn tool_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .0
+            .list_all_tools()
+            .await?
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect())
     }
 
     /// Calls a tool: its JSON answer, or Err with its error text.
     async fn tool(&mut self, name: &str, args: Value) -> anyhow::Result<Result<Value, String>> {
+        let args = args.as_object().cloned().unwrap_or_default();
         let r = self
-            .request("tools/call", json!({ "name": name, "arguments": args }))
+            .0
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args))
             .await?;
-        let text = r["content"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if r["isError"] == true {
+        let text = r
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        if r.is_error == Some(true) {
             return Ok(Err(text));
         }
         Ok(Ok(serde_json::from_str(&text)?))
@@ -104,13 +73,7 @@ async fn an_agent_uses_its_users_buckets_through_mcp_and_nothing_else() -> anyho
     let mid = m["id"].as_str().expect("id").to_string();
 
     let mut s = Session::start(&d.url, &alice_token).await?;
-    let tools = s.request("tools/list", json!({})).await?;
-    let names: Vec<&str> = tools["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = s.tool_names().await?;
     for want in [
         "list_buckets",
         "list_objects",
@@ -121,7 +84,10 @@ async fn an_agent_uses_its_users_buckets_through_mcp_and_nothing_else() -> anyho
         "presign_upload",
         "bucket_stats",
     ] {
-        assert!(names.contains(&want), "{want} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
 
     let listed = s
@@ -214,7 +180,6 @@ async fn an_agent_uses_its_users_buckets_through_mcp_and_nothing_else() -> anyho
     assert!(missing.contains("`key` is required"), "{missing}");
     let still = s.tool("list_buckets", json!({})).await?;
     assert!(still.is_ok());
-    drop(s.stdin);
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await;
+    tokio::time::timeout(Duration::from_secs(5), s.0.cancel()).await??;
     Ok(())
 }

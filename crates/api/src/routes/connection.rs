@@ -46,6 +46,10 @@ pub struct Snippets {
     rclone: String,
     boto3: String,
     s3cmd: String,
+    /// An `.s3cfg` for s3cmd.
+    s3cfg: String,
+    /// The Rust SDK (aws-sdk-s3).
+    rust_sdk: String,
 }
 
 fn snippets(b: &BucketRecord, endpoint: &str, bucket: &str, path_style: bool) -> Snippets {
@@ -72,6 +76,14 @@ fn snippets(b: &BucketRecord, endpoint: &str, bucket: &str, path_style: bool) ->
             "s3cmd --host={host} --host-bucket={host_bucket} --access_key={key} --secret_key='{SECRET_PLACEHOLDER}' --region={region}{tls} ls s3://{bucket}/",
             host_bucket = if path_style { host.to_string() } else { format!("%(bucket)s.{host}") },
             tls = if https { "" } else { " --no-ssl" }
+        ),
+        s3cfg: format!(
+            "[default]\naccess_key = {key}\nsecret_key = {SECRET_PLACEHOLDER}\nhost_base = {host}\nhost_bucket = {host_bucket}\nbucket_location = {region}\nuse_https = {https}\n",
+            host_bucket = if path_style { host.to_string() } else { format!("%(bucket)s.{host}") },
+            https = if https { "True" } else { "False" }
+        ),
+        rust_sdk: format!(
+            "let conf = aws_sdk_s3::Config::builder()\n    .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())\n    .endpoint_url(\"{endpoint}\")\n    .region(aws_sdk_s3::config::Region::new(\"{region}\"))\n    .credentials_provider(aws_sdk_s3::config::Credentials::new(\"{key}\", \"{SECRET_PLACEHOLDER}\", None, None, \"kalpana\"))\n    .force_path_style({path_style})\n    .build();\nlet s3 = aws_sdk_s3::Client::from_conf(conf);\nlet page = s3.list_objects_v2().bucket(\"{bucket}\").send().await?;"
         ),
     }
 }
