@@ -113,6 +113,18 @@ impl From<reqwest::Error> for Refusal {
     }
 }
 
+/// The API's own words for a refused request.
+async fn refusal(resp: reqwest::Response) -> Refusal {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    Refusal(format!(
+        "{} ({status})",
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("the request was refused")
+    ))
+}
+
 fn arg<'a>(args: &'a JsonObject, name: &str) -> Result<&'a str, Refusal> {
     args.get(name)
         .and_then(Value::as_str)
@@ -129,17 +141,10 @@ impl Agent {
     /// Sends a request; the JSON answer, or the API's error message.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, Refusal> {
         let resp = req.send().await?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
+        if !resp.status().is_success() {
+            return Err(refusal(resp).await);
         }
-        Err(Refusal(format!(
-            "{} ({status})",
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("the request was refused")
-        )))
+        Ok(resp.json().await.unwrap_or(Value::Null))
     }
 
     async fn call(&self, name: &str, args: &JsonObject) -> Result<Value, Refusal> {
@@ -182,15 +187,8 @@ impl Agent {
                     .header("Range", format!("bytes=0-{}", READ_CAP - 1))
                     .send()
                     .await?;
-                let status = resp.status();
-                if !status.is_success() {
-                    let body: Value = resp.json().await.unwrap_or(Value::Null);
-                    return Err(Refusal(format!(
-                        "{} ({status})",
-                        body["error"]["message"]
-                            .as_str()
-                            .unwrap_or("the request was refused")
-                    )));
+                if !resp.status().is_success() {
+                    return Err(refusal(resp).await);
                 }
                 let total = resp
                     .headers()
@@ -248,14 +246,7 @@ impl Agent {
                 if resp.status().is_success() {
                     return Ok(json!({ "deleted": key }));
                 }
-                let status = resp.status();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                Err(Refusal(format!(
-                    "{} ({status})",
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("the request was refused")
-                )))
+                Err(refusal(resp).await)
             }
             "presign_download" | "presign_upload" => {
                 let id = arg(args, "bucketId")?;

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kalpana_manager_core::spec::container_name;
-use kalpana_manager_core::ContainerEvent;
+use kalpana_manager_core::{ContainerEvent, ContainerState};
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::model::{now, BucketStatus, Phase};
+use crate::model::{now, BucketRecord, BucketStatus, Phase};
 
 pub mod decide;
 mod orphans;
@@ -167,16 +167,9 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<Action> {
 /// A RUNNING bucket needs its container of the record's generation, running.
 async fn converge_running(state: &AppState, id: &str) -> Result<()> {
     let _guard = state.locks.lock(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some((mut b, actual)) = observe(state, id, Plan::ConvergeRunning).await? else {
         return Ok(());
     };
-    if decide::plan(&b) != Plan::ConvergeRunning {
-        return Ok(());
-    }
-    let actual = state
-        .docker
-        .inspect_container(&container_name(&b.id))
-        .await?;
     let why = match decide::running(&b, actual.as_ref()) {
         RunningStep::Serving => return Ok(()),
         RunningStep::BackUp => {
@@ -194,16 +187,7 @@ async fn converge_running(state: &AppState, id: &str) -> Result<()> {
         RunningStep::BringBack(why) => why,
     };
     tracing::warn!(bucket = %b.id, reason = %why, "bucket container not serving; bringing it back");
-    let msg = format!("{why}; {RESTARTING}");
-    lifecycle::set_status_in(
-        state,
-        &mut b,
-        BucketStatus::Running,
-        Some(Phase::Restarting),
-        Some(msg),
-        None,
-    )
-    .await?;
+    mark_restarting(state, &mut b, &why).await?;
     match lifecycle::ensure_running(state, &b).await {
         Ok(()) => {
             let msg = format!("{why}; back up at {}", now());
@@ -223,16 +207,9 @@ async fn converge_running(state: &AppState, id: &str) -> Result<()> {
 /// back: the caller never heard it succeed) and must be of the record's generation.
 async fn converge_stopped(state: &AppState, id: &str) -> Result<()> {
     let _guard = state.locks.lock(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some((mut b, actual)) = observe(state, id, Plan::ConvergeStopped).await? else {
         return Ok(());
     };
-    if decide::plan(&b) != Plan::ConvergeStopped {
-        return Ok(());
-    }
-    let actual = state
-        .docker
-        .inspect_container(&container_name(&b.id))
-        .await?;
     let steps = decide::stopped(&b, actual.as_ref());
     if steps.replace {
         let spec = lifecycle::spec_for(state, &b)?;
@@ -272,13 +249,37 @@ async fn note_container_down(state: &AppState, ev: &ContainerEvent) -> Result<()
         state.config.limits.memory_bytes,
     );
     tracing::warn!(bucket = %b.id, reason = %why, "bucket container went down");
-    let msg = format!("{why}; {RESTARTING}");
+    mark_restarting(state, &mut b, &why).await
+}
+
+/// The record, if it still asks for `plan`, and what Docker shows of its container. The caller
+/// holds the bucket's lock.
+async fn observe(
+    state: &AppState,
+    id: &str,
+    plan: Plan,
+) -> Result<Option<(BucketRecord, Option<ContainerState>)>> {
+    let Some(b) = state.store.get_bucket(id).await? else {
+        return Ok(None);
+    };
+    if decide::plan(&b) != plan {
+        return Ok(None);
+    }
+    let actual = state
+        .docker
+        .inspect_container(&container_name(&b.id))
+        .await?;
+    Ok(Some((b, actual)))
+}
+
+/// Records that a RUNNING bucket's container is down and being brought back, and why.
+async fn mark_restarting(state: &AppState, b: &mut BucketRecord, why: &str) -> Result<()> {
     lifecycle::set_status_in(
         state,
-        &mut b,
+        b,
         BucketStatus::Running,
         Some(Phase::Restarting),
-        Some(msg),
+        Some(format!("{why}; {RESTARTING}")),
         None,
     )
     .await
