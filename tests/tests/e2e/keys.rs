@@ -20,8 +20,21 @@ async fn allowed<T, E: std::fmt::Debug>(
     }
 }
 
+/// Whether `s3` may GET `key`. A connection the engine reset (its container was just replaced
+/// or restarted, the client's pooled connection with it) is tried again for up to 10 s.
 async fn can_get(s3: &aws_sdk_s3::Client, key: &str) -> bool {
-    allowed(key, s3.get_object().bucket("scoped").key(key).send().await).await
+    let started = Instant::now();
+    loop {
+        match s3.get_object().bucket("scoped").key(key).send().await {
+            Err(aws_sdk_s3::error::SdkError::DispatchFailure(e))
+                if started.elapsed() < Duration::from_secs(10) =>
+            {
+                println!("{key}: connection failed ({e:?}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => return allowed(key, r).await,
+        }
+    }
 }
 
 /// Waits until `key` is refused to `s3`; the time it took.
