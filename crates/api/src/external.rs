@@ -194,6 +194,27 @@ async fn reach(client: &BucketClient, target: &ExternalTarget) -> Result<()> {
     })
 }
 
+/// Reaches `target` with the request's credentials; they are returned (key id, secret) once it
+/// answered.
+async fn reach_with(
+    state: &AppState,
+    req: &ExternalRequest,
+    target: &ExternalTarget,
+    region: &str,
+    checked: &CheckedEndpoint,
+) -> Result<(String, String)> {
+    let access_key = required(&req.access_key_id, "accessKeyId")?.to_string();
+    let secret = required(&req.secret_access_key, "secretAccessKey")?.to_string();
+    let endpoint = Endpoint {
+        url: target.endpoint.clone(),
+        region: region.to_string(),
+        access_key: access_key.clone(),
+        secret_key: secret.clone(),
+    };
+    reach(&remote_client(state, target, checked, &endpoint), target).await?;
+    Ok((access_key, secret))
+}
+
 /// What the provider said, without the SDK's internals.
 pub fn provider_words(e: &kalpana_s3_ops::Error) -> String {
     match e {
@@ -242,16 +263,8 @@ pub async fn create(state: &AppState, caller: &Caller, req: CreateBucket) -> Res
         )
     })?;
     let (target, region, checked) = target_of(state, &ext)?;
-    let access_key = required(&ext.access_key_id, "accessKeyId")?.to_string();
-    let secret = required(&ext.secret_access_key, "secretAccessKey")?.to_string();
-    let endpoint = Endpoint {
-        url: target.endpoint.clone(),
-        region: region.clone(),
-        access_key: access_key.clone(),
-        secret_key: secret.clone(),
-    };
     let started = Instant::now();
-    reach(&remote_client(state, &target, &checked, &endpoint), &target).await?;
+    let (access_key, secret) = reach_with(state, &ext, &target, &region, &checked).await?;
     let record = BucketRecord {
         description: req.description,
         team_id: req.team_id,
@@ -307,15 +320,7 @@ pub async fn replace_credentials(
         path_style: req.path_style.or(Some(current.path_style)),
     };
     let (target, region, checked) = target_of(state, &merged)?;
-    let access_key = required(&merged.access_key_id, "accessKeyId")?.to_string();
-    let secret = required(&merged.secret_access_key, "secretAccessKey")?.to_string();
-    let endpoint = Endpoint {
-        url: target.endpoint.clone(),
-        region: region.clone(),
-        access_key: access_key.clone(),
-        secret_key: secret.clone(),
-    };
-    reach(&remote_client(state, &target, &checked, &endpoint), &target).await?;
+    let (access_key, secret) = reach_with(state, &merged, &target, &region, &checked).await?;
     b.host = target.endpoint.clone();
     b.external = Some(target);
     b.region = region;

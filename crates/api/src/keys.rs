@@ -100,11 +100,7 @@ fn require_keys(state: &AppState, b: &BucketRecord) -> Result<()> {
 pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKey, String)> {
     validate(&req)?;
     let _guard = state.locks.lock(id).await;
-    let mut b = state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))?;
+    let mut b = lifecycle::load(state, id).await?;
     require_keys(state, &b)?;
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
@@ -159,11 +155,7 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
 /// again (the record remembers it).
 pub async fn revoke(state: &AppState, id: &str, key_id: &str) -> Result<()> {
     let _guard = state.locks.lock(id).await;
-    let mut b = state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))?;
+    let mut b = lifecycle::load(state, id).await?;
     let Some(pos) = b.keys.iter().position(|k| k.id == key_id) else {
         return Err(Error::NotFound("key"));
     };

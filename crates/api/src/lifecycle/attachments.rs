@@ -114,11 +114,7 @@ pub async fn attach(
     };
     let recorded = async {
         let _guard = state.locks.lock(&b.id).await;
-        let mut latest = state
-            .store
-            .get_bucket(&b.id)
-            .await?
-            .ok_or(Error::NotFound("bucket"))?;
+        let mut latest = super::load(state, &b.id).await?;
         latest.attachments.push(attachment.clone());
         latest.updated_at = now();
         state.store.update_bucket(&latest, None).await?;
@@ -156,11 +152,7 @@ pub async fn attach(
 pub async fn detach(state: &AppState, bucket_id: &str, attachment_id: &str) -> Result<()> {
     let (a, left) = {
         let _guard = state.locks.lock(bucket_id).await;
-        let mut b = state
-            .store
-            .get_bucket(bucket_id)
-            .await?
-            .ok_or(Error::NotFound("bucket"))?;
+        let mut b = super::load(state, bucket_id).await?;
         let pos = b
             .attachments
             .iter()

@@ -209,7 +209,8 @@ pub async fn set_status_in(
 }
 
 /// Loads a bucket by id; 404 when there is none.
-async fn load(state: &AppState, id: &str) -> Result<BucketRecord> {
+/// Loads a bucket's record; 404 when there is none.
+pub(crate) async fn load(state: &AppState, id: &str) -> Result<BucketRecord> {
     state
         .store
         .get_bucket(id)
