@@ -1,6 +1,7 @@
 //! Scoped access keys of managed buckets: `read`, `write` or `read-write`, optionally under a
 //! key prefix and until an expiry. The engine enforces them (SeaweedFS makes each one an IAM user
-//! with a policy; see `kalpana_s3_ops::iam`), so a client holding a key never needs the bucket's
+//! with a policy, `kalpana_s3_ops::iam`; MinIO a user with a canned policy through its admin API,
+//! `kalpana_s3_ops::minio_admin`), so a client holding a key never needs the bucket's
 //! root credentials and the daemon is not in its path.
 //!
 //! Guarantees: the secret is encrypted at rest and answered once. A revoked key is removed from
@@ -11,7 +12,10 @@
 
 use std::time::Duration;
 
+use kalpana_manager_core::KeyApi;
 use kalpana_s3_ops::iam::{IamClient, KeyScope};
+use kalpana_s3_ops::minio_admin::MinioAdmin;
+use kalpana_s3_ops::KeyAdmin;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -77,22 +81,19 @@ pub fn validate(req: &NewKey) -> Result<()> {
     Ok(())
 }
 
-/// The IAM client of a running managed bucket, with its root credentials.
-fn iam(state: &AppState, b: &BucketRecord) -> Result<IamClient> {
+/// The key-making client of a running managed bucket's engine, with its root credentials.
+fn iam(state: &AppState, b: &BucketRecord) -> Result<KeyAdmin> {
     let origin = lifecycle::internal_origin(state, b)?;
-    Ok(IamClient::new(&lifecycle::endpoint_at(state, b, origin)?))
+    let endpoint = lifecycle::endpoint_at(state, b, origin)?;
+    Ok(match state.config.profile(b.engine).key_api {
+        KeyApi::Iam => KeyAdmin::Iam(IamClient::new(&endpoint)),
+        KeyApi::MinioAdmin => KeyAdmin::Minio(MinioAdmin::new(&endpoint)),
+    })
 }
 
-/// Refuses keys on a bucket whose engine cannot make them.
-fn require_keys(state: &AppState, b: &BucketRecord) -> Result<()> {
-    crate::backend::require_managed(b, "scoped keys")?;
-    if !state.config.profile(b.engine).scoped_keys {
-        return Err(Error::NotSupported(format!(
-            "scoped keys are not supported on the {} engine",
-            b.engine.as_str()
-        )));
-    }
-    Ok(())
+/// Refuses keys on a bucket the daemon does not run (external buckets have their provider's).
+fn require_keys(b: &BucketRecord) -> Result<()> {
+    crate::backend::require_managed(b, "scoped keys")
 }
 
 /// Makes a key on a RUNNING bucket; returns it and its secret (shown once). Nothing is left in
@@ -101,7 +102,7 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     validate(&req)?;
     let _guard = state.locks.lock(id).await;
     let mut b = lifecycle::load(state, id).await?;
-    require_keys(state, &b)?;
+    require_keys(&b)?;
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
             "bucket {} is not running: start it to make keys",

@@ -105,9 +105,18 @@ pub struct EngineProfile {
     /// Flags that bound how much upload data the engine holds in memory at once, made for the
     /// container's memory limit (SeaweedFS buffers whole parts of concurrent uploads).
     pub upload_limit_flags: &'static [&'static str],
-    /// Whether the engine makes scoped keys itself through an IAM API on its S3 port (SeaweedFS);
-    /// MinIO's users and policies go through its own admin API, which the daemon does not speak.
-    pub scoped_keys: bool,
+    /// The API the engine makes scoped keys with.
+    pub key_api: KeyApi,
+}
+
+/// How an engine makes scoped keys (users limited by a policy), enforced by the engine itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyApi {
+    /// An IAM API on the S3 port, for the root credentials (SeaweedFS with
+    /// `-s3.iam.readOnly=false`): one user, inline policy and access key per key.
+    Iam,
+    /// MinIO's admin API (`/minio/admin/v3`): one canned policy and one user per key.
+    MinioAdmin,
 }
 
 /// Routed public origins of a bucket, handed to engines that must know them (MinIO).
@@ -146,7 +155,7 @@ impl EngineProfile {
             internal_security: false,
             memory_limit_env: Some("GOMEMLIMIT"),
             upload_limit_flags: &[],
-            scoped_keys: false,
+            key_api: KeyApi::MinioAdmin,
         }
     }
 
@@ -196,7 +205,7 @@ impl EngineProfile {
                 "-s3.concurrentUploadLimitMB",
                 "-filer.concurrentUploadLimitMB",
             ],
-            scoped_keys: true,
+            key_api: KeyApi::Iam,
         }
     }
 

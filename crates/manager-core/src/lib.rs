@@ -15,7 +15,7 @@ pub mod spec;
 pub use docker::{
     ContainerAction, ContainerEvent, ContainerState, ContainerStats, DockerClient, PullProgress,
 };
-pub use engine::{EngineFeatures, EngineKind, EngineProfile};
+pub use engine::{EngineFeatures, EngineKind, EngineProfile, KeyApi};
 pub use error::{Error, Result};
 pub use ports::{PortAllocator, PortRange};
 pub use spec::{BucketSpec, RoutingConfig};

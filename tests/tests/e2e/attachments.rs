@@ -1,16 +1,33 @@
 //! Attachments: a workspace container labelled for the bucket's workspace joins the bucket's
-//! attachment network with a key of its own, reaches S3 there (requests signed by curl inside
-//! its network namespace), keeps working when the bucket's container is replaced, and loses both
-//! when detached. Unlabelled containers and another user's are a 404 and connected to nothing.
+//! attachment network with a key of its own and reaches S3 at the internal endpoint by name, with
+//! nothing but the env block the attachment answered (`kalpana-s3-probe`, an aws-sdk-s3 client
+//! built by this workspace, in an image of its own); it keeps working when the bucket's container
+//! is replaced, and loses both when detached. Unlabelled containers and another user's are a 404
+//! and connected to nothing.
 
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kalpana_e2e::probe::{connects_from_netns, container_ip, container_pid};
-use kalpana_e2e::{Daemon, ENGINE_IMAGE};
+use kalpana_e2e::Daemon;
 use serde_json::{json, Value};
 
-/// A long-running container with these labels, removed when dropped.
+/// The image of the S3 client, built once per test process.
+const PROBE_IMAGE: &str = "kalpana-test/s3-probe:latest";
+
+fn probe_image() -> anyhow::Result<&'static str> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kalpana-s3-probe"));
+            kalpana_e2e::images::image_from_binary(bin, PROBE_IMAGE).map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    Ok(PROBE_IMAGE)
+}
+
+/// A long-running container of the S3 client image with these labels, removed when dropped.
 struct Workload(String);
 
 impl Workload {
@@ -22,7 +39,7 @@ impl Workload {
             cmd.args(["--label", l]);
         }
         let ok = cmd
-            .args([ENGINE_IMAGE, "master", "-mdir=/tmp", "-port=9333"])
+            .args([probe_image()?, "sleep"])
             .stdout(Stdio::null())
             .status()?
             .success();
@@ -34,6 +51,23 @@ impl Workload {
         kalpana_e2e::docker_inspect(&self.0, "{{json .NetworkSettings.Networks}}")
             .unwrap_or_default()
     }
+
+    /// Runs the S3 client inside this container with `env` as its whole configuration: the
+    /// HTTP status the engine answered, 0 when nothing answered.
+    fn s3(&self, env: &Value, args: &[&str]) -> u16 {
+        let mut cmd = Command::new("docker");
+        cmd.arg("exec");
+        if let Some(vars) = env.as_object() {
+            for (k, v) in vars {
+                cmd.args(["-e", &format!("{k}={}", v.as_str().unwrap_or_default())]);
+            }
+        }
+        cmd.args([&self.0, "/kalpana-s3-probe"]).args(args);
+        cmd.output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Workload {
@@ -44,33 +78,6 @@ impl Drop for Workload {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-/// GET of `key` with `env`'s key, signed by curl inside `pid`'s network namespace, to `ip`:
-/// the HTTP status (0 when nothing answered).
-fn signed_get(pid: u32, ip: &str, env: &Value, bucket: &str, key: &str) -> u16 {
-    let user = format!(
-        "{}:{}",
-        env["AWS_ACCESS_KEY_ID"].as_str().unwrap_or_default(),
-        env["AWS_SECRET_ACCESS_KEY"].as_str().unwrap_or_default()
-    );
-    let out = Command::new("nsenter")
-        .args([
-            "-t",
-            &pid.to_string(),
-            "-n",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-        ])
-        .args(["-w", "%{http_code}", "--max-time", "3"])
-        .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &user])
-        .arg(format!("http://{ip}:8333/{bucket}/{key}"))
-        .output();
-    out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -127,18 +134,21 @@ async fn labelled_workspace_containers_are_attached_with_their_own_key_and_nothi
         .as_str()
         .is_some_and(|e| e.contains(&format!("kalpana-bucket-{id}"))));
     let network = format!("kalpana-att-{id}");
-    let bucket_container = format!("kalpana-bucket-{id}");
-    let ip = container_ip(&bucket_container, &network)?.to_string();
-    let pid = container_pid(&mine.0)?;
-    assert_eq!(signed_get(pid, &ip, &env, "shared", "hello.txt"), 200);
+    assert_eq!(mine.s3(&env, &["get", "hello.txt"]), 200);
+    assert_eq!(mine.s3(&env, &["list"]), 200);
     assert_eq!(
-        signed_get(pid, &ip, &env, "shared", "missing.txt"),
+        mine.s3(&env, &["get", "missing.txt"]),
         404,
         "a read key reads, and gets a 404 for a missing key"
     );
-    // Others are not on that network.
-    let other_pid = container_pid(&unlabelled.0)?;
-    assert!(!connects_from_netns(other_pid, ip.parse()?, 8333)?);
+    assert_eq!(
+        mine.s3(&env, &["put", "new.txt", "x"]),
+        403,
+        "a read key cannot write"
+    );
+    // Others are not on that network: the same env reaches nothing from there.
+    assert_eq!(unlabelled.s3(&env, &["get", "hello.txt"]), 0);
+    assert_eq!(bobs.s3(&env, &["get", "hello.txt"]), 0);
     let (_, list) = alice.send("GET", &path, None).await?;
     assert_eq!(list["attachments"].as_array().map(Vec::len), Some(1));
     assert!(!list.to_string().contains("AWS_SECRET_ACCESS_KEY"));
@@ -154,10 +164,8 @@ async fn labelled_workspace_containers_are_attached_with_their_own_key_and_nothi
     assert_eq!(status, 200);
     let started = Instant::now();
     loop {
-        if let Ok(ip) = container_ip(&bucket_container, &network) {
-            if signed_get(pid, &ip.to_string(), &env, "shared", "hello.txt") == 200 {
-                break;
-            }
+        if mine.s3(&env, &["get", "hello.txt"]) == 200 {
+            break;
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(30),
@@ -175,6 +183,7 @@ async fn labelled_workspace_containers_are_attached_with_their_own_key_and_nothi
     let (status, _) = alice.send("DELETE", &format!("{path}/{aid}"), None).await?;
     assert_eq!(status, 204);
     assert!(!mine.networks().contains(&network), "{}", mine.networks());
+    assert_eq!(mine.s3(&env, &["get", "hello.txt"]), 0, "cut off");
     assert!(!kalpana_e2e::docker_exists("network", &network));
     let (_, keys) = alice
         .send("GET", &format!("/api/buckets/{id}/keys"), None)
