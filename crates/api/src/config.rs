@@ -89,6 +89,30 @@ pub struct Config {
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
+    /// How often docks of the cloud inventory are synced (`KALPANA_INVENTORY_SYNC_SECS`,
+    /// default 600; 0 turns the periodic sync off).
+    pub inventory_sync_interval: Duration,
+    /// Provider API base URLs other than the public ones (`KALPANA_PROVIDER_URL_VULTR`,
+    /// `…_DIGITALOCEAN`, `…_LINODE`), e.g. a stand-in for tests.
+    pub provider_urls: Vec<(crate::inventory::model::CloudProvider, String)>,
+}
+
+/// The configured provider base URLs: each must be an http(s) origin (and path).
+fn provider_urls(vars: &Vars) -> Result<Vec<(crate::inventory::model::CloudProvider, String)>> {
+    let mut out = Vec::new();
+    for p in crate::inventory::model::CloudProvider::ALL {
+        let name = format!("KALPANA_PROVIDER_URL_{}", p.as_str().to_ascii_uppercase());
+        if let Some(v) = vars.get(&name) {
+            let v = v.trim().trim_end_matches('/').to_string();
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(Error::BadRequest(format!(
+                    "{name}={v:?}: expected an http:// or https:// URL"
+                )));
+            }
+            out.push((p, v));
+        }
+    }
+    Ok(out)
 }
 
 /// `ip` or `ip:port` of a DNS server (port 53 by default).
@@ -183,6 +207,10 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PORT_RESERVE_PERCENT",
     "KALPANA_DNS_RESOLVER",
     "KALPANA_TEAM_PRESIGN_MAX_SECS",
+    "KALPANA_INVENTORY_SYNC_SECS",
+    "KALPANA_PROVIDER_URL_VULTR",
+    "KALPANA_PROVIDER_URL_DIGITALOCEAN",
+    "KALPANA_PROVIDER_URL_LINODE",
     "KALPANA_LEASE_SECS",
 ];
 
@@ -418,6 +446,10 @@ impl Config {
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),
             ),
+            inventory_sync_interval: Duration::from_secs(
+                vars.parse("KALPANA_INVENTORY_SYNC_SECS", 600)?,
+            ),
+            provider_urls: provider_urls(vars)?,
         })
     }
 

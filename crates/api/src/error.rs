@@ -56,6 +56,12 @@ pub enum Error {
     /// 503: a dependency (Docker, the store) is down or a resource is exhausted.
     #[error("{0}")]
     Unavailable(String),
+    /// A cloud provider refused a dock's token (422).
+    #[error("{0}")]
+    ProviderRefused(String),
+    /// A cloud provider failed or answered garbage (502, its words shown).
+    #[error("{0}")]
+    ProviderFailed(String),
     /// Docker-side failure; status depends on its kind.
     #[error(transparent)]
     Manager(#[from] kalpana_manager_core::Error),
@@ -103,6 +109,8 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
             }
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::ProviderRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_refused"),
+            Error::ProviderFailed(_) => (StatusCode::BAD_GATEWAY, "provider_failed"),
             Error::Manager(M::DockerUnavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable")
             }
@@ -138,7 +146,10 @@ impl IntoResponse for Error {
             // The endpoint and the SDK's words are the daemon's business, not the client's.
             tracing::warn!(error = %self, code, "bucket S3 server unreachable");
             "the bucket's S3 server is unreachable; try again shortly".to_string()
-        } else if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        } else if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && !matches!(self, Error::ProviderFailed(_))
+        {
             // Details of internal failures go to the log, not to the client.
             tracing::error!(error = %self, code, "request failed");
             "internal error; see the daemon log".to_string()

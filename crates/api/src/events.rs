@@ -33,6 +33,26 @@ pub struct BucketEvent {
 }
 
 impl BucketEvent {
+    /// An event of `kind` about a dock of the cloud inventory (its id in `bucketId`, never
+    /// its token).
+    pub fn of_dock(
+        kind: &'static str,
+        d: &crate::inventory::model::Dock,
+        status: &'static str,
+        message: Option<String>,
+    ) -> Self {
+        BucketEvent {
+            kind,
+            bucket_id: d.id.clone(),
+            name: d.name.clone(),
+            status,
+            message,
+            at: crate::model::now(),
+            user_id: d.user_id.clone(),
+            team_id: d.team_id.clone(),
+        }
+    }
+
     /// An event of `kind` about `b` as it is now.
     pub fn of(kind: &'static str, b: &BucketRecord, message: Option<String>) -> Self {
         BucketEvent {

@@ -22,8 +22,8 @@ use crate::extract::JSON_LIMIT;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
-    admin, attachments, buckets, connection, copy, defaults, domains, events, fallback, health,
-    identities, keys, objects, presign, probe, workspaces,
+    admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
+    health, identities, inventory, keys, objects, presign, probe, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -75,6 +75,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::verify))
         .routes(routes!(domains::approve))
         .routes(routes!(domains::link, domains::unlink))
+        .routes(routes!(docks::create, docks::list))
+        .routes(routes!(docks::get, docks::delete))
+        .routes(routes!(docks::sync))
+        .routes(routes!(inventory::volumes))
+        .routes(routes!(inventory::buckets))
+        .routes(routes!(inventory::summary))
         .routes(routes!(events::stream))
         .routes(routes!(admin::orphans))
         .routes(routes!(admin::remove_container))

@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> Result<()> {
     reconcile::spawn(state.clone());
     usage::spawn_periodic_sync(state.clone());
     crate::pending_usage::spawn_flusher(state.clone());
+    crate::inventory::spawn_periodic_sync(state.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
+use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 pub mod embedded;
 pub mod mongo;
 #[cfg(test)]
 pub mod suite;
+#[cfg(test)]
+mod suite_inventory;
 #[cfg(test)]
 mod suite_runs;
 
@@ -93,6 +96,22 @@ pub trait Store: Send + Sync + 'static {
     async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
     /// Deletes a workspace; a missing one is fine.
     async fn delete_workspace(&self, id: &str) -> Result<()>;
+
+    /// Inserts or replaces a provider account (by id).
+    async fn put_dock(&self, dock: &Dock) -> Result<()>;
+    /// The dock with this id.
+    async fn get_dock(&self, id: &str) -> Result<Option<Dock>>;
+    /// Every dock.
+    async fn list_docks(&self) -> Result<Vec<Dock>>;
+    /// Deletes a dock and every inventory record synced from it; a missing one is fine.
+    async fn delete_dock(&self, id: &str) -> Result<()>;
+    /// Every inventory record of a dock, volumes and buckets.
+    async fn dock_inventory(&self, dock_id: &str) -> Result<Vec<InventoryRecord>>;
+    /// Writes one sync's changes to the inventory. An insert whose (dockId, kind,
+    /// providerResourceId) is taken is a 409 (a unique index in both stores).
+    async fn write_inventory(&self, write: &InventoryWrite) -> Result<()>;
+    /// Inventory records matching the query, in id order.
+    async fn list_inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryRecord>>;
 
     /// Inserts a new domain; 409 when its name is registered already.
     async fn insert_domain(&self, domain: &Domain) -> Result<()>;
@@ -231,6 +250,15 @@ pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
     }
     for bucket in all_buckets(from).await? {
         to.insert_bucket(&bucket).await?;
+    }
+    for dock in from.list_docks().await? {
+        to.put_dock(&dock).await?;
+        let records = from.dock_inventory(&dock.id).await?;
+        to.write_inventory(&InventoryWrite {
+            insert: records,
+            ..Default::default()
+        })
+        .await?;
     }
     count(to).await
 }

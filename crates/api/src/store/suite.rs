@@ -48,6 +48,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     listing(&*store).await;
     hosts_and_domains(&*store).await;
     workspaces(&*store).await;
+    super::suite_inventory::inventory(&*store).await;
     lease(&*store).await;
     concurrent_inserts(store.clone()).await;
 }

@@ -15,8 +15,11 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod inventory;
+
 use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
+use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 /// The MongoDB store.
@@ -252,7 +255,7 @@ impl MongoStore {
                 .await
                 .map_err(mongo_err)?;
         }
-        Ok(())
+        self.create_inventory_indexes().await
     }
 
     async fn find_all<T: DeserializeOwned>(
@@ -362,6 +365,39 @@ impl Store for MongoStore {
             return Err(Error::NotFound("domain"));
         }
         Ok(())
+    }
+
+    async fn put_dock(&self, dock: &Dock) -> Result<()> {
+        self.inv_put_dock(dock).await
+    }
+
+    async fn get_dock(&self, id: &str) -> Result<Option<Dock>> {
+        self.docks()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?
+            .map(from_doc)
+            .transpose()
+    }
+
+    async fn list_docks(&self) -> Result<Vec<Dock>> {
+        self.find_all(self.docks(), doc! {}).await
+    }
+
+    async fn delete_dock(&self, id: &str) -> Result<()> {
+        self.inv_delete_dock(id).await
+    }
+
+    async fn dock_inventory(&self, dock_id: &str) -> Result<Vec<InventoryRecord>> {
+        self.inv_dock_inventory(dock_id).await
+    }
+
+    async fn write_inventory(&self, write: &InventoryWrite) -> Result<()> {
+        self.inv_write(write).await
+    }
+
+    async fn list_inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryRecord>> {
+        self.inv_list(query).await
     }
 
     async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {

@@ -11,8 +11,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod inventory;
+
 use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
+use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -75,6 +78,9 @@ impl EmbeddedStore {
             txn.open_table(WORKSPACES).map_err(db_err)?;
             txn.open_table(LINKED_HOSTS).map_err(db_err)?;
             txn.open_table(LEASES).map_err(db_err)?;
+            txn.open_table(inventory::DOCKS).map_err(db_err)?;
+            txn.open_table(inventory::VOLUMES).map_err(db_err)?;
+            txn.open_table(inventory::CLOUD_BUCKETS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -356,6 +362,45 @@ impl Store for EmbeddedStore {
             txn.commit().map_err(db_err)
         })
         .await
+    }
+
+    async fn put_dock(&self, dock: &Dock) -> Result<()> {
+        let d = dock.clone();
+        self.blocking(move |db| inventory::put_dock(db, &d)).await
+    }
+
+    async fn get_dock(&self, id: &str) -> Result<Option<Dock>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, inventory::DOCKS, &id))
+            .await
+    }
+
+    async fn list_docks(&self) -> Result<Vec<Dock>> {
+        self.blocking(|db| Self::all(db, inventory::DOCKS)).await
+    }
+
+    async fn delete_dock(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.blocking(move |db| inventory::delete_dock(db, &id))
+            .await
+    }
+
+    async fn dock_inventory(&self, dock_id: &str) -> Result<Vec<InventoryRecord>> {
+        let id = dock_id.to_string();
+        self.blocking(move |db| inventory::dock_inventory(db, &id))
+            .await
+    }
+
+    async fn write_inventory(&self, write: &InventoryWrite) -> Result<()> {
+        let w = write.clone();
+        self.blocking(move |db| inventory::write_inventory(db, &w))
+            .await
+    }
+
+    async fn list_inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryRecord>> {
+        let q = query.clone();
+        self.blocking(move |db| inventory::list_inventory(db, &q))
+            .await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
