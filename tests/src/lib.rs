@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod cloud;
 pub mod images;
 pub mod mongo;
 pub mod probe;

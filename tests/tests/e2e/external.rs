@@ -167,6 +167,15 @@ async fn an_external_bucket_answers_the_same_routes_and_its_secret_never_shows(
     assert_eq!(b["accessKey"], remote.access_key.as_str());
     assert!(b.get("secretKey").is_none(), "{b}");
     let id = b["id"].as_str().expect("id").to_string();
+    // The storage inventory lists it among the caller's buckets, as external.
+    let (_, inventory) = alice.send("GET", "/api/inventory/buckets", None).await?;
+    let listed = inventory["buckets"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["id"] == id.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(listed["source"], "external", "{inventory}");
+    assert_eq!(listed["provider"], "other");
+    assert_eq!(listed["s3Endpoint"], remote.endpoint.as_str());
 
     // Objects through the API: upload, list, Range download.
     let body = pattern(300_000, 5);

@@ -10,6 +10,7 @@ mod external;
 mod faults;
 mod hardening;
 mod hostnames;
+mod inventory;
 mod isolation;
 mod keys;
 mod lifecycle;
