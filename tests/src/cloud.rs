@@ -44,7 +44,7 @@ impl Cloud {
 
     /// Resource `i` as the provider answers it (the seeds' objects, numbered).
     pub fn resource(self, i: usize) -> Value {
-        let region = if i % 2 == 0 { "lax" } else { "ewr" };
+        let region = if i.is_multiple_of(2) { "lax" } else { "ewr" };
         match self {
             Cloud::Vultr => json!({
                 "id": format!("blk-{i:05}"),
@@ -54,9 +54,9 @@ impl Cloud {
                 "status": "active",
                 "size_gb": 10 + i % 5,
                 "region": region,
-                "attached_to_instance": if i % 3 == 0 { format!("inst-{i}") } else { String::new() },
+                "attached_to_instance": if i.is_multiple_of(3) { format!("inst-{i}") } else { String::new() },
                 "attached_to_instance_ip": "",
-                "attached_to_instance_label": if i % 3 == 0 { format!("web-{i}") } else { String::new() },
+                "attached_to_instance_label": if i.is_multiple_of(3) { format!("web-{i}") } else { String::new() },
                 "label": format!("sdtest-{i}"),
                 "mount_id": format!("{region}-ae6c4452b9{i:05}"),
                 "block_type": "high_perf",

@@ -55,6 +55,8 @@ pub struct App {
     pub followed_uploads: std::sync::atomic::AtomicUsize,
     /// Usage changes of buckets without a quota, not yet written to the store.
     pub pending_usage: crate::pending_usage::PendingUsage,
+    /// Resource samples of bucket containers and the Docker host.
+    pub fleet: crate::fleet::Fleet,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.

@@ -89,6 +89,11 @@ pub struct Config {
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
+    /// How often bucket containers and the Docker host are sampled (`KALPANA_FLEET_SAMPLE_SECS`,
+    /// default 30; 0 turns sampling off).
+    pub fleet_sample_interval: Duration,
+    /// How long samples are kept (`KALPANA_FLEET_RETENTION_HOURS`, default 24).
+    pub fleet_retention: Duration,
     /// How often docks of the cloud inventory are synced (`KALPANA_INVENTORY_SYNC_SECS`,
     /// default 600; 0 turns the periodic sync off).
     pub inventory_sync_interval: Duration,
@@ -208,6 +213,8 @@ pub const KEYS: &[&str] = &[
     "KALPANA_DNS_RESOLVER",
     "KALPANA_TEAM_PRESIGN_MAX_SECS",
     "KALPANA_INVENTORY_SYNC_SECS",
+    "KALPANA_FLEET_SAMPLE_SECS",
+    "KALPANA_FLEET_RETENTION_HOURS",
     "KALPANA_PROVIDER_URL_VULTR",
     "KALPANA_PROVIDER_URL_DIGITALOCEAN",
     "KALPANA_PROVIDER_URL_LINODE",
@@ -445,6 +452,14 @@ impl Config {
             team_presign_max: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),
+            ),
+            fleet_sample_interval: Duration::from_secs(
+                vars.parse("KALPANA_FLEET_SAMPLE_SECS", 30)?,
+            ),
+            fleet_retention: Duration::from_secs(
+                vars.parse::<u64>("KALPANA_FLEET_RETENTION_HOURS", 24)?
+                    .clamp(1, 24 * 31)
+                    * 3600,
             ),
             inventory_sync_interval: Duration::from_secs(
                 vars.parse("KALPANA_INVENTORY_SYNC_SECS", 600)?,

@@ -32,6 +32,7 @@ pub mod backend;
 pub mod drift;
 pub mod endpoint_policy;
 pub mod external;
+pub mod fleet;
 pub mod inventory;
 pub mod keys;
 pub mod lifecycle;

@@ -7,8 +7,12 @@ use time::OffsetDateTime;
 
 /// The current time as RFC 3339.
 pub fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
+    format_time(OffsetDateTime::now_utc())
+}
+
+/// A time as RFC 3339.
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 

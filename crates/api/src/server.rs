@@ -33,6 +33,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         callers: Default::default(),
         quotas: Default::default(),
         pending_usage: Default::default(),
+        fleet: Default::default(),
         followed_uploads: Default::default(),
         metrics: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
@@ -74,6 +75,7 @@ pub async fn run(config: Config) -> Result<()> {
     usage::spawn_periodic_sync(state.clone());
     crate::pending_usage::spawn_flusher(state.clone());
     crate::inventory::spawn_periodic_sync(state.clone());
+    crate::fleet::spawn_sampler(state.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;

@@ -59,6 +59,32 @@ async fn migrate_store_copies_every_record() {
             b.subdomain = Some(format!("bucket-{i}"));
             src.insert_bucket(&b).await.expect("bucket");
         }
+        let dock = kalpana_api::inventory::model::Dock {
+            id: "d1".into(),
+            name: "prod".into(),
+            provider: kalpana_api::inventory::model::CloudProvider::Linode,
+            user_id: "u1".into(),
+            team_id: None,
+            token_enc: "sealed".into(),
+            created_at: kalpana_api::model::now(),
+            last_synced_at: None,
+            last_sync_error: None,
+            last_good_sync_at: None,
+            last_sync: None,
+        };
+        src.put_dock(&dock).await.expect("dock");
+        let mut record = kalpana_api::inventory::providers::linode::map(&serde_json::json!({
+            "label": "photos", "region": "us-sea", "cluster": "us-sea-1", "size": 5, "objects": 1
+        }))
+        .expect("map");
+        record.id = "r1".into();
+        record.dock_id = "d1".into();
+        src.write_inventory(&kalpana_api::inventory::model::InventoryWrite {
+            insert: vec![record],
+            ..Default::default()
+        })
+        .await
+        .expect("inventory");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kalpana-buckets"))
         .args(["migrate-store", "--from"])
@@ -75,7 +101,7 @@ async fn migrate_store_copies_every_record() {
     );
     println!("{stdout}");
     assert!(
-        stdout.contains("users=3 teams=1 buckets=5 ports=10"),
+        stdout.contains("users=3 teams=1 buckets=5 ports=10 docks=1 inventory=1"),
         "{stdout}"
     );
     let src = EmbeddedStore::open(&src_path).expect("src");

@@ -40,18 +40,7 @@ pub struct PullProgress {
     pub total: Option<i64>,
 }
 
-/// Resource use of a container at one moment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContainerStats {
-    /// Memory in use.
-    pub memory_bytes: Option<u64>,
-    /// Memory limit.
-    pub memory_limit_bytes: Option<u64>,
-    /// CPU time used since start.
-    pub cpu_seconds: Option<f64>,
-    /// Processes and threads.
-    pub pids: Option<u64>,
-}
+pub use crate::stats::ContainerStats;
 
 /// What Docker says of one managed container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -565,24 +554,21 @@ impl DockerClient {
         );
         match stream.next().await {
             None => Ok(None),
-            Some(Ok(s)) => {
-                let mem = s.memory_stats.unwrap_or_default();
-                let cpu = s.cpu_stats.unwrap_or_default();
-                Ok(Some(ContainerStats {
-                    memory_bytes: mem.usage,
-                    memory_limit_bytes: mem.limit,
-                    cpu_seconds: cpu
-                        .cpu_usage
-                        .and_then(|u| u.total_usage)
-                        .map(|ns| ns as f64 / 1e9),
-                    pids: s.pids_stats.and_then(|p| p.current),
-                }))
-            }
+            Some(Ok(s)) => Ok(Some(s.into())),
             Some(Err(e)) => match Error::docker("container stats", e) {
                 e if e.is_not_found() => Ok(None),
                 e => Err(e),
             },
         }
+    }
+
+    /// The Docker host: CPUs, memory, running containers, data directory.
+    pub async fn host_info(&self) -> Result<crate::stats::HostInfo> {
+        self.docker
+            .info()
+            .await
+            .map(Into::into)
+            .map_err(|e| Error::docker("info", e))
     }
 
     /// The container's state, or `None` when there is no such container.

@@ -11,6 +11,7 @@ pub mod internal_tls;
 pub mod ports;
 pub mod readiness;
 pub mod spec;
+pub mod stats;
 
 pub use docker::{
     ContainerAction, ContainerEvent, ContainerState, ContainerStats, DockerClient, PullProgress,
@@ -19,3 +20,4 @@ pub use engine::{EngineFeatures, EngineKind, EngineProfile, KeyApi};
 pub use error::{Error, Result};
 pub use ports::{PortAllocator, PortRange};
 pub use spec::{BucketSpec, RoutingConfig};
+pub use stats::{cpu_percent, HostInfo};

@@ -8,6 +8,7 @@ mod big_uploads;
 mod config_file;
 mod external;
 mod faults;
+mod fleet;
 mod hardening;
 mod hostnames;
 mod inventory;

@@ -262,6 +262,11 @@ pub async fn container_resources(
     }
 }
 
+/// The Docker host's description (fleet monitoring).
+pub async fn host_info(state: &AppState) -> Result<kalpana_manager_core::HostInfo> {
+    Ok(state.docker.host_info().await?)
+}
+
 /// At start-up: warns when Docker is away, and otherwise makes sure the bucket network exists
 /// without inter-container traffic (a network that lets containers reach each other would break
 /// tenant isolation: refused rather than used).

@@ -10,6 +10,7 @@ pub mod docks;
 pub mod domains;
 pub mod events;
 pub mod fallback;
+pub mod fleet;
 pub mod health;
 pub mod identities;
 pub mod inventory;

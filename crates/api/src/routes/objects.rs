@@ -444,6 +444,18 @@ pub struct StatsView {
     max_size_gb: Option<f64>,
     last_synced_at: Option<String>,
     container: Option<ContainerStatsView>,
+    /// The container's samples over the asked period (`?history=1h`), oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<crate::fleet::Point>>,
+}
+
+/// Query of `GET /api/buckets/{id}/stats`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatsQuery {
+    /// Also the container's resource samples of this last period: `90s`, `30m`, `1h`, `2d`.
+    history: Option<String>,
 }
 
 /// One sample of the container's resource use.
@@ -487,7 +499,7 @@ pub async fn sync_stats(
     path = "/api/buckets/{id}/stats",
     tag = "objects",
     operation_id = "bucket_stats",
-    params(("id" = String, Path, description = "bucket id")),
+    params(("id" = String, Path, description = "bucket id"), StatsQuery),
     responses(
         (status = 200, description = "usage and container resources", body = StatsView),
         (status = "4XX", response = Refused),
@@ -498,9 +510,19 @@ pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<StatsView>> {
+    let history = crate::routes::fleet::duration_param("history", q.history.as_deref())?;
     let b = lifecycle::visible(&state, &caller, &id).await?;
-    Ok(Json(stats_of(&state, b).await))
+    let mut view = stats_of(&state, b).await;
+    if let Some(back) = history {
+        view.history = Some(
+            state
+                .fleet
+                .history(&id, crate::routes::fleet::since_ms(back), None),
+        );
+    }
+    Ok(Json(view))
 }
 
 /// A bucket's stats from its record, with a sample of its container's resources.
@@ -520,5 +542,6 @@ async fn stats_of(state: &AppState, mut b: crate::model::BucketRecord) -> StatsV
         max_size_gb: b.max_size_gb,
         last_synced_at: b.stats_synced_at,
         container,
+        history: None,
     }
 }

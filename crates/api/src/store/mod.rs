@@ -200,21 +200,32 @@ pub struct Counts {
     pub buckets: usize,
     /// Reserved host ports.
     pub ports: usize,
+    /// Docks of the cloud inventory.
+    pub docks: usize,
+    /// Volumes and buckets synced from them.
+    pub inventory: usize,
 }
 
 impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "users={} teams={} buckets={} ports={}",
-            self.users, self.teams, self.buckets, self.ports
+            "users={} teams={} buckets={} ports={} docks={} inventory={}",
+            self.users, self.teams, self.buckets, self.ports, self.docks, self.inventory
         )
     }
 }
 
 /// Counts every kind of record in `store`.
 pub async fn count(store: &dyn Store) -> Result<Counts> {
+    let docks = store.list_docks().await?;
+    let mut inventory = 0;
+    for d in &docks {
+        inventory += store.dock_inventory(&d.id).await?.len();
+    }
     Ok(Counts {
+        docks: docks.len(),
+        inventory,
         users: store.list_users().await?.len(),
         teams: store.list_teams().await?.len(),
         buckets: all_buckets(store).await?.len(),

@@ -14,7 +14,12 @@
 //!   (SecantusDB from `.tools/mongo-venv`, started by the benchmark), in one run.
 //! - `small [N]`: N sequential 4 KiB and N/10 1 MiB PUTs and GETs through the API beside the same
 //!   straight to the bucket with aws-sdk-s3: operations per second, p99, and their ratios.
+//! - `inventory [VOLUMES [PAGES]]`: a dock sync of VOLUMES (5,000) volumes over PAGES (50)
+//!   pages from a provider stand-in, on both stores, beside reading the pages directly; then a
+//!   second, unchanged sync and the store writes of each.
 //! - `all`: every one of the above with its defaults.
+
+mod inventory;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -681,12 +686,14 @@ async fn main() -> Result<()> {
         Some("list") => list(arg(1, 10_000)?, arg(2, 1000)?, None).await,
         Some("stores") => stores(arg(1, 10_000)?, arg(2, 1000)?).await,
         Some("small") => small(arg(1, 500)?).await,
+        Some("inventory") => inventory::run(arg(1, 5000)?, arg(2, 50)?).await,
         Some("all") => {
             provision(20).await?;
             transfer(3).await?;
             presign_on_own_thread(20_000)?;
-            stores(10_000, 1000).await
+            stores(10_000, 1000).await?;
+            inventory::run(5000, 50).await
         }
-        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | all"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | inventory [VOLUMES [PAGES]] | all"),
     }
 }
