@@ -1,8 +1,8 @@
 //! Fleet monitoring: every `KALPANA_FLEET_SAMPLE_SECS` one resource sample of each running
 //! bucket container and of the Docker host, kept in memory for `KALPANA_FLEET_RETENTION_HOURS`
-//! (a restart starts the series afresh). Containers are sampled concurrently, each with its own
-//! time limit, and a container still being sampled is skipped, so one slow container never
-//! delays the others. CPU percent is computed as `docker stats` does (the container's CPU time
+//! (a restart starts the series afresh). Containers are sampled concurrently (32 at a time),
+//! each with its own time limit, and a container still being sampled is skipped, so one slow
+//! container never delays the others. CPU percent is computed as `docker stats` does (the container's CPU time
 //! over the host's between two samples, times its CPUs); network and block counters are
 //! cumulative, with rates from the previous sample.
 //!
@@ -79,13 +79,28 @@ struct Inner {
     host: Option<HostSample>,
 }
 
+/// Most container samples asked of Docker at once: enough that a slow container holds up no
+/// other, few enough not to flood Docker with a thousand buckets.
+const CONCURRENT_SAMPLES: usize = 32;
+
 /// The samples of the fleet.
-#[derive(Default)]
-pub struct Fleet(Mutex<Inner>);
+pub struct Fleet {
+    inner: Mutex<Inner>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            inner: Mutex::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SAMPLES)),
+        }
+    }
+}
 
 impl Fleet {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Marks a bucket as being sampled; false when it already is.
@@ -250,6 +265,7 @@ async fn round(state: &AppState, limit: Duration) {
         }
         let state = state.clone();
         tokio::spawn(async move {
+            let _permit = state.fleet.permits.clone().acquire_owned().await;
             let at = Instant::now();
             match tokio::time::timeout(limit, crate::lifecycle::container_resources(&state, &b))
                 .await

@@ -512,8 +512,8 @@ pub async fn stats(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<StatsView>> {
-    let history = crate::routes::fleet::duration_param("history", q.history.as_deref())?;
     let b = lifecycle::visible(&state, &caller, &id).await?;
+    let history = crate::routes::fleet::duration_param("history", q.history.as_deref())?;
     let mut view = stats_of(&state, b).await;
     if let Some(back) = history {
         view.history = Some(
