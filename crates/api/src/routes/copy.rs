@@ -83,9 +83,16 @@ pub async fn copy(
         copy_on_server(&state, &dst, &key, &req.destination_key, info.size).await?
     } else {
         let download = source.get_object(&key, None).await?;
-        let mut body = download.body.map_err(std::io::Error::other);
+        // A failure of this stream is the source bucket's, not a client's body: remembered so
+        // the answer blames the right side.
+        let source_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = source_failed.clone();
+        let mut body = download.body.map_err(move |e| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::io::Error::other(e)
+        });
         let up = upload::prepare(&state, &dst, &req.destination_key).await?;
-        upload::store(
+        let stored = upload::store(
             &state,
             &dst,
             &req.destination_key,
@@ -94,7 +101,17 @@ pub async fn copy(
             up,
             &mut body,
         )
-        .await?
+        .await;
+        match stored {
+            Err(e) if source_failed.load(std::sync::atomic::Ordering::SeqCst) => {
+                tracing::warn!(from = %src.id, key, error = %e, "copy source failed mid-stream");
+                return Err(Error::Unavailable(
+                    "the source bucket's S3 server failed during the copy; nothing was stored"
+                        .into(),
+                ));
+            }
+            other => other?,
+        }
     };
     if req.move_ {
         source.delete_object(&key).await?;
