@@ -89,6 +89,8 @@ pub struct Config {
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
+    /// The bucket snapshots go to when no target is given (`KALPANA_SNAPSHOT_BUCKET`, an id).
+    pub snapshot_bucket: Option<String>,
     /// How often bucket containers and the Docker host are sampled (`KALPANA_FLEET_SAMPLE_SECS`,
     /// default 30; 0 turns sampling off).
     pub fleet_sample_interval: Duration,
@@ -214,6 +216,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_TEAM_PRESIGN_MAX_SECS",
     "KALPANA_INVENTORY_SYNC_SECS",
     "KALPANA_FLEET_SAMPLE_SECS",
+    "KALPANA_SNAPSHOT_BUCKET",
     "KALPANA_FLEET_RETENTION_HOURS",
     "KALPANA_PROVIDER_URL_VULTR",
     "KALPANA_PROVIDER_URL_DIGITALOCEAN",
@@ -453,6 +456,7 @@ impl Config {
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),
             ),
+            snapshot_bucket: var("KALPANA_SNAPSHOT_BUCKET").map(|v| v.trim().to_string()),
             fleet_sample_interval: Duration::from_secs(
                 vars.parse("KALPANA_FLEET_SAMPLE_SECS", 30)?,
             ),

@@ -40,6 +40,7 @@ pub mod mcp;
 pub mod model;
 pub mod pending_usage;
 pub mod reconcile;
+pub mod snapshots;
 pub mod upload;
 pub mod usage;
 pub mod validate;

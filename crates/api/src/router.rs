@@ -23,7 +23,7 @@ use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
-    fleet, health, identities, inventory, keys, objects, presign, probe, workspaces,
+    fleet, health, identities, inventory, keys, objects, presign, probe, snapshots, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -81,6 +81,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::volumes))
         .routes(routes!(inventory::buckets))
         .routes(routes!(inventory::summary))
+        .routes(routes!(snapshots::create, snapshots::list))
+        .routes(routes!(snapshots::get, snapshots::delete))
         .routes(routes!(fleet::fleet))
         .routes(routes!(fleet::metrics))
         .routes(routes!(events::stream))

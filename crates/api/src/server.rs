@@ -67,6 +67,7 @@ pub async fn run(config: Config) -> Result<()> {
         auth::bootstrap_admin(&state, &token).await?;
     }
     crate::workspaces::migrate_links(&state).await?;
+    crate::snapshots::recover(&state).await?;
     crate::lifecycle::prepare_docker(&state).await?;
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");

@@ -562,6 +562,44 @@ impl DockerClient {
         }
     }
 
+    /// Freezes every process of a container (a consistent read of its volume); paused already
+    /// is success.
+    pub async fn pause_container(&self, name: &str) -> Result<()> {
+        match self.docker.pause_container(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("pause container", e) {
+                e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Lets a paused container run again; not paused is success.
+    pub async fn unpause_container(&self, name: &str) -> Result<()> {
+        match self.docker.unpause_container(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match Error::docker("unpause container", e) {
+                e if e.is_conflict() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// A tar stream of `path` inside a container (Docker reads it from the container's mounts;
+    /// the container may be paused).
+    pub fn archive(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> impl Stream<Item = Result<bytes::Bytes>> + Send + 'static {
+        let opts = bollard::query_parameters::DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker
+            .download_from_container(name, Some(opts))
+            .map(|r| r.map_err(|e| Error::docker("archive", e)))
+    }
+
     /// The Docker host: CPUs, memory, running containers, data directory.
     pub async fn host_info(&self) -> Result<crate::stats::HostInfo> {
         self.docker

@@ -23,6 +23,7 @@ mod ports;
 mod quotas;
 mod routing;
 mod side_doors;
+mod snapshots;
 mod stats;
 mod store_outage;
 mod tenancy;

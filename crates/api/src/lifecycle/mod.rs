@@ -262,6 +262,32 @@ pub async fn container_resources(
     }
 }
 
+/// Pauses a bucket's container (snapshots read its volume meanwhile).
+pub async fn pause(state: &AppState, b: &BucketRecord) -> Result<()> {
+    Ok(state.docker.pause_container(&container_name(&b.id)).await?)
+}
+
+/// Lets a paused bucket container run again.
+pub async fn unpause(state: &AppState, b: &BucketRecord) -> Result<()> {
+    Ok(state
+        .docker
+        .unpause_container(&container_name(&b.id))
+        .await?)
+}
+
+/// A tar stream of a bucket's data directory, read by Docker from its container's volume.
+pub fn volume_archive(
+    state: &AppState,
+    b: &BucketRecord,
+) -> impl futures::Stream<Item = Result<bytes::Bytes>> + Send + 'static {
+    use futures::TryStreamExt;
+    let path = state.config.profile(b.engine).data_path;
+    state
+        .docker
+        .archive(&container_name(&b.id), path)
+        .map_err(Error::from)
+}
+
 /// The Docker host's description (fleet monitoring).
 pub async fn host_info(state: &AppState) -> Result<kalpana_manager_core::HostInfo> {
     Ok(state.docker.host_info().await?)

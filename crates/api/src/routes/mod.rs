@@ -18,4 +18,5 @@ pub mod keys;
 pub mod objects;
 pub mod presign;
 pub mod probe;
+pub mod snapshots;
 pub mod workspaces;

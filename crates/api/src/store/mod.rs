@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
+use crate::snapshots::model::Snapshot;
 
 pub mod embedded;
 pub mod mongo;
@@ -112,6 +113,15 @@ pub trait Store: Send + Sync + 'static {
     async fn write_inventory(&self, write: &InventoryWrite) -> Result<()>;
     /// Inventory records matching the query, in id order.
     async fn list_inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryRecord>>;
+
+    /// Inserts or replaces a snapshot record (by id).
+    async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
+    /// The snapshot with this id.
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>>;
+    /// Snapshots of one bucket, or of every bucket, in id order.
+    async fn list_snapshots(&self, bucket_id: Option<&str>) -> Result<Vec<Snapshot>>;
+    /// Deletes a snapshot record; a missing one is fine.
+    async fn delete_snapshot(&self, id: &str) -> Result<()>;
 
     /// Inserts a new domain; 409 when its name is registered already.
     async fn insert_domain(&self, domain: &Domain) -> Result<()>;
@@ -261,6 +271,9 @@ pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Counts> {
     }
     for bucket in all_buckets(from).await? {
         to.insert_bucket(&bucket).await?;
+    }
+    for snapshot in from.list_snapshots(None).await? {
+        to.put_snapshot(&snapshot).await?;
     }
     for dock in from.list_docks().await? {
         to.put_dock(&dock).await?;

@@ -49,6 +49,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     hosts_and_domains(&*store).await;
     workspaces(&*store).await;
     super::suite_inventory::inventory(&*store).await;
+    super::suite_inventory::snapshots(&*store).await;
     lease(&*store).await;
     concurrent_inserts(store.clone()).await;
 }

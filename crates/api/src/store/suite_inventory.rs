@@ -1,4 +1,4 @@
-//! The store suite's checks of docks and the cloud inventory.
+//! The store suite's checks of docks, the cloud inventory and snapshot records.
 
 use serde_json::json;
 
@@ -141,4 +141,49 @@ pub async fn inventory(s: &dyn Store) {
     );
     s.delete_dock(&b.id).await.expect("delete dock");
     s.delete_dock(&b.id).await.expect("deleting twice is fine");
+}
+
+/// Snapshot records round-trip and list per bucket.
+pub async fn snapshots(s: &dyn Store) {
+    use crate::snapshots::model::{Snapshot, SnapshotStatus, SnapshotTarget};
+    let snap = |bucket: &str| Snapshot {
+        id: new_id(),
+        bucket_id: bucket.into(),
+        user_id: "u1".into(),
+        status: SnapshotStatus::Pending,
+        bytes_done: 0,
+        size_bytes: None,
+        sha256: None,
+        target: SnapshotTarget {
+            bucket_id: "t".into(),
+            key: "snapshots/x".into(),
+        },
+        note: None,
+        created_at: now(),
+        finished_at: None,
+        message: None,
+        paused_millis: None,
+    };
+    let (a1, a2, b1) = (snap("a"), snap("a"), snap("b"));
+    for x in [&a1, &a2, &b1] {
+        s.put_snapshot(x).await.expect("put snapshot");
+    }
+    let mut done = a1.clone();
+    done.status = SnapshotStatus::Done;
+    done.sha256 = Some("ab".into());
+    s.put_snapshot(&done).await.expect("replace snapshot");
+    assert_eq!(
+        s.get_snapshot(&a1.id).await.expect("get"),
+        Some(done.clone())
+    );
+    assert_eq!(
+        s.list_snapshots(Some("a")).await.expect("list"),
+        vec![done, a2.clone()]
+    );
+    assert_eq!(s.list_snapshots(None).await.expect("all").len(), 3);
+    s.delete_snapshot(&a2.id).await.expect("delete");
+    s.delete_snapshot(&a2.id).await.expect("twice");
+    assert_eq!(s.list_snapshots(Some("a")).await.expect("list").len(), 1);
+    s.delete_snapshot(&a1.id).await.expect("delete");
+    s.delete_snapshot(&b1.id).await.expect("delete");
 }

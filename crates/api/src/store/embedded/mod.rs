@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod inventory;
+mod snapshots;
 
 use super::{BucketQuery, Lease, Store};
 use crate::error::{Error, Result};
@@ -79,6 +80,7 @@ impl EmbeddedStore {
             txn.open_table(LINKED_HOSTS).map_err(db_err)?;
             txn.open_table(LEASES).map_err(db_err)?;
             txn.open_table(inventory::DOCKS).map_err(db_err)?;
+            txn.open_table(snapshots::SNAPSHOTS).map_err(db_err)?;
             txn.open_table(inventory::VOLUMES).map_err(db_err)?;
             txn.open_table(inventory::CLOUD_BUCKETS).map_err(db_err)?;
         }
@@ -362,6 +364,31 @@ impl Store for EmbeddedStore {
             txn.commit().map_err(db_err)
         })
         .await
+    }
+
+    async fn put_snapshot(&self, snapshot: &crate::snapshots::model::Snapshot) -> Result<()> {
+        let s = snapshot.clone();
+        self.blocking(move |db| snapshots::put(db, &s)).await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<crate::snapshots::model::Snapshot>> {
+        let id = id.to_string();
+        self.blocking(move |db| Self::get(db, snapshots::SNAPSHOTS, &id))
+            .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        bucket_id: Option<&str>,
+    ) -> Result<Vec<crate::snapshots::model::Snapshot>> {
+        let b = bucket_id.map(str::to_string);
+        self.blocking(move |db| snapshots::list(db, b.as_deref()))
+            .await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.blocking(move |db| snapshots::delete(db, &id)).await
     }
 
     async fn put_dock(&self, dock: &Dock) -> Result<()> {

@@ -160,6 +160,9 @@ impl MongoStore {
     fn workspaces(&self) -> Collection<Document> {
         self.db.collection("workspaces")
     }
+    fn snapshots(&self) -> Collection<Document> {
+        self.db.collection("snapshots")
+    }
     fn buckets(&self) -> Collection<Document> {
         self.db.collection("buckets")
     }
@@ -255,6 +258,14 @@ impl MongoStore {
                 .await
                 .map_err(mongo_err)?;
         }
+        self.snapshots()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "bucketId": 1, "_id": 1 })
+                    .build(),
+            )
+            .await
+            .map_err(mongo_err)?;
         self.create_inventory_indexes().await
     }
 
@@ -364,6 +375,46 @@ impl Store for MongoStore {
         if r.matched_count == 0 {
             return Err(Error::NotFound("domain"));
         }
+        Ok(())
+    }
+
+    async fn put_snapshot(&self, snapshot: &crate::snapshots::model::Snapshot) -> Result<()> {
+        self.snapshots()
+            .replace_one(
+                doc! { "_id": &snapshot.id },
+                to_doc(&snapshot.id, snapshot)?,
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo_err)?;
+        Ok(())
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<crate::snapshots::model::Snapshot>> {
+        self.snapshots()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?
+            .map(from_doc)
+            .transpose()
+    }
+
+    async fn list_snapshots(
+        &self,
+        bucket_id: Option<&str>,
+    ) -> Result<Vec<crate::snapshots::model::Snapshot>> {
+        let filter = match bucket_id {
+            Some(b) => doc! { "bucketId": b },
+            None => doc! {},
+        };
+        self.find_all(self.snapshots(), filter).await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        self.snapshots()
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(mongo_err)?;
         Ok(())
     }
 
