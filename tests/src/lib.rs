@@ -509,37 +509,29 @@ fn mongodb_store(instance: &str) -> Option<String> {
     })
 }
 
-/// Removes every container and volume labelled with this daemon instance.
+/// Removes every container, volume and attachment network labelled with this daemon instance
+/// (a test that fails half-way leaves them to its daemon, which is killed).
 pub fn remove_instance_resources(instance: &str) {
     let filter = format!("label=kalpana.instance={instance}");
-    if let Ok(out) = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &filter])
-        .output()
-    {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    if let Ok(out) = Command::new("docker")
-        .args(["volume", "ls", "-q", "--filter", &filter])
-        .output()
-    {
+    for (list, remove) in [
+        (&["ps", "-aq"][..], &["rm", "-f"][..]),
+        (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
+        (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+    ] {
+        let Ok(out) = Command::new("docker")
+            .args(list)
+            .args(["--filter", &filter])
+            .output()
+        else {
+            continue;
+        };
         let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .map(String::from)
             .collect();
         if !names.is_empty() {
             let _ = Command::new("docker")
-                .args(["volume", "rm", "-f"])
+                .args(remove)
                 .args(&names)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

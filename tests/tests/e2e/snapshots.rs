@@ -95,6 +95,13 @@ async fn a_snapshot_streams_the_paused_volume_to_another_bucket_with_its_sha256(
         done["pausedMillis"]
     );
 
+    // The archive counts in the target's usage at once.
+    let (_, stats) = alice
+        .send("GET", &format!("/api/buckets/{vault_id}/stats"), None)
+        .await?;
+    assert_eq!(stats["objectCount"], 1, "{stats}");
+    assert_eq!(stats["totalSizeBytes"].as_u64(), Some(size), "{stats}");
+
     // The container runs (not paused) and serves.
     let state =
         kalpana_e2e::docker_inspect(&format!("kalpana-bucket-{sid_bucket}"), "{{.State.Status}}")?;
@@ -157,6 +164,10 @@ async fn a_snapshot_streams_the_paused_volume_to_another_bucket_with_its_sha256(
         .send("GET", &object_path(&vault_id, &key), None)
         .await?;
     assert_eq!(status, 404, "the archive is gone");
+    let (_, stats) = alice
+        .send("GET", &format!("/api/buckets/{vault_id}/stats"), None)
+        .await?;
+    assert_eq!(stats["objectCount"], 0, "{stats}");
     let (_, list) = alice.send("GET", &path, None).await?;
     assert_eq!(
         list["snapshots"].as_array().map(Vec::len),

@@ -76,6 +76,11 @@ async fn target(
             "a bucket cannot hold its own snapshots: give another targetBucketId".into(),
         ));
     }
+    // The archive's size is known only once written: a target already over its quota is
+    // refused, and the archive is counted in its usage when it lands.
+    if t.over_quota {
+        return Err(crate::usage::over_quota(&t));
+    }
     Ok(t)
 }
 
@@ -164,6 +169,7 @@ async fn run(state: &AppState, mut s: Snapshot) -> Result<()> {
     s.paused_millis = Some(started.elapsed().as_millis() as u64);
     match outcome {
         Ok((size, sha)) => {
+            crate::usage::adjust(state, &t, 1, size as i64).await?;
             s.status = SnapshotStatus::Done;
             s.bytes_done = size;
             s.size_bytes = Some(size);
@@ -279,9 +285,11 @@ pub async fn delete(state: &AppState, caller: &Caller, bucket_id: &str, id: &str
     }
     if let Some(t) = state.store.get_bucket(&s.target.bucket_id).await? {
         if t.status == BucketStatus::Running {
-            crate::backend::s3(state, &t)?
-                .delete_object(&s.target.key)
-                .await?;
+            let client = crate::backend::s3(state, &t)?;
+            if let Some(o) = client.head_object(&s.target.key).await? {
+                client.delete_object(&s.target.key).await?;
+                crate::usage::adjust(state, &t, -1, -(o.size as i64)).await?;
+            }
         } else {
             return Err(Error::Conflict(format!(
                 "the bucket holding the archive ({}) is not running: start it to delete the snapshot",
