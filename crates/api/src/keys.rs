@@ -82,7 +82,7 @@ pub fn validate(req: &NewKey) -> Result<()> {
 }
 
 /// The key-making client of a running managed bucket's engine, with its root credentials.
-fn iam(state: &AppState, b: &BucketRecord) -> Result<KeyAdmin> {
+fn key_admin(state: &AppState, b: &BucketRecord) -> Result<KeyAdmin> {
     let origin = lifecycle::internal_origin(state, b)?;
     let endpoint = lifecycle::endpoint_at(state, b, origin)?;
     Ok(match state.config.profile(b.engine).key_api {
@@ -117,8 +117,8 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     }
     let key_id = new_id();
     let user = format!("kb-{key_id}");
-    let iam = iam(state, &b)?;
-    let issued = iam
+    let admin = key_admin(state, &b)?;
+    let issued = admin
         .issue(&user, &b.name, &scope(req.access, req.prefix.clone()))
         .await?;
     let expires_at = req.expires_in.map(|d| {
@@ -139,7 +139,7 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     b.keys.push(key.clone());
     b.updated_at = now();
     if let Err(e) = state.store.update_bucket(&b, None).await {
-        let _ = iam.revoke(&user, Some(&issued.access_key)).await;
+        let _ = admin.revoke(&user, Some(&issued.access_key)).await;
         return Err(e);
     }
     tracing::info!(bucket = %b.id, key = %key.id, access_key = %key.access_key, access = ?key.access,
@@ -184,10 +184,10 @@ async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     if b.revoke_pending.is_empty() {
         return Ok(());
     }
-    let iam = iam(state, b)?;
+    let admin = key_admin(state, b)?;
     let mut left = Vec::new();
     for p in std::mem::take(&mut b.revoke_pending) {
-        if let Err(e) = iam.revoke(&p.user, Some(&p.access_key)).await {
+        if let Err(e) = admin.revoke(&p.user, Some(&p.access_key)).await {
             tracing::warn!(bucket = %b.id, access_key = %p.access_key, error = %e, "removing a revoked key from the engine failed; will retry");
             left.push(p);
         }
