@@ -18,7 +18,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::app::AppState;
-use crate::model::{BucketKind, BucketStatus};
+use crate::model::{BucketKind, BucketRecord, BucketStatus};
 use crate::store::BucketQuery;
 
 /// One sample of a bucket container.
@@ -132,7 +132,7 @@ impl Fleet {
         };
         let point = Point {
             at: crate::model::format_time(now),
-            at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            at_ms: unix_ms(now),
             cpu_percent: cpu,
             memory_bytes: s.memory_bytes.unwrap_or(0),
             memory_limit_bytes: s.memory_limit_bytes.unwrap_or(0),
@@ -153,7 +153,7 @@ impl Fleet {
 
     /// Drops samples older than `keep` and series left empty.
     pub fn prune(&self, keep: Duration, now: OffsetDateTime) {
-        let cutoff = ((now - keep).unix_timestamp_nanos() / 1_000_000) as i64;
+        let cutoff = unix_ms(now - keep);
         let mut inner = self.inner();
         inner.series.retain(|_, points| {
             while points.front().is_some_and(|p| p.at_ms < cutoff) {
@@ -235,11 +235,14 @@ async fn sample_host(state: &AppState) {
     }
 }
 
-/// One round: the host and every running managed bucket, each on its own task.
-async fn round(state: &AppState, limit: Duration) {
-    let host_state = state.clone();
-    tokio::spawn(async move { sample_host(&host_state).await });
-    let buckets = match state
+/// Unix milliseconds of `t`.
+pub fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The buckets the fleet samples: running, managed, not being deleted.
+pub async fn sampled_buckets(state: &AppState) -> crate::error::Result<Vec<BucketRecord>> {
+    Ok(state
         .store
         .list_buckets(&BucketQuery {
             all: true,
@@ -247,18 +250,24 @@ async fn round(state: &AppState, limit: Duration) {
             limit: usize::MAX,
             ..Default::default()
         })
-        .await
-    {
+        .await?
+        .into_iter()
+        .filter(|b| b.kind == BucketKind::Managed && !b.deleting)
+        .collect())
+}
+
+/// One round: the host and every running managed bucket, each on its own task.
+async fn round(state: &AppState, limit: Duration) {
+    let host_state = state.clone();
+    tokio::spawn(async move { sample_host(&host_state).await });
+    let buckets = match sampled_buckets(state).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "listing buckets for the fleet sample failed");
             return;
         }
     };
-    for b in buckets
-        .into_iter()
-        .filter(|b| b.kind == BucketKind::Managed && !b.deleting)
-    {
+    for b in buckets {
         if !state.fleet.begin(&b.id) {
             tracing::debug!(bucket = %b.id, "previous sample still running; skipped");
             continue;

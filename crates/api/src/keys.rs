@@ -119,7 +119,15 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     let user = format!("kb-{key_id}");
     let admin = key_admin(state, &b)?;
     let issued = admin
-        .issue(&user, &b.name, &scope(req.access, req.prefix.clone()))
+        .issue(
+            &user,
+            &b.name,
+            &scope(req.access, req.prefix.clone()),
+            kalpana_s3_ops::iam::IssuedKey {
+                access_key: crate::secrets::new_access_key(),
+                secret_key: crate::secrets::new_secret_key(),
+            },
+        )
         .await?;
     let expires_at = req.expires_in.map(|d| {
         (OffsetDateTime::now_utc() + d)

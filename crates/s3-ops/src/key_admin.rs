@@ -15,10 +15,18 @@ pub enum KeyAdmin {
 
 impl KeyAdmin {
     /// Makes a key for `user` (the engine-side name of the key) limited to `scope` on `bucket`.
-    pub async fn issue(&self, user: &str, bucket: &str, scope: &KeyScope) -> Result<IssuedKey> {
+    /// `proposed` are the credentials to give it where the engine takes them (MinIO); an engine
+    /// that makes its own (SeaweedFS's IAM) answers those instead.
+    pub async fn issue(
+        &self,
+        user: &str,
+        bucket: &str,
+        scope: &KeyScope,
+        proposed: IssuedKey,
+    ) -> Result<IssuedKey> {
         match self {
             KeyAdmin::Iam(c) => c.issue(user, bucket, scope).await,
-            KeyAdmin::Minio(c) => c.issue(user, bucket, scope).await,
+            KeyAdmin::Minio(c) => c.issue(user, bucket, scope, proposed).await,
         }
     }
 

@@ -135,8 +135,12 @@ pub async fn create(state: &AppState, caller: &Caller, req: NewDock) -> Result<D
     publish(state, &dock, "ADDED", None);
     let (state2, id) = (state.clone(), dock.id.clone());
     tokio::spawn(async move {
-        if let Err(e) = sync(&state2, &id).await {
-            tracing::warn!(dock = %id, error = %e, "first sync failed");
+        // A provider's failure is logged by the sync itself.
+        match sync(&state2, &id).await {
+            Err(e) if !matches!(e, Error::ProviderFailed(_)) => {
+                tracing::warn!(dock = %id, error = %e, "first sync failed")
+            }
+            _ => {}
         }
     });
     Ok(dock)
@@ -172,13 +176,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
 /// (the dock keeps its last good inventory and says why in `lastSyncError`).
 pub async fn sync_for(state: &AppState, caller: &Caller, id: &str) -> Result<Dock> {
     manageable(state, caller, id).await?;
-    let dock = sync(state, id).await?;
-    match &dock.last_sync_error {
-        Some(e) if dock.last_synced_at != dock.last_good_sync_at => {
-            Err(Error::ProviderFailed(e.clone()))
-        }
-        _ => Ok(dock),
-    }
+    sync(state, id).await
 }
 
 fn lock_key(dock_id: &str) -> String {
@@ -192,7 +190,7 @@ fn publish(state: &AppState, dock: &Dock, status: &'static str, message: Option<
 }
 
 /// Syncs one dock now (after any sync of it running). A provider failure is recorded on the
-/// dock, not returned; the store's failures are.
+/// dock (its last good inventory kept) and answered as `ProviderFailed`.
 pub async fn sync(state: &AppState, id: &str) -> Result<Dock> {
     let _guard = state.locks.lock(&lock_key(id)).await;
     let Some(mut dock) = state.store.get_dock(id).await? else {
@@ -224,7 +222,7 @@ pub async fn sync(state: &AppState, id: &str) -> Result<Dock> {
             dock.last_sync_error = Some(e.to_string());
             state.store.put_dock(&dock).await?;
             publish(state, &dock, "FAILED", Some(e.to_string()));
-            return Ok(dock);
+            return Err(Error::ProviderFailed(e.to_string()));
         }
     };
     let existing = state.store.dock_inventory(&dock.id).await?;
@@ -238,7 +236,7 @@ pub async fn sync(state: &AppState, id: &str) -> Result<Dock> {
             dock.last_sync_error = Some(e.to_string());
             state.store.put_dock(&dock).await?;
             publish(state, &dock, "FAILED", Some(e.to_string()));
-            return Ok(dock);
+            return Err(Error::ProviderFailed(e.to_string()));
         }
     };
     if !write.is_empty() {
@@ -362,8 +360,11 @@ pub fn spawn_periodic_sync(state: AppState) {
                 .for_each_concurrent(4, |id| {
                     let state = state.clone();
                     async move {
-                        if let Err(e) = sync(&state, &id).await {
-                            tracing::warn!(dock = %id, error = %e, "periodic sync failed");
+                        match sync(&state, &id).await {
+                            Err(e) if !matches!(e, Error::ProviderFailed(_)) => {
+                                tracing::warn!(dock = %id, error = %e, "periodic sync failed")
+                            }
+                            _ => {}
                         }
                     }
                 })

@@ -11,9 +11,7 @@ use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::QueryParams;
 use crate::fleet::{parse_duration, HostSample, Point};
-use crate::model::{BucketKind, BucketStatus};
 use crate::openapi::{Failed, Refused};
-use crate::store::BucketQuery;
 
 /// A running bucket and its latest sample.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -73,19 +71,10 @@ pub struct FleetView {
 )]
 pub async fn fleet(State(state): State<AppState>, caller: Caller) -> Result<Json<FleetView>> {
     caller.require_admin()?;
-    let running = state
-        .store
-        .list_buckets(&BucketQuery {
-            all: true,
-            status: Some(BucketStatus::Running),
-            limit: usize::MAX,
-            ..Default::default()
-        })
-        .await?;
     let mut totals = FleetTotals::default();
-    let buckets: Vec<FleetBucket> = running
+    let buckets: Vec<FleetBucket> = crate::fleet::sampled_buckets(&state)
+        .await?
         .into_iter()
-        .filter(|b| b.kind == BucketKind::Managed)
         .map(|b| {
             let latest = state.fleet.latest(&b.id);
             totals.buckets += 1;
@@ -156,8 +145,7 @@ pub fn duration_param(name: &str, value: Option<&str>) -> Result<Option<Duration
 
 /// Unix milliseconds `back` ago.
 pub fn since_ms(back: Duration) -> i64 {
-    let t = time::OffsetDateTime::now_utc() - back;
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
+    crate::fleet::unix_ms(time::OffsetDateTime::now_utc() - back)
 }
 
 /// `GET /api/fleet/metrics`: the kept series, per bucket.
