@@ -103,6 +103,12 @@ pub async fn create(
                 provisioning: Some(handle),
             })
         }
+        BucketKind::External if req.from_snapshot.is_some() || req.snapshot_policy.is_some() => {
+            Err(Error::BadRequest(
+                "fromSnapshot and snapshotPolicy are for managed buckets (a snapshot is of a container's volume)"
+                    .into(),
+            ))
+        }
         BucketKind::External => Ok(Created {
             record: external::create(state, caller, req).await?,
             secret: None,

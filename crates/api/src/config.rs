@@ -91,6 +91,11 @@ pub struct Config {
     pub team_presign_max: Duration,
     /// The bucket snapshots go to when no target is given (`KALPANA_SNAPSHOT_BUCKET`, an id).
     pub snapshot_bucket: Option<String>,
+    /// How often snapshot policies are checked (`KALPANA_SNAPSHOT_TICK_SECS`, default 60).
+    pub snapshot_tick: Duration,
+    /// The shortest interval a snapshot policy may ask for
+    /// (`KALPANA_SNAPSHOT_MIN_EVERY_SECS`, default 3600).
+    pub snapshot_min_every: Duration,
     /// How often bucket containers and the Docker host are sampled (`KALPANA_FLEET_SAMPLE_SECS`,
     /// default 30; 0 turns sampling off).
     pub fleet_sample_interval: Duration,
@@ -217,6 +222,8 @@ pub const KEYS: &[&str] = &[
     "KALPANA_INVENTORY_SYNC_SECS",
     "KALPANA_FLEET_SAMPLE_SECS",
     "KALPANA_SNAPSHOT_BUCKET",
+    "KALPANA_SNAPSHOT_TICK_SECS",
+    "KALPANA_SNAPSHOT_MIN_EVERY_SECS",
     "KALPANA_FLEET_RETENTION_HOURS",
     "KALPANA_PROVIDER_URL_VULTR",
     "KALPANA_PROVIDER_URL_DIGITALOCEAN",
@@ -457,6 +464,13 @@ impl Config {
                     .max(1),
             ),
             snapshot_bucket: var("KALPANA_SNAPSHOT_BUCKET").map(|v| v.trim().to_string()),
+            snapshot_tick: Duration::from_secs(
+                vars.parse::<u64>("KALPANA_SNAPSHOT_TICK_SECS", 60)?.max(1),
+            ),
+            snapshot_min_every: Duration::from_secs(
+                vars.parse::<u64>("KALPANA_SNAPSHOT_MIN_EVERY_SECS", 3600)?
+                    .max(1),
+            ),
             fleet_sample_interval: Duration::from_secs(
                 vars.parse("KALPANA_FLEET_SAMPLE_SECS", 30)?,
             ),

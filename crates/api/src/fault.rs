@@ -28,6 +28,12 @@ pub const POINTS: &[&str] = &[
     "replace.stopped",
     "replace.removed",
     "replace.created",
+    // snapshot: the container paused, its archive not yet read
+    "snapshot.paused",
+    // restore: the archive staged and checked, the swap recorded; the bucket's volume removed,
+    // not yet made anew from the staging volume
+    "restore.staged",
+    "restore.emptied",
 ];
 
 fn wanted() -> Option<&'static str> {

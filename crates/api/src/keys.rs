@@ -188,7 +188,7 @@ pub async fn revoke(state: &AppState, id: &str, key_id: &str) -> Result<()> {
 }
 
 /// Removes revoked keys from the engine of a running bucket. Caller holds the bucket's lock.
-async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Result<()> {
+pub(crate) async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     if b.revoke_pending.is_empty() {
         return Ok(());
     }
@@ -202,6 +202,19 @@ async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     }
     b.revoke_pending = left;
     state.store.update_bucket(b, None).await
+}
+
+/// Removes one engine user and its key from a running bucket's engine (one that came with a
+/// snapshot's data); already gone is fine.
+pub(crate) async fn revoke_engine_user(
+    state: &AppState,
+    b: &BucketRecord,
+    user: &str,
+    access_key: &str,
+) -> Result<()> {
+    key_admin(state, b)?.revoke(user, Some(access_key)).await?;
+    tracing::info!(bucket = %b.id, access_key, "engine user from a snapshot removed");
+    Ok(())
 }
 
 /// Whether a key has expired at `now`.

@@ -427,6 +427,12 @@ pub struct BucketRecord {
     /// Purposes this bucket is the default for in its scope (the owner's, or its team's).
     #[serde(default)]
     pub default_for: Vec<String>,
+    /// The snapshot it was made from, and how far that got.
+    #[serde(default)]
+    pub from_snapshot: Option<crate::snapshots::restore::FromSnapshot>,
+    /// Snapshots on a schedule.
+    #[serde(default)]
+    pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -478,6 +484,8 @@ impl BucketRecord {
             kind: BucketKind::Managed,
             external: None,
             default_for: Vec::new(),
+            from_snapshot: None,
+            snapshot_policy: None,
             keys: Vec::new(),
             revoke_pending: Vec::new(),
             attachments: Vec::new(),

@@ -83,6 +83,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::summary))
         .routes(routes!(snapshots::create, snapshots::list))
         .routes(routes!(snapshots::get, snapshots::delete))
+        .routes(routes!(snapshots::restore))
         .routes(routes!(fleet::fleet))
         .routes(routes!(fleet::metrics))
         .routes(routes!(events::stream))

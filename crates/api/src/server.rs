@@ -77,6 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
     crate::pending_usage::spawn_flusher(state.clone());
     crate::inventory::spawn_periodic_sync(state.clone());
     crate::fleet::spawn_sampler(state.clone());
+    crate::snapshots::schedule::spawn(state.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;

@@ -18,8 +18,8 @@ use futures::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::spec::{
-    container_name, volume_name, BucketSpec, LABEL_BUCKET_ID, LABEL_GENERATION, LABEL_INSTANCE,
-    LABEL_MANAGED, LABEL_SPEC_REVISION, SPEC_REVISION,
+    container_name, helper_name, staging_volume_name, volume_name, BucketSpec, LABEL_BUCKET_ID,
+    LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_REVISION, SPEC_REVISION,
 };
 
 /// The bridge driver option that allows or forbids traffic between a network's containers.
@@ -598,6 +598,64 @@ impl DockerClient {
         self.docker
             .download_from_container(name, Some(opts))
             .map(|r| r.map_err(|e| Error::docker("archive", e)))
+    }
+
+    /// Writes a tar stream into a container at `path` (Docker extracts it as it arrives; the
+    /// container may be created and never started). A body that fails fails the upload.
+    pub async fn upload_archive(
+        &self,
+        name: &str,
+        path: &str,
+        tar: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<()> {
+        let opts = UploadToContainerOptions {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(name, Some(opts), bollard::body_try_stream(tar))
+            .await
+            .map_err(|e| Error::docker("extract archive", e))
+    }
+
+    /// Makes the restore staging volume of a bucket, empty: one left by an earlier attempt is
+    /// removed first.
+    pub async fn fresh_staging_volume(&self, spec: &BucketSpec) -> Result<String> {
+        let name = staging_volume_name(&spec.id);
+        self.remove_container(&helper_name(&spec.id, "staging"))
+            .await?;
+        self.remove_volume(&name).await?;
+        let req = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(spec.volume_labels()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| Error::docker("create volume", e))?;
+        Ok(name)
+    }
+
+    /// Creates data helper `role` of the bucket on `volume` (see [`BucketSpec::helper_body`]),
+    /// replacing one an earlier attempt left. Returns its name.
+    pub async fn create_helper(
+        &self,
+        spec: &BucketSpec,
+        volume: &str,
+        role: &str,
+    ) -> Result<String> {
+        let name = helper_name(&spec.id, role);
+        self.remove_container(&name).await?;
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(opts), spec.helper_body(volume, role))
+            .await
+            .map_err(|e| Error::docker("create data helper", e))?;
+        Ok(name)
     }
 
     /// The Docker host: CPUs, memory, running containers, data directory.

@@ -45,6 +45,20 @@ pub fn volume_name(id: &str) -> String {
     format!("kalpana-bucket-{id}-data")
 }
 
+/// Label of a data helper container: what it is for (`staging`, `import`, `export`).
+pub const LABEL_HELPER: &str = "kalpana.helper";
+
+/// Name of the volume a restore stages a snapshot's data in before it replaces the bucket's.
+pub fn staging_volume_name(id: &str) -> String {
+    format!("kalpana-bucket-{id}-staging")
+}
+
+/// Name of a data helper of bucket `id`: a container created and never started, there only so
+/// Docker's archive API can read or write a volume without the bucket's own container.
+pub fn helper_name(id: &str, role: &str) -> String {
+    format!("kalpana-bucket-{id}-{role}")
+}
+
 /// Resource limits applied to every bucket container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -312,6 +326,31 @@ impl BucketSpec {
                         ..Default::default()
                     },
                 )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A data helper on `volume`, mounted where the engine keeps its data: no network, no
+    /// ports, no restart, everything dropped; never started (Docker's archive API reads and
+    /// writes a created container's mounts). Its root file system is writable, unlike the
+    /// engine's, because the archive API refuses to extract onto a read-only root.
+    pub fn helper_body(&self, volume: &str, role: &str) -> ContainerCreateBody {
+        let mut labels = self.volume_labels();
+        labels.insert(LABEL_HELPER.to_string(), role.to_string());
+        ContainerCreateBody {
+            image: Some(self.engine.image.clone()),
+            entrypoint: self.engine.entrypoint.clone(),
+            cmd: Some(vec!["kalpana-data-helper-is-never-started".to_string()]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{volume}:{}", self.engine.data_path)]),
+                network_mode: Some("none".to_string()),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+                ..Default::default()
             }),
             ..Default::default()
         }

@@ -189,6 +189,23 @@ impl BucketClient {
         }
     }
 
+    /// Deletes the (empty) bucket; one already gone is success.
+    pub async fn delete_bucket(&self) -> Result<()> {
+        match self
+            .client
+            .delete_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match Error::from_sdk("DeleteBucket", &self.endpoint, e) {
+                Error::S3 { status: 404, .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     /// Checks the bucket answers these credentials with a listing (what every client needs):
     /// the error says why not.
     pub async fn check_access(&self) -> Result<()> {

@@ -429,6 +429,24 @@ impl BucketClient {
         })
     }
 
+    /// Copies `key` of `source_bucket` (on the same server) to the same key in this bucket, on
+    /// the server, metadata and all. At most 5 GiB, as every S3 copy.
+    pub async fn copy_from(&self, source_bucket: &str, key: &str) -> Result<()> {
+        let copy_source = format!(
+            "{source_bucket}/{}",
+            percent_encoding::utf8_percent_encode(key, COPY_SOURCE)
+        );
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(copy_source)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("CopyObject", &self.endpoint, e))?;
+        Ok(())
+    }
+
     /// One page of ListObjectsV2.
     pub async fn list_objects(
         &self,

@@ -21,6 +21,7 @@ mod metrics;
 mod objects;
 mod ports;
 mod quotas;
+mod restores;
 mod routing;
 mod side_doors;
 mod snapshots;

@@ -49,6 +49,10 @@ pub struct CreateBucket {
     pub kind: Option<crate::model::BucketKind>,
     /// Where an external bucket is, and its credentials.
     pub external: Option<crate::external::ExternalRequest>,
+    /// Make it from a snapshot: same objects, new credentials.
+    pub from_snapshot: Option<crate::snapshots::restore::FromSnapshotRequest>,
+    /// Take snapshots on a schedule.
+    pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
 }
 
 /// Whether the caller may create a bucket in `team` (any member but a viewer; 404 for a team
@@ -72,12 +76,24 @@ pub async fn create(
     req: CreateBucket,
 ) -> Result<(BucketRecord, String, tokio::task::JoinHandle<()>)> {
     validate::bucket_name(&req.name)?;
-    let engine = match &req.engine {
-        Some(e) => e
-            .parse::<EngineKind>()
-            .map_err(|e| Error::BadRequest(e.to_string()))?,
-        None => state.config.engine,
+    let asked = match &req.engine {
+        Some(e) => Some(
+            e.parse::<EngineKind>()
+                .map_err(|e| Error::BadRequest(e.to_string()))?,
+        ),
+        None => None,
     };
+    let (from_snapshot, engine) = match &req.from_snapshot {
+        Some(f) => {
+            let (from, engine) =
+                crate::snapshots::restore::check_source(state, caller, f, asked).await?;
+            (Some(from), engine)
+        }
+        None => (None, asked.unwrap_or(state.config.engine)),
+    };
+    if let Some(p) = &req.snapshot_policy {
+        crate::snapshots::schedule::check(state, caller, None, p).await?;
+    }
     let profile = state.config.profile(engine);
     check_features(engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
@@ -105,6 +121,8 @@ pub async fn create(
         volume_name: Some(volume_name(&id)),
         network_name: Some(state.config.network.clone()),
         internal_host: Some(container_name(&id)),
+        from_snapshot,
+        snapshot_policy: req.snapshot_policy,
         ..BucketRecord::new(id.clone(), req.name.clone(), caller.user.id.clone(), engine)
     };
     {
@@ -337,6 +355,10 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     step(state, b, "creating volume and container").await?;
     state.docker.ensure_network(&spec.network).await?;
     b.volume_name = Some(state.docker.create_volume(&spec).await?);
+    if b.from_snapshot.as_ref().is_some_and(|f| !f.imported) {
+        step(state, b, "filling the volume from the snapshot").await?;
+        crate::snapshots::restore::import_for_new(state, b).await?;
+    }
     fault::point("provision.volume");
     b.container_id = Some(state.docker.create_container(&spec).await?);
     b.updated_at = now();
@@ -347,6 +369,15 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     fault::point("provision.container");
     step(state, b, "starting").await?;
     bring_up(state, b, &spec, Settings::enabled_in(b)).await?;
+    if b.from_snapshot.as_ref().is_some_and(|f| !f.settled) {
+        step(
+            state,
+            b,
+            "moving the snapshot's objects to the bucket's name",
+        )
+        .await?;
+        crate::snapshots::restore::settle_new(state, b).await?;
+    }
     fault::point("provision.ready");
     Ok(())
 }

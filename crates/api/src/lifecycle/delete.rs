@@ -43,6 +43,8 @@ pub async fn finish_delete(state: &AppState, b: &BucketRecord) -> Result<()> {
         .remove_container(&container_name(&b.id))
         .await?;
     fault::point("delete.container");
+    // What an interrupted restore left.
+    super::volume_data::drop_staging(state, &b.id).await?;
     // A bucket that never held data has nothing worth keeping.
     if b.delete_volume || !b.provisioned {
         state.docker.remove_volume(&volume_name(&b.id)).await?;

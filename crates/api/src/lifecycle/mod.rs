@@ -24,6 +24,7 @@ mod create;
 mod delete;
 mod replace;
 mod start_stop;
+pub mod volume_data;
 
 pub use create::*;
 pub use delete::*;
@@ -143,6 +144,13 @@ pub fn s3_client(state: &AppState, b: &BucketRecord) -> Result<BucketClient> {
         .get_or_make(&b.id, &origin, &b.access_key, || {
             s3_client_for(state, b, origin.clone())
         })
+}
+
+/// A root-credentials client of the bucket's engine for another S3 bucket name inside it (not
+/// cached: for one-off moves).
+pub fn s3_client_named(state: &AppState, b: &BucketRecord, name: &str) -> Result<BucketClient> {
+    let endpoint = endpoint_at(state, b, internal_origin(state, b)?)?;
+    Ok(BucketClient::new(&endpoint, name))
 }
 
 /// An S3 client for the bucket at `origin`.

@@ -71,6 +71,8 @@ pub struct BucketView {
     path_style: bool,
     /// Purposes it is the default bucket for.
     default_for: Vec<String>,
+    /// Snapshots on a schedule.
+    snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
     created_at: String,
     updated_at: String,
 }
@@ -128,6 +130,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         external_bucket: b.external.as_ref().map(|x| x.bucket_name.clone()),
         path_style: b.external.as_ref().is_none_or(|x| x.path_style),
         default_for: b.default_for,
+        snapshot_policy: b.snapshot_policy,
         created_at: b.created_at,
         updated_at: b.updated_at,
     }
@@ -296,6 +299,19 @@ pub struct UpdateBucket {
     public_access: Option<bool>,
     /// New credentials (and optionally location) of an external bucket, checked before stored.
     external: Option<crate::external::ExternalRequest>,
+    /// Snapshots on a schedule; `null` stops them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::snapshots::schedule::SnapshotPolicy>)]
+    snapshot_policy: Option<Option<crate::snapshots::schedule::SnapshotPolicy>>,
+}
+
+/// A field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `PATCH /api/buckets/{id}`: description, quota and S3 settings; for an external bucket,
@@ -331,6 +347,12 @@ pub async fn update(
     {
         crate::backend::require_managed(&b, "changing S3 settings or the quota")?;
     }
+    if let Some(policy) = &req.snapshot_policy {
+        crate::backend::require_managed(&b, "snapshot policies")?;
+        if let Some(p) = policy {
+            crate::snapshots::schedule::check(&state, &caller, Some(&b.id), p).await?;
+        }
+    }
     if let Some(ext) = &req.external {
         crate::external::replace_credentials(&state, &mut b, ext).await?;
     }
@@ -350,6 +372,9 @@ pub async fn update(
     }
     if let Some(q) = req.max_size_gb {
         b.max_size_gb = Some(q);
+    }
+    if let Some(policy) = req.snapshot_policy {
+        b.snapshot_policy = policy;
     }
     b.versioning = req.versioning.unwrap_or(b.versioning);
     b.public_access = req.public_access.unwrap_or(b.public_access);

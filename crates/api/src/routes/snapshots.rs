@@ -133,3 +133,30 @@ pub async fn delete(
     snapshots::delete(&state, &caller, &id, &sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /api/buckets/{id}/snapshots/{sid}/restore`: 202; the bucket's data becomes exactly the
+/// snapshot's. The archive is read and checked against its SHA-256 before anything is
+/// replaced; progress is `restore` on the snapshot and events on `/api/events`.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/snapshots/{sid}/restore",
+    tag = "snapshots",
+    operation_id = "restore_snapshot",
+    params(
+        ("id" = String, Path, description = "bucket id"),
+        ("sid" = String, Path, description = "snapshot id")
+    ),
+    responses(
+        (status = 202, description = "accepted: the snapshot with its restore", body = Snapshot),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((id, sid)): PathParams<(String, String)>,
+) -> Result<(StatusCode, Json<Snapshot>)> {
+    let s = snapshots::restore::restore(&state, &caller, &id, &sid).await?;
+    Ok((StatusCode::ACCEPTED, Json(s)))
+}

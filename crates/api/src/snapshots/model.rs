@@ -56,4 +56,60 @@ pub struct Snapshot {
     pub message: Option<String>,
     /// How long the bucket's container was paused for it (ms).
     pub paused_millis: Option<u64>,
+    /// The bucket's scoped keys when it was taken (the engine's copy of them is in the archive).
+    #[serde(default)]
+    pub keys: Vec<SnapshotKey>,
+    /// Taken by the bucket's `snapshotPolicy` (and pruned by it).
+    #[serde(default)]
+    pub scheduled: bool,
+    /// The last restore of the bucket from it.
+    #[serde(default)]
+    pub restore: Option<Restore>,
+}
+
+/// A scoped key the engine held when a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotKey {
+    /// The engine's user name of the key.
+    pub user: String,
+    /// Its access key.
+    pub access_key: String,
+}
+
+/// Where a restore is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RestoreStatus {
+    /// The archive is being read into a staging volume and checked; the bucket's data is
+    /// untouched.
+    Staging,
+    /// The archive checked out; the bucket's data is being replaced (a daemon that dies now
+    /// finishes it when it comes back).
+    Replacing,
+    /// The bucket's data is the snapshot's.
+    Done,
+    /// Failed before anything was replaced (the message says why), or the replacement could
+    /// not be finished.
+    Failed,
+}
+
+/// A restore of a bucket from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Restore {
+    /// Status.
+    pub status: RestoreStatus,
+    /// Compressed bytes of the archive read so far.
+    pub bytes_done: u64,
+    /// Who asked for it.
+    pub user_id: String,
+    /// When it was asked for.
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Why it failed.
+    pub message: Option<String>,
+    /// How long the bucket was out of service for it (ms).
+    pub downtime_millis: Option<u64>,
 }

@@ -145,7 +145,9 @@ pub async fn inventory(s: &dyn Store) {
 
 /// Snapshot records round-trip and list per bucket.
 pub async fn snapshots(s: &dyn Store) {
-    use crate::snapshots::model::{Snapshot, SnapshotStatus, SnapshotTarget};
+    use crate::snapshots::model::{
+        Restore, RestoreStatus, Snapshot, SnapshotKey, SnapshotStatus, SnapshotTarget,
+    };
     let snap = |bucket: &str| Snapshot {
         id: new_id(),
         bucket_id: bucket.into(),
@@ -163,6 +165,9 @@ pub async fn snapshots(s: &dyn Store) {
         finished_at: None,
         message: None,
         paused_millis: None,
+        keys: Vec::new(),
+        scheduled: false,
+        restore: None,
     };
     let (a1, a2, b1) = (snap("a"), snap("a"), snap("b"));
     for x in [&a1, &a2, &b1] {
@@ -171,6 +176,20 @@ pub async fn snapshots(s: &dyn Store) {
     let mut done = a1.clone();
     done.status = SnapshotStatus::Done;
     done.sha256 = Some("ab".into());
+    done.scheduled = true;
+    done.keys = vec![SnapshotKey {
+        user: "kb-1".into(),
+        access_key: "AK1".into(),
+    }];
+    done.restore = Some(Restore {
+        status: RestoreStatus::Replacing,
+        bytes_done: 12,
+        user_id: "u1".into(),
+        started_at: now(),
+        finished_at: None,
+        message: None,
+        downtime_millis: Some(5),
+    });
     s.put_snapshot(&done).await.expect("replace snapshot");
     assert_eq!(
         s.get_snapshot(&a1.id).await.expect("get"),

@@ -1,0 +1,610 @@
+//! Restores and buckets made from snapshots: the data becomes exactly the snapshot's (later
+//! writes gone, later deletes back, a multipart object whole), keys revoked since stay revoked,
+//! a bucket made `fromSnapshot` holds the same objects under new credentials and none of the
+//! source's keys, a changed archive is refused with the bucket untouched, a daemon killed in
+//! the middle of a snapshot or a restore sets things right, and policies take and prune
+//! snapshots on their own.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use kalpana_e2e::{
+    docker_exists, docker_inspect, object_path, s3_client, Api, Daemon, DaemonOptions,
+};
+use serde_json::{json, Value};
+
+/// Bytes no compressor shrinks (xorshift).
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `path` until `done(answer)` holds, for at most two minutes.
+async fn until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        let (status, v) = api.send("GET", path, None).await?;
+        if status == 200 && done(&v) {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "{path} never got there: {status} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn snapshot(api: &Api, bucket: &str, target: &str) -> anyhow::Result<String> {
+    let (status, s) = api
+        .send(
+            "POST",
+            &format!("/api/buckets/{bucket}/snapshots"),
+            Some(json!({ "targetBucketId": target })),
+        )
+        .await?;
+    anyhow::ensure!(status == 202, "{status} {s}");
+    let sid = id(&s);
+    let done = until(
+        api,
+        &format!("/api/buckets/{bucket}/snapshots/{sid}"),
+        |s| s["status"] == "DONE" || s["status"] == "FAILED",
+    )
+    .await?;
+    anyhow::ensure!(done["status"] == "DONE", "{done}");
+    Ok(sid)
+}
+
+async fn restore(api: &Api, bucket: &str, sid: &str) -> anyhow::Result<Value> {
+    let path = format!("/api/buckets/{bucket}/snapshots/{sid}");
+    let (status, s) = api.send("POST", &format!("{path}/restore"), None).await?;
+    anyhow::ensure!(status == 202, "{status} {s}");
+    until(api, &path, |s| {
+        matches!(s["restore"]["status"].as_str(), Some("DONE" | "FAILED"))
+    })
+    .await
+}
+
+/// Every object of a bucket with its bytes, through the API.
+async fn contents(api: &Api, bucket: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let (status, list) = api
+        .send(
+            "GET",
+            &format!("/api/buckets/{bucket}/objects?limit=1000"),
+            None,
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "{status} {list}");
+    let mut out = BTreeMap::new();
+    for o in list["objects"].as_array().cloned().unwrap_or_default() {
+        let key = o["key"].as_str().expect("key").to_string();
+        let (http, base, token) = api.raw();
+        let resp = http
+            .get(format!("{base}{}", object_path(bucket, &key)))
+            .bearer_auth(token.unwrap_or_default())
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "GET {key}: {}", resp.status());
+        out.insert(key, resp.bytes().await?.to_vec());
+    }
+    Ok(out)
+}
+
+/// Uploads `parts` as one multipart object with the bucket's own credentials.
+async fn put_multipart(b: &Value, key: &str, parts: &[Vec<u8>]) -> anyhow::Result<()> {
+    let s3 = s3_client(
+        b["endpoint"].as_str().expect("endpoint"),
+        b["accessKey"].as_str().expect("access"),
+        b["secretKey"].as_str().expect("secret"),
+    );
+    let name = b["name"].as_str().expect("name");
+    let up = s3
+        .create_multipart_upload()
+        .bucket(name)
+        .key(key)
+        .send()
+        .await?;
+    let upload_id = up.upload_id().expect("upload id");
+    let mut done = Vec::new();
+    for (n, part) in parts.iter().enumerate() {
+        let n = n as i32 + 1;
+        let p = s3
+            .upload_part()
+            .bucket(name)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await?;
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(p.e_tag().map(String::from))
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(name)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Whether `key` of bucket `bucket` can be read with these credentials.
+async fn can_read(endpoint: &str, access: &str, secret: &str, bucket: &str, key: &str) -> bool {
+    s3_client(endpoint, access, secret)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_restore_makes_the_data_exactly_the_snapshots_and_from_snapshot_copies_it(
+) -> anyhow::Result<()> {
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_STATS_SYNC_SECS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (bob, _) = d.new_user("bob").await?;
+    let (_, src) = alice.create_bucket(json!({ "name": "precious" })).await?;
+    let (_, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
+    let (bid, vault_id) = (id(&src), id(&vault));
+    let endpoint = src["endpoint"].as_str().expect("endpoint").to_string();
+    for (key, body) in [
+        ("small.txt", b"as it was".to_vec()),
+        ("docs/mid.bin", noise(300_000, 1)),
+        ("big.bin", noise(12 << 20, 2)),
+    ] {
+        let (status, _) = alice.put_object(&bid, key, body, None).await?;
+        assert_eq!(status, 201, "{key}");
+    }
+    put_multipart(&src, "parts.bin", &[noise(5 << 20, 3), noise(1 << 20, 4)]).await?;
+    let key = |name: &str, access: &str| {
+        let alice = alice.clone();
+        let path = format!("/api/buckets/{bid}/keys");
+        let body = json!({ "name": name, "access": access });
+        async move { alice.send("POST", &path, Some(body)).await }
+    };
+    let (_, kept) = key("kept", "read").await?;
+    let (_, dropped) = key("dropped", "read").await?;
+    let at_snapshot = contents(&alice, &bid).await?;
+    assert_eq!(at_snapshot.len(), 4);
+    let sid = snapshot(&alice, &bid, &vault_id).await?;
+
+    // After the snapshot: a write, an overwrite, a delete; a key revoked, one made.
+    alice
+        .put_object(&bid, "later.txt", b"written later".to_vec(), None)
+        .await?;
+    alice
+        .put_object(&bid, "small.txt", b"overwritten".to_vec(), None)
+        .await?;
+    let (status, _) = alice
+        .send("DELETE", &object_path(&bid, "docs/mid.bin"), None)
+        .await?;
+    assert_eq!(status, 204);
+    let (status, _) = alice
+        .send(
+            "DELETE",
+            &format!("/api/buckets/{bid}/keys/{}", id(&dropped)),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let (_, newer) = key("newer", "read").await?;
+
+    // Refused: someone else (404), a key the engine would forget (409 naming it).
+    let restore_path = format!("/api/buckets/{bid}/snapshots/{sid}/restore");
+    let (status, _) = bob.send("POST", &restore_path, None).await?;
+    assert_eq!(status, 404);
+    let (status, e) = alice.send("POST", &restore_path, None).await?;
+    assert_eq!(status, 409, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("newer")),
+        "{e}"
+    );
+    alice
+        .send(
+            "DELETE",
+            &format!("/api/buckets/{bid}/keys/{}", id(&newer)),
+            None,
+        )
+        .await?;
+
+    let started = Instant::now();
+    let done = restore(&alice, &bid, &sid).await?;
+    assert_eq!(done["restore"]["status"], "DONE", "{done}");
+    assert_eq!(
+        done["restore"]["bytesDone"].as_u64(),
+        done["sizeBytes"].as_u64(),
+        "{done}"
+    );
+    println!(
+        "restore of {} archive bytes: {} ms, bucket out of service {} ms",
+        done["sizeBytes"],
+        started.elapsed().as_millis(),
+        done["restore"]["downtimeMillis"]
+    );
+    assert_eq!(
+        contents(&alice, &bid).await?,
+        at_snapshot,
+        "every object as at the snapshot, the later one gone"
+    );
+    let (_, b) = alice
+        .send("GET", &format!("/api/buckets/{bid}"), None)
+        .await?;
+    assert_eq!(b["status"], "RUNNING", "{b}");
+    until(&alice, &format!("/api/buckets/{bid}/stats"), |s| {
+        s["objectCount"] == 4
+    })
+    .await?;
+    assert!(!docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{bid}-staging")
+    ));
+    // The key kept since the snapshot works; the one revoked since stays revoked.
+    let secret = |k: &Value| k["secretKey"].as_str().expect("secret").to_string();
+    let access = |k: &Value| k["accessKey"].as_str().expect("access").to_string();
+    assert!(
+        can_read(
+            &endpoint,
+            &access(&kept),
+            &secret(&kept),
+            "precious",
+            "small.txt"
+        )
+        .await
+    );
+    assert!(
+        !can_read(
+            &endpoint,
+            &access(&dropped),
+            &secret(&dropped),
+            "precious",
+            "small.txt"
+        )
+        .await,
+        "a key revoked after the snapshot came back with it"
+    );
+
+    // A new bucket from the snapshot: same objects, new credentials, none of the source's keys.
+    let from = json!({ "bucketId": bid, "snapshotId": sid });
+    let (status, _) = bob
+        .create_bucket(json!({ "name": "stolen", "fromSnapshot": from }))
+        .await?;
+    assert_eq!(status, 404, "someone else's snapshot");
+    let (status, copy) = alice
+        .create_bucket(json!({ "name": "copy", "fromSnapshot": from }))
+        .await?;
+    assert_eq!(status, 201, "{copy}");
+    assert_eq!(copy["status"], "RUNNING", "{copy}");
+    let copy_id = id(&copy);
+    assert_eq!(contents(&alice, &copy_id).await?, at_snapshot);
+    let copy_endpoint = copy["endpoint"].as_str().expect("endpoint");
+    assert_ne!(copy["accessKey"], src["accessKey"]);
+    assert!(
+        can_read(
+            copy_endpoint,
+            copy["accessKey"].as_str().expect("access"),
+            copy["secretKey"].as_str().expect("secret"),
+            "copy",
+            "small.txt"
+        )
+        .await
+    );
+    for (who, a, s) in [
+        (
+            "the source's root key",
+            src["accessKey"].as_str().expect("a").to_string(),
+            src["secretKey"].as_str().expect("s").to_string(),
+        ),
+        ("the source's scoped key", access(&kept), secret(&kept)),
+    ] {
+        for bucket in ["copy", "precious"] {
+            assert!(
+                !can_read(copy_endpoint, &a, &s, bucket, "small.txt").await,
+                "{who} reads {bucket} in the copy"
+            );
+        }
+    }
+
+    // A changed archive (same size) is refused and the bucket keeps its data.
+    alice
+        .put_object(&bid, "after.txt", b"still here".to_vec(), None)
+        .await?;
+    let archive_key = done["target"]["key"].as_str().expect("key").to_string();
+    let (http, base, token) = alice.raw();
+    let mut archive = http
+        .get(format!("{base}{}", object_path(&vault_id, &archive_key)))
+        .bearer_auth(token.unwrap_or_default())
+        .send()
+        .await?
+        .bytes()
+        .await?
+        .to_vec();
+    let middle = archive.len() / 2;
+    archive[middle] ^= 0xff;
+    let (status, _) = alice
+        .put_object(&vault_id, &archive_key, archive, None)
+        .await?;
+    assert_eq!(status, 201);
+    let failed = restore(&alice, &bid, &sid).await?;
+    assert_eq!(failed["restore"]["status"], "FAILED", "{failed}");
+    let message = failed["restore"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("SHA-256") && message.contains("not touched"),
+        "{message}"
+    );
+    let now = contents(&alice, &bid).await?;
+    assert_eq!(
+        now.get("after.txt").map(Vec::as_slice),
+        Some(&b"still here"[..])
+    );
+    assert_eq!(now.len(), 5);
+    assert!(!docker_exists(
+        "volume",
+        &format!("kalpana-bucket-{bid}-staging")
+    ));
+
+    // A missing archive is a 422 at once.
+    alice
+        .send("DELETE", &object_path(&vault_id, &archive_key), None)
+        .await?;
+    let (status, e) = alice.send("POST", &restore_path, None).await?;
+    assert_eq!(status, 422, "{e}");
+    Ok(())
+}
+
+/// Restarts the daemon armed with `point`, runs `trigger`, and checks the daemon died there by
+/// SIGKILL; then restarts it unarmed.
+async fn crash_during<F, Fut>(
+    d: &mut Daemon,
+    token: &str,
+    point: &str,
+    trigger: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Api) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use std::os::unix::process::ExitStatusExt;
+    d.kill();
+    d.set_env("KALPANA_FAULT_POINT", Some(point));
+    d.spawn().await?;
+    trigger(d.api(token)).await?;
+    let status = match d.wait_exit(Duration::from_secs(120)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let log = d.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            anyhow::bail!(
+                "{point}: {e}; the log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    };
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "{point}: daemon ended with {status}"
+    );
+    d.set_env("KALPANA_FAULT_POINT", None);
+    d.spawn().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_mid_snapshot_or_mid_restore_leaves_nothing_paused_or_half_done(
+) -> anyhow::Result<()> {
+    let mut d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let token = alice.raw().2.expect("token").to_string();
+    let (_, src) = alice.create_bucket(json!({ "name": "crashy" })).await?;
+    let (_, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
+    let (bid, vault_id) = (id(&src), id(&vault));
+    alice
+        .put_object(&bid, "a.bin", noise(2 << 20, 9), None)
+        .await?;
+    let at_snapshot = contents(&alice, &bid).await?;
+    let sid = snapshot(&alice, &bid, &vault_id).await?;
+    let container = format!("kalpana-bucket-{bid}");
+
+    // Killed with the container paused: it runs again and the snapshot is FAILED.
+    let path = format!("/api/buckets/{bid}/snapshots");
+    let path2 = path.clone();
+    let body = json!({ "targetBucketId": vault_id });
+    // The answer may or may not get out before the background task reaches the point.
+    crash_during(&mut d, &token, "snapshot.paused", |api| async move {
+        let _ = api.send("POST", &path2, Some(body)).await;
+        Ok(())
+    })
+    .await?;
+    let alice = d.api(&token);
+    assert_eq!(
+        docker_inspect(&container, "{{.State.Status}}")?.trim(),
+        "running"
+    );
+    let (_, list) = alice.send("GET", &path, None).await?;
+    let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
+    assert_eq!(snaps.len(), 2, "{list}");
+    let s = &snaps[1];
+    assert_eq!(s["status"], "FAILED", "{s}");
+    assert!(
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("daemon stopped")),
+        "{s}"
+    );
+
+    // Killed after the archive was checked, and after the bucket's volume was removed: the
+    // restart finishes the restore from the staging volume.
+    for point in ["restore.staged", "restore.emptied"] {
+        let api = d.api(&token);
+        api.put_object(&bid, "later.txt", point.as_bytes().to_vec(), None)
+            .await?;
+        let restore = format!("{path}/{sid}/restore");
+        crash_during(&mut d, &token, point, |api| async move {
+            // An answer other than 202 means the restore never started.
+            if let Ok((status, s)) = api.send("POST", &restore, None).await {
+                anyhow::ensure!(status == 202, "{point}: {status} {s}");
+            }
+            Ok(())
+        })
+        .await?;
+        let alice = d.api(&token);
+        let s = until(&alice, &format!("{path}/{sid}"), |s| {
+            s["restore"]["status"] == "DONE" || s["restore"]["status"] == "FAILED"
+        })
+        .await?;
+        assert_eq!(s["restore"]["status"], "DONE", "{point}: {s}");
+        assert_eq!(
+            docker_inspect(&container, "{{.State.Status}}")?.trim(),
+            "running"
+        );
+        assert_eq!(contents(&alice, &bid).await?, at_snapshot, "{point}");
+        assert!(
+            !docker_exists("volume", &format!("kalpana-bucket-{bid}-staging")),
+            "{point}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_snapshot_policy_takes_snapshots_on_schedule_and_prunes_to_keep() -> anyhow::Result<()> {
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![
+            ("KALPANA_SNAPSHOT_TICK_SECS".into(), "1".into()),
+            ("KALPANA_SNAPSHOT_MIN_EVERY_SECS".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (bob, _) = d.new_user("bob").await?;
+    let (_, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
+    let (_, bobs) = bob.create_bucket(json!({ "name": "bobs" })).await?;
+    let vault_id = id(&vault);
+    for (policy, want) in [
+        (
+            json!({ "everyHours": 1, "keep": 0, "targetBucketId": vault_id }),
+            400,
+        ),
+        (
+            json!({ "everyHours": 0, "keep": 2, "targetBucketId": vault_id }),
+            400,
+        ),
+        (json!({ "everyHours": 1, "keep": 2 }), 400),
+        (
+            json!({ "everyHours": 1, "keep": 2, "targetBucketId": id(&bobs) }),
+            404,
+        ),
+    ] {
+        let (status, e) = alice
+            .send(
+                "POST",
+                "/api/buckets",
+                Some(json!({ "name": "refused", "snapshotPolicy": policy })),
+            )
+            .await?;
+        assert_eq!(status, want, "{policy}: {e}");
+    }
+    let (_, list) = alice.send("GET", "/api/buckets", None).await?;
+    assert_eq!(
+        list["buckets"].as_array().map(Vec::len),
+        Some(1),
+        "nothing left of refusals"
+    );
+
+    // Every 2.9 s, keep 2.
+    let policy = json!({ "everyHours": 0.0008, "keep": 2, "targetBucketId": vault_id });
+    let (status, b) = alice
+        .create_bucket(json!({ "name": "scheduled", "snapshotPolicy": policy }))
+        .await?;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["snapshotPolicy"]["keep"], 2);
+    let bid = id(&b);
+    alice.put_object(&bid, "x.txt", b"x".to_vec(), None).await?;
+    let path = format!("/api/buckets/{bid}/snapshots");
+    let mut seen = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    while seen.len() < 5 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "only {} scheduled snapshots in 90 s",
+            seen.len()
+        );
+        let (_, list) = alice.send("GET", &path, None).await?;
+        let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
+        for s in &snaps {
+            assert_eq!(s["scheduled"], true, "{s}");
+            seen.insert(id(s));
+        }
+        let done = snaps.iter().filter(|s| s["status"] == "DONE").count();
+        assert!(
+            done <= 3,
+            "pruned to keep (2, and one just finished): {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Stopped: no more after the policy is cleared; the kept ones and their archives remain.
+    let (status, b) = alice
+        .send(
+            "PATCH",
+            &format!("/api/buckets/{bid}"),
+            Some(json!({ "snapshotPolicy": null })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{b}");
+    assert!(b["snapshotPolicy"].is_null(), "{b}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, list) = alice.send("GET", &path, None).await?;
+    let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, again) = alice.send("GET", &path, None).await?;
+    assert_eq!(
+        list, again,
+        "a snapshot was taken after the policy was cleared"
+    );
+    let done = snaps.iter().filter(|s| s["status"] == "DONE").count();
+    assert!((1..=3).contains(&done), "{list}");
+    let (_, objects) = alice
+        .send(
+            "GET",
+            &format!("/api/buckets/{vault_id}/objects?prefix=snapshots/&limit=1000"),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        objects["objects"].as_array().map(Vec::len),
+        Some(done),
+        "pruned snapshots' archives are deleted: {objects}"
+    );
+    println!("{} scheduled snapshots taken, {done} kept", seen.len());
+    Ok(())
+}
