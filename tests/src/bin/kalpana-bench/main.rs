@@ -17,9 +17,13 @@
 //! - `inventory [VOLUMES [PAGES]]`: a dock sync of VOLUMES (5,000) volumes over PAGES (50)
 //!   pages from a provider stand-in, on both stores, beside reading the pages directly; then a
 //!   second, unchanged sync and the store writes of each.
+//! - `snapshot [MIB]`: a bucket of MIB (1024) MiB of incompressible objects snapshotted into
+//!   another bucket and restored, beside `docker cp` of the same volume path: MiB/s of each,
+//!   pause per GiB, restore downtime, the daemon's peak RSS growth.
 //! - `all`: every one of the above with its defaults.
 
 mod inventory;
+mod snapshot;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -687,13 +691,15 @@ async fn main() -> Result<()> {
         Some("stores") => stores(arg(1, 10_000)?, arg(2, 1000)?).await,
         Some("small") => small(arg(1, 500)?).await,
         Some("inventory") => inventory::run(arg(1, 5000)?, arg(2, 50)?).await,
+        Some("snapshot") => snapshot::run(arg(1, 1024)? as u64).await,
         Some("all") => {
             provision(20).await?;
             transfer(3).await?;
             presign_on_own_thread(20_000)?;
             stores(10_000, 1000).await?;
-            inventory::run(5000, 50).await
+            inventory::run(5000, 50).await?;
+            snapshot::run(1024).await
         }
-        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | inventory [VOLUMES [PAGES]] | all"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | inventory [VOLUMES [PAGES]] | snapshot [MIB] | all"),
     }
 }
