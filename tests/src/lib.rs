@@ -14,6 +14,7 @@ pub mod cloud;
 pub mod images;
 pub mod mongo;
 pub mod probe;
+pub mod webdriver;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};

@@ -66,6 +66,8 @@ pub struct Config {
     /// Origins allowed to call the API from a browser (`KALPANA_CORS_ORIGINS`, comma-separated,
     /// or `*`); empty (the default) sends no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Whether the web console is served at `/ui/` (`KALPANA_CONSOLE`, default true).
+    pub console: bool,
     /// How often every bucket is reconciled even without events (`KALPANA_RESYNC_SECS`,
     /// default 30).
     pub resync_interval: Duration,
@@ -210,6 +212,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_BODY_MIN_RATE",
     "KALPANA_BODY_GRACE_SECS",
     "KALPANA_CORS_ORIGINS",
+    "KALPANA_CONSOLE",
     "KALPANA_RESYNC_SECS",
     "KALPANA_SHUTDOWN_GRACE_SECS",
     "KALPANA_HEADER_TIMEOUT_SECS",
@@ -437,6 +440,7 @@ impl Config {
                 min_rate: vars.parse("KALPANA_BODY_MIN_RATE", 1024)?,
             },
             cors_origins: cors_origins(var("KALPANA_CORS_ORIGINS"))?,
+            console: vars.parse("KALPANA_CONSOLE", true)?,
             resync_interval: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_RESYNC_SECS", 30)?.max(1),
             ),

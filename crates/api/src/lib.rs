@@ -49,6 +49,7 @@ pub mod workspaces;
 // Infrastructure
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod dns;
 pub mod events;
 pub mod fault;

@@ -45,7 +45,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::document))
         .routes(routes!(identities::me))
         .routes(routes!(identities::create_user))
-        .routes(routes!(identities::create_team))
+        .routes(routes!(identities::create_team, identities::list_teams))
         .routes(routes!(identities::add_member))
         .routes(routes!(identities::remove_member))
         .routes(routes!(buckets::create, buckets::list))
@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         // part of the API (nor of its document).
         .route("/_kalpana/fallback", any(fallback::answer))
         .route("/_kalpana/fallback/{*rest}", any(fallback::answer))
+        .merge(crate::console::routes(&state))
         .fallback(|| async { Error::NotFound("route") })
         .layer(middleware::from_fn_with_state(
             state.config.body_pace,

@@ -6,6 +6,7 @@ mod attachments;
 mod auth;
 mod big_uploads;
 mod config_file;
+mod console;
 mod external;
 mod faults;
 mod fleet;

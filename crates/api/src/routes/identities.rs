@@ -111,6 +111,29 @@ pub struct CreateTeam {
     name: String,
 }
 
+/// The caller's teams.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamList {
+    teams: Vec<Team>,
+}
+
+/// `GET /api/teams`: the teams the caller is a member of.
+#[utoipa::path(
+    get,
+    path = "/api/teams",
+    tag = "identities",
+    responses(
+        (status = 200, description = "the caller's teams", body = TeamList),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn list_teams(State(state): State<AppState>, caller: Caller) -> Result<Json<TeamList>> {
+    Ok(Json(TeamList {
+        teams: state.store.teams_of(&caller.user.id).await?,
+    }))
+}
+
 /// `POST /api/teams`: the caller becomes owner and first member.
 #[utoipa::path(
     post,
