@@ -84,32 +84,54 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     if !state.config.console {
         return Router::new();
     }
+    let policy = HeaderValue::from_str(&csp(&state.config))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    let index_policy = policy.clone();
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route(
             "/ui/",
-            get(|headers: HeaderMap| async move { file("index.html", &headers) }),
+            get(|headers: HeaderMap| async move { file("index.html", &headers, &index_policy) }),
         )
         .route(
             "/ui/{*path}",
-            get(
-                |Path(path): Path<String>, headers: HeaderMap| async move { file(&path, &headers) },
-            ),
+            get(|Path(path): Path<String>, headers: HeaderMap| async move {
+                file(&path, &headers, &policy)
+            }),
         )
 }
 
 /// The policy every console answer carries: scripts, styles and everything else from the daemon
 /// only (no inline script or style); images, media and frames may also be `blob:` URLs the
-/// console made from object bytes it fetched with the token (previews).
-const CSP: &str = "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// console made from object bytes it fetched with the token (previews); requests may also go to
+/// bucket endpoints (large uploads go straight to the engine with a presigned URL).
+fn csp(config: &crate::config::Config) -> String {
+    let mut connect = vec![
+        "'self'".to_string(),
+        format!("http://{}:*", config.public_host),
+    ];
+    if let Some(base) = &config.routing.base_domain {
+        let scheme = if config.routing.scheme.is_empty() {
+            "http"
+        } else {
+            &config.routing.scheme
+        };
+        connect.push(format!("{scheme}://*.{base}:*"));
+        connect.push(format!("{scheme}://*.{base}"));
+    }
+    format!(
+        "default-src 'self'; connect-src {}; img-src 'self' blob:; media-src 'self' blob:; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        connect.join(" ")
+    )
+}
 
-fn file(path: &str, headers: &HeaderMap) -> Response {
+fn file(path: &str, headers: &HeaderMap, policy: &HeaderValue) -> Response {
     let Some(i) = FILES.iter().position(|(p, _, _)| *p == path) else {
         // Paths of the console's own views load the console, which routes them itself.
         return if path.contains('.') {
             crate::error::Error::NotFound("console file").into_response()
         } else {
-            file("index.html", headers)
+            file("index.html", headers, policy)
         };
     };
     let (_, content_type, body) = FILES[i];
@@ -124,10 +146,7 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         ([(header::CONTENT_TYPE, content_type)], body).into_response()
     };
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use kalpana_e2e::webdriver::Browser;
-use kalpana_e2e::{object_path, Daemon};
+use kalpana_e2e::{object_path, Daemon, DaemonOptions};
 use serde_json::{json, Value};
 
 const SVG: &[u8] = br##"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"><rect width="40" height="30" fill="#3ddc84"/></svg>"##;
@@ -48,7 +49,12 @@ fn row(key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Result<()> {
-    let d = Daemon::start().await?;
+    let d = Daemon::start_with(DaemonOptions {
+        // The list of 100 buckets is mostly external ones on a remote engine at 127.0.0.2.
+        env: vec![("KALPANA_EXTERNAL_ALLOW".into(), "127.0.0.2/32".into())],
+        ..Default::default()
+    })
+    .await?;
     let (alice, _) = d.new_user("alice").await?;
     let token = alice.raw().2.expect("token").to_string();
     let http = reqwest::Client::new();
@@ -84,6 +90,11 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         (
             "data.bin",
             (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+        ),
+        // Over the console's 8 MiB line: a presigned PUT straight to the engine.
+        (
+            "big.bin",
+            (0..9_437_184u32).map(|i| (i % 253) as u8).collect(),
         ),
     ];
     for (name, body) in &files {
@@ -174,6 +185,7 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         )
         .await?;
         let want = [
+            "big.bin",
             "data.bin",
             "docs/readme.md",
             "docs/sub/deep.txt",
@@ -188,7 +200,13 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
             if got == want {
                 break;
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "uploaded: {got:?}");
+            if started.elapsed() > Duration::from_secs(30) {
+                let shown = b.text("#uploads").await.unwrap_or_default();
+                let log = b.log().await.unwrap_or_default();
+                let full = d.log();
+                let daemon: Vec<&str> = full.lines().filter(|l| l.contains("presign") || l.contains("big.bin")).map(|l| &l[..l.len().min(400)]).collect::<Vec<_>>();
+                anyhow::bail!("uploaded: {got:?}; the console says: {shown}; browser log: {log:?}; daemon: {daemon:#?}");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         for (name, body) in &files {
@@ -205,6 +223,11 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         }
         b.find(&row("dropped.txt")).await?;
         b.screenshot(&shots.join("files.png")).await?;
+        // The large one did not pass through the daemon.
+        assert!(
+            !d.log().lines().any(|l| l.contains("object stored") && l.contains("big.bin")),
+            "big.bin went through the daemon"
+        );
 
         // Into the folder and back by the breadcrumb.
         b.click("tr.folder[data-prefix=\"docs/\"] a").await?;
@@ -279,7 +302,10 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         .await?;
         let mut left = keys(&alice, &id).await?;
         left.sort();
-        assert_eq!(left, ["docs/readme.md", "docs/sub/deep.txt", "pixel.svg", "renamed.txt"]);
+        assert_eq!(
+            left,
+            ["big.bin", "docs/readme.md", "docs/sub/deep.txt", "pixel.svg", "renamed.txt"]
+        );
         let (status, _) = alice.send("GET", &object_path(&id, "renamed.txt"), None).await?;
         assert_eq!(status, 200);
 
@@ -309,6 +335,61 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
             Duration::from_secs(60),
         )
         .await?;
+
+        // How long the browser takes to show a folder of 1,000 objects and a list of 100 buckets.
+        let puts = futures::stream::iter(0..1000)
+            .map(|i| {
+                let (alice, id) = (alice.clone(), id.clone());
+                async move {
+                    alice
+                        .put_object(&id, &format!("many/obj-{i:04}.txt"), vec![b'x'; 10], None)
+                        .await
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        assert!(puts.iter().all(|r| r.as_ref().is_ok_and(|(s, _)| *s == 201)));
+        b.goto(&format!("{}/ui/#/", d.url)).await?;
+        b.find("#bucket-rows tr").await?;
+        let started = Instant::now();
+        b.goto(&format!("{}/ui/#/b/{id}/files/many", d.url)).await?;
+        b.wait_for(
+            "1,000 rows",
+            "return document.querySelectorAll('#files tr[data-key]').length === 1000",
+            Duration::from_secs(60),
+        )
+        .await?;
+        let folder_ms = started.elapsed().as_millis();
+        let remote = crate::external::Remote::start().await?;
+        for i in 0..99 {
+            let (status, e) = alice
+                .send(
+                    "POST",
+                    "/api/buckets",
+                    Some(json!({ "name": format!("mirror-{i:02}"), "kind": "external", "external": {
+                        "provider": "other",
+                        "endpoint": remote.endpoint,
+                        "bucketName": "remote-data",
+                        "accessKeyId": remote.access_key,
+                        "secretAccessKey": remote.secret,
+                    } })),
+                )
+                .await?;
+            assert_eq!(status, 201, "{e}");
+        }
+        let started = Instant::now();
+        b.goto(&format!("{}/ui/#/", d.url)).await?;
+        b.wait_for(
+            "100 rows",
+            "return document.querySelectorAll('#bucket-rows tr').length === 100",
+            Duration::from_secs(60),
+        )
+        .await?;
+        println!(
+            "console: a folder of 1,000 objects shown in {folder_ms} ms; a list of 100 buckets in {} ms",
+            started.elapsed().as_millis()
+        );
 
         // Nothing went wrong in the page.
         let log = b.log().await?;

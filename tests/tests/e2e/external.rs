@@ -8,15 +8,16 @@ use kalpana_e2e::{get_bytes, object_path, pattern, s3_client, Daemon, DaemonOpti
 use serde_json::{json, Value};
 
 /// The remote service: a container the test runs and removes, published on 127.0.0.2 only.
-struct Remote {
+pub(crate) struct Remote {
     name: String,
-    endpoint: String,
-    access_key: String,
-    secret: String,
+    pub(crate) endpoint: String,
+    pub(crate) access_key: String,
+    pub(crate) secret: String,
 }
 
 impl Remote {
-    async fn start() -> anyhow::Result<Self> {
+    /// Runs the remote with an empty bucket `remote-data`.
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         kalpana_e2e::require_environment()?;
         let name = format!("kalpana-remote-{}", uuid::Uuid::new_v4().simple());
         let access_key = format!("REMOTE{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);

@@ -105,6 +105,49 @@ export function upload(bucketId, key, file, onProgress) {
   return { promise, abort: () => xhr.abort() };
 }
 
+/** Browsers set these themselves and refuse them from scripts. */
+const FORBIDDEN = new Set(['content-length', 'host', 'connection', 'expect']);
+
+/**
+ * Uploads one file straight to the bucket's engine with a presigned PUT (the daemon stays out
+ * of the byte path): `{promise, abort}`.
+ */
+export function uploadDirect(bucketId, key, file, onProgress) {
+  const xhr = new XMLHttpRequest();
+  let aborted = false;
+  const promise = (async () => {
+    const p = await call('POST', `/api/buckets/${bucketId}/presigned-upload`, {
+      key,
+      contentType: file.type || undefined,
+      contentLength: file.size,
+      expiresIn: 3600,
+    });
+    if (aborted) throw new ApiError(0, 'aborted', 'cancelled');
+    return new Promise((resolve, reject) => {
+      xhr.open(p.method || 'PUT', p.url);
+      for (const [k, v] of Object.entries(p.headers || {})) {
+        if (!FORBIDDEN.has(k.toLowerCase())) xhr.setRequestHeader(k, v);
+      }
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress(e.loaded, e.total);
+      };
+      xhr.onload = () => (xhr.status >= 200 && xhr.status < 300
+        ? resolve(null)
+        : reject(new ApiError(xhr.status, 'upload', `the bucket refused the upload (${xhr.status})`)));
+      xhr.onerror = () => reject(new ApiError(0, 'network', 'the upload failed: the bucket answered nothing'));
+      xhr.onabort = () => reject(new ApiError(0, 'aborted', 'cancelled'));
+      xhr.send(file);
+    });
+  })();
+  return {
+    promise,
+    abort: () => {
+      aborted = true;
+      xhr.abort();
+    },
+  };
+}
+
 /**
  * Follows `/api/events` (server-sent events read with a streaming fetch, since EventSource
  * cannot send the token) and calls `onEvent` with each event; reconnects after a drop until

@@ -2,10 +2,12 @@
 // and sort, uploads of files and whole folders (picker or drag and drop) each with progress and
 // cancel, download and share links (presigned), preview, rename/move, delete, new folder.
 
-import { call, upload, blob, objectPath } from './api.js';
+import { call, upload, uploadDirect, blob, objectPath } from './api.js';
 import { h, fill, toast, bytes, when, modal, field, copyable } from './ui.js';
 
 const PAGE = 1000;
+// Files from this size go straight to the engine with a presigned PUT.
+const DIRECT_FROM = 8 * 1024 * 1024;
 const PREVIEW_TEXT_MAX = 256 * 1024;
 
 function kindOf(key) {
@@ -135,7 +137,8 @@ export function filesPanel(el, b, prefixIn) {
       const bar = h('progress', { max: String(file.size || 1), value: '0' });
       const label = h('span.small', `${path} (${bytes(file.size)})`);
       const row = h('div.upload', { dataset: { key } }, label, bar);
-      const job = upload(b.id, key, file, (done) => {
+      const direct = file.size >= DIRECT_FROM && b.kind === 'managed';
+      const job = (direct ? uploadDirect : upload)(b.id, key, file, (done) => {
         bar.value = done;
       });
       const cancel = h('button.small.ghost', { type: 'button', onclick: () => job.abort() }, 'Cancel');
