@@ -57,6 +57,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../console/js/files.js"),
     ),
     (
+        "js/fleet.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../console/js/fleet.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../console/favicon.svg"),

@@ -51,7 +51,10 @@ fn row(key: &str) -> String {
 async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Result<()> {
     let d = Daemon::start_with(DaemonOptions {
         // The list of 100 buckets is mostly external ones on a remote engine at 127.0.0.2.
-        env: vec![("KALPANA_EXTERNAL_ALLOW".into(), "127.0.0.2/32".into())],
+        env: vec![
+            ("KALPANA_EXTERNAL_ALLOW".into(), "127.0.0.2/32".into()),
+            ("KALPANA_FLEET_SAMPLE_SECS".into(), "2".into()),
+        ],
         ..Default::default()
     })
     .await?;
@@ -396,6 +399,19 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         let errors: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
         assert!(errors.is_empty(), "browser log errors: {errors:?}");
 
+        // The fleet is for administrators only.
+        b.goto(&format!("{}/ui/#/fleet", d.url)).await?;
+        b.wait_for(
+            "the refusal of the fleet",
+            "return document.querySelector('main').textContent.includes('Only administrators')",
+            Duration::from_secs(10),
+        )
+        .await?;
+        assert_eq!(
+            b.run("return document.querySelector('#fleet-link').hidden", json!([])).await?,
+            Value::Bool(true)
+        );
+
         // Signing out forgets the token.
         b.click("#signout").await?;
         b.find("#token").await?;
@@ -403,6 +419,22 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
             .run("return sessionStorage.getItem('kalpana.token')", json!([]))
             .await?;
         assert_eq!(kept, Value::Null);
+
+        // An administrator sees every running bucket's latest sample.
+        let admin = d.admin();
+        b.type_into("#token", admin.raw().2.expect("admin token")).await?;
+        b.click("#signin").await?;
+        b.click("#fleet-link").await?;
+        b.wait_for(
+            "photos sampled in the fleet",
+            &format!("const r = document.querySelector('#fleet tr[data-id=\"{id}\"]'); return !!r && r.children[2].textContent.includes('/')"),
+            Duration::from_secs(30),
+        )
+        .await?;
+        b.screenshot(&shots.join("fleet.png")).await?;
+        let log = b.log().await?;
+        let errors: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
+        assert!(errors.is_empty(), "browser log errors: {errors:?}");
         println!("console screenshots: {}", shots.display());
         anyhow::Ok(())
     }

@@ -5,6 +5,7 @@ import { call, token, onUnauthorized, follow } from './api.js';
 import { h, fill, field } from './ui.js';
 import { bucketsView } from './buckets.js';
 import { bucketView } from './bucket.js';
+import { fleetView } from './fleet.js';
 
 const main = document.getElementById('main');
 let me = null;
@@ -25,6 +26,7 @@ export function user() {
 function header() {
   const out = document.getElementById('signout');
   out.hidden = !me;
+  document.getElementById('fleet-link').hidden = !(me && me.admin);
   fill(document.getElementById('who'), me ? `${me.name}${me.admin ? ' (admin)' : ''}` : '');
 }
 
@@ -80,7 +82,9 @@ function route() {
   if (teardown) teardown();
   teardown = null;
   const parts = location.hash.replace(/^#\/?/, '').split('/');
-  if (parts[0] === 'b' && parts[1]) {
+  if (parts[0] === 'fleet') {
+    teardown = fleetView(main);
+  } else if (parts[0] === 'b' && parts[1]) {
     const prefix = parts.slice(3).map(decodeURIComponent).join('/');
     teardown = bucketView(main, parts[1], parts[2] || 'files', prefix);
   } else {

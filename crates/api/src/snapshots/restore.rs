@@ -448,42 +448,50 @@ pub async fn recover(state: &AppState) -> Result<()> {
                 tracing::warn!(snapshot = %s.id, bucket = %s.bucket_id, "interrupted restore called off before it touched the bucket");
             }
             RestoreStatus::Replacing => {
-                let _guard = state.locks.lock(&s.bucket_id).await;
-                let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
-                    record(
-                        state,
-                        &s.id,
-                        RestoreStatus::Failed,
-                        Some("the bucket is gone".into()),
-                        None,
-                    )
-                    .await?;
-                    continue;
-                };
-                tracing::warn!(snapshot = %s.id, bucket = %b.id, "finishing a restore the daemon was replacing the data for");
-                if volume_data::staged(state, &b).await? {
-                    replace(state, &mut b, &s).await?;
-                } else {
-                    let message = format!(
-                        "the restore from snapshot {} was interrupted and its staged data is gone: restore again",
-                        s.id
-                    );
-                    let from = b.status;
-                    lifecycle::set_status(
-                        state,
-                        &mut b,
-                        BucketStatus::Error,
-                        Some(message.clone()),
-                        Some(from),
-                    )
-                    .await?;
-                    record(state, &s.id, RestoreStatus::Failed, Some(message), None).await?;
+                // Docker away at start must not keep the daemon from starting: the restore
+                // stays REPLACING and is finished at the next start.
+                if let Err(e) = finish_interrupted(state, &s).await {
+                    tracing::warn!(snapshot = %s.id, bucket = %s.bucket_id, error = %e,
+                        "finishing an interrupted restore failed; it is tried again at the next start");
                 }
             }
             RestoreStatus::Done | RestoreStatus::Failed => {}
         }
     }
     Ok(())
+}
+
+/// Finishes a restore the dead daemon was replacing the data for, from its staging volume.
+async fn finish_interrupted(state: &AppState, s: &Snapshot) -> Result<()> {
+    let _guard = state.locks.lock(&s.bucket_id).await;
+    let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+        return record(
+            state,
+            &s.id,
+            RestoreStatus::Failed,
+            Some("the bucket is gone".into()),
+            None,
+        )
+        .await;
+    };
+    tracing::warn!(snapshot = %s.id, bucket = %b.id, "finishing a restore the daemon was replacing the data for");
+    if volume_data::staged(state, &b).await? {
+        return replace(state, &mut b, s).await;
+    }
+    let message = format!(
+        "the restore from snapshot {} was interrupted and its staged data is gone: restore again",
+        s.id
+    );
+    let from = b.status;
+    lifecycle::set_status(
+        state,
+        &mut b,
+        BucketStatus::Error,
+        Some(message.clone()),
+        Some(from),
+    )
+    .await?;
+    record(state, &s.id, RestoreStatus::Failed, Some(message), None).await
 }
 
 /// Checks a `fromSnapshot` request: a DONE snapshot of a managed bucket the caller sees, whose
