@@ -241,6 +241,17 @@ impl Browser {
             .to_string())
     }
 
+    /// Resizes the window.
+    pub async fn resize(&self, width: u32, height: u32) -> Result<()> {
+        self.send(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Writes a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &Path) -> Result<()> {
         let v = self.send(reqwest::Method::GET, "/screenshot", None).await?;

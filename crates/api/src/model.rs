@@ -429,7 +429,7 @@ pub struct BucketRecord {
     pub default_for: Vec<String>,
     /// The snapshot it was made from, and how far that got.
     #[serde(default)]
-    pub from_snapshot: Option<crate::snapshots::restore::FromSnapshot>,
+    pub from_snapshot: Option<crate::snapshots::from_snapshot::FromSnapshot>,
     /// Snapshots on a schedule.
     #[serde(default)]
     pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,

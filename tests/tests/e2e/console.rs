@@ -399,6 +399,19 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         let errors: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
         assert!(errors.is_empty(), "browser log errors: {errors:?}");
 
+        // Readable at a phone's width: nothing wider than the screen but the tables' own scroll.
+        b.resize(390, 844).await?;
+        b.goto(&format!("{}/ui/#/b/{id}/files", d.url)).await?;
+        b.find(&row("renamed.txt")).await?;
+        b.wait_for(
+            "no sideways scrolling of the page at 390 px",
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            Duration::from_secs(5),
+        )
+        .await?;
+        b.screenshot(&shots.join("phone.png")).await?;
+        b.resize(1280, 800).await?;
+
         // The fleet is for administrators only.
         b.goto(&format!("{}/ui/#/fleet", d.url)).await?;
         b.wait_for(
@@ -441,4 +454,21 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
     .await;
     b.quit().await?;
     result
+}
+
+#[tokio::test]
+async fn the_console_can_be_turned_off() -> anyhow::Result<()> {
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_CONSOLE".into(), "false".into())],
+        ..Default::default()
+    })
+    .await?;
+    let resp = reqwest::get(format!("{}/ui/", d.url)).await?;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await?;
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    // The API is unaffected.
+    let (status, _) = d.admin().send("GET", "/api/me", None).await?;
+    assert_eq!(status, 200);
+    Ok(())
 }

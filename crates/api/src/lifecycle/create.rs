@@ -50,7 +50,7 @@ pub struct CreateBucket {
     /// Where an external bucket is, and its credentials.
     pub external: Option<crate::external::ExternalRequest>,
     /// Make it from a snapshot: same objects, new credentials.
-    pub from_snapshot: Option<crate::snapshots::restore::FromSnapshotRequest>,
+    pub from_snapshot: Option<crate::snapshots::from_snapshot::FromSnapshotRequest>,
     /// Take snapshots on a schedule.
     pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
 }
@@ -86,7 +86,7 @@ pub async fn create(
     let (from_snapshot, engine) = match &req.from_snapshot {
         Some(f) => {
             let (from, engine) =
-                crate::snapshots::restore::check_source(state, caller, f, asked).await?;
+                crate::snapshots::from_snapshot::check_source(state, caller, f, asked).await?;
             (Some(from), engine)
         }
         None => (None, asked.unwrap_or(state.config.engine)),
@@ -357,7 +357,7 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     b.volume_name = Some(state.docker.create_volume(&spec).await?);
     if b.from_snapshot.as_ref().is_some_and(|f| !f.imported) {
         step(state, b, "filling the volume from the snapshot").await?;
-        crate::snapshots::restore::import_for_new(state, b).await?;
+        crate::snapshots::from_snapshot::import_for_new(state, b).await?;
     }
     fault::point("provision.volume");
     b.container_id = Some(state.docker.create_container(&spec).await?);
@@ -376,7 +376,7 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
             "moving the snapshot's objects to the bucket's name",
         )
         .await?;
-        crate::snapshots::restore::settle_new(state, b).await?;
+        crate::snapshots::from_snapshot::settle_new(state, b).await?;
     }
     fault::point("provision.ready");
     Ok(())

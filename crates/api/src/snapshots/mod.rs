@@ -12,6 +12,8 @@ use crate::events::BucketEvent;
 use crate::lifecycle;
 use crate::model::{new_id, now, BucketRecord, BucketStatus};
 
+mod archive;
+pub mod from_snapshot;
 pub mod model;
 mod progress;
 pub mod restore;

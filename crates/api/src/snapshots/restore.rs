@@ -1,4 +1,4 @@
-//! Restores: a bucket's data made exactly a snapshot's, and new buckets made from one.
+//! Restores: a bucket's data made exactly a snapshot's.
 //!
 //! A restore reads the archive from its bucket, hashes it as it goes and extracts it into a
 //! staging volume, so the bucket keeps serving its current data meanwhile. Only an archive
@@ -14,133 +14,20 @@
 
 use std::time::Instant;
 
-use futures::StreamExt;
-use serde::{Deserialize, Serialize};
-
 use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
-use crate::events::BucketEvent;
 use crate::lifecycle::{self, volume_data};
 use crate::model::{now, BucketRecord, BucketStatus, PendingRevoke};
 
-use super::model::{Restore, RestoreStatus, Snapshot, SnapshotKey, SnapshotStatus};
+use super::archive::{
+    archive_present, event, matches_record, open_archive, recount_later, tampered,
+};
+use super::model::{Restore, RestoreStatus, Snapshot, SnapshotKey};
 use super::progress::Meter;
 
 /// How many times the replacement is tried before the bucket goes to ERROR.
 const REPLACE_ATTEMPTS: u32 = 3;
-
-/// What the bucket was made from, on a bucket created with `fromSnapshot`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FromSnapshot {
-    /// The bucket the snapshot is of.
-    pub bucket_id: String,
-    /// The snapshot.
-    pub snapshot_id: String,
-    /// The S3 bucket name inside the archive (the source bucket's name).
-    pub source_name: String,
-    /// The archive is in the new bucket's volume.
-    pub imported: bool,
-    /// The data moved to the new bucket's name and the source's keys removed.
-    pub settled: bool,
-}
-
-/// `fromSnapshot` of a create request.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FromSnapshotRequest {
-    /// The bucket the snapshot is of (the caller must see it).
-    pub bucket_id: String,
-    /// The snapshot (DONE).
-    pub snapshot_id: String,
-}
-
-fn event(state: &AppState, b: &BucketRecord, message: String) {
-    tracing::info!(bucket = %b.id, "{message}");
-    state
-        .events
-        .publish(BucketEvent::of("bucket.restore", b, Some(message)));
-}
-
-/// The archive of a DONE snapshot, checked to be where it was put with the size recorded (a
-/// cheap HEAD; the SHA-256 is checked as it is read).
-async fn archive_present(state: &AppState, s: &Snapshot) -> Result<()> {
-    if s.status != SnapshotStatus::Done {
-        return Err(Error::Conflict(format!(
-            "snapshot {} is {:?}, not DONE",
-            s.id, s.status
-        )));
-    }
-    let gone = || {
-        Error::Unprocessable(format!(
-            "the archive of snapshot {} ({}) is gone from its bucket",
-            s.id, s.target.key
-        ))
-    };
-    let t = match state.store.get_bucket(&s.target.bucket_id).await? {
-        None => return Err(gone()),
-        Some(t) if t.status != BucketStatus::Running => {
-            return Err(Error::Conflict(format!(
-                "the bucket holding the archive ({}) is not running: start it first",
-                t.name
-            )))
-        }
-        Some(t) => t,
-    };
-    match crate::backend::s3(state, &t)?
-        .head_object(&s.target.key)
-        .await?
-    {
-        None => Err(gone()),
-        Some(o) if Some(o.size) != s.size_bytes => Err(Error::Unprocessable(format!(
-            "the archive of snapshot {} is {} bytes, not the {} recorded: it was changed",
-            s.id,
-            o.size,
-            s.size_bytes.unwrap_or(0)
-        ))),
-        Some(_) => Ok(()),
-    }
-}
-
-/// The archive as a tar stream: read from its bucket, counted and hashed by `meter` as it
-/// arrives, decompressed. Nothing is buffered beyond the codec's window.
-async fn open_archive(
-    state: &AppState,
-    s: &Snapshot,
-    meter: &Meter,
-) -> Result<volume_data::TarStream> {
-    let t = state
-        .store
-        .get_bucket(&s.target.bucket_id)
-        .await?
-        .ok_or_else(|| Error::Unprocessable("the bucket holding the archive is gone".into()))?;
-    let download = crate::backend::s3(state, &t)?
-        .get_object(&s.target.key, None)
-        .await?;
-    let m = meter.clone();
-    let compressed = download.body.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        m.observe(&chunk);
-        Ok::<_, std::io::Error>(chunk)
-    });
-    let reader = tokio_util::io::StreamReader::new(compressed);
-    let tar = async_compression::tokio::bufread::ZstdDecoder::new(reader);
-    Ok(Box::pin(tokio_util::io::ReaderStream::new(tar)))
-}
-
-/// Whether what `meter` saw is the archive the snapshot recorded.
-fn matches_record(s: &Snapshot, meter: &Meter) -> bool {
-    Some(meter.bytes()) == s.size_bytes && s.sha256.as_deref() == Some(meter.sha256().as_str())
-}
-
-/// The message for an archive that is not the one recorded (changed, cut or damaged).
-fn tampered(s: &Snapshot) -> String {
-    format!(
-        "the archive of snapshot {} does not match the size and SHA-256 recorded when it was taken: it was changed or damaged",
-        s.id
-    )
-}
 
 /// Accepts a restore of bucket `bucket_id` from its snapshot `id` and starts it in the
 /// background.
@@ -415,16 +302,6 @@ async fn revoke_engine_users(
     Ok(())
 }
 
-/// Recounts the bucket's usage (its objects changed wholesale) once the lock is free.
-fn recount_later(state: &AppState, id: &str) {
-    let (state, id) = (state.clone(), id.to_string());
-    tokio::spawn(async move {
-        if let Err(e) = crate::usage::sync_one(&state, &id).await {
-            tracing::warn!(bucket = %id, error = %e, "recount after a restore failed");
-        }
-    });
-}
-
 /// At start: a restore the dead daemon was staging is called off (the bucket was not touched);
 /// one it was replacing is finished from the staging volume.
 pub async fn recover(state: &AppState) -> Result<()> {
@@ -493,141 +370,3 @@ async fn finish_interrupted(state: &AppState, s: &Snapshot) -> Result<()> {
     .await?;
     record(state, &s.id, RestoreStatus::Failed, Some(message), None).await
 }
-
-/// Checks a `fromSnapshot` request: a DONE snapshot of a managed bucket the caller sees, whose
-/// archive is in place, of the engine asked for (if one is). Returns what the new bucket
-/// records and the engine it must run.
-pub async fn check_source(
-    state: &AppState,
-    caller: &Caller,
-    req: &FromSnapshotRequest,
-    engine: Option<kalpana_manager_core::EngineKind>,
-) -> Result<(FromSnapshot, kalpana_manager_core::EngineKind)> {
-    let source = lifecycle::visible(state, caller, &req.bucket_id).await?;
-    let s = super::get(state, caller, &req.bucket_id, &req.snapshot_id).await?;
-    if engine.is_some_and(|e| e != source.engine) {
-        return Err(Error::Unprocessable(format!(
-            "the snapshot holds {} data: the new bucket must use engine {}",
-            source.engine.as_str(),
-            source.engine.as_str()
-        )));
-    }
-    archive_present(state, &s).await?;
-    Ok((
-        FromSnapshot {
-            bucket_id: s.bucket_id,
-            snapshot_id: s.id,
-            source_name: source.name,
-            imported: false,
-            settled: false,
-        },
-        source.engine,
-    ))
-}
-
-/// Provisioning of a `fromSnapshot` bucket, before its container is made: the archive read into
-/// its volume, checked against the record (a mismatch fails the provisioning, which removes the
-/// volume).
-pub async fn import_for_new(state: &AppState, b: &mut BucketRecord) -> Result<()> {
-    let Some(mut from) = b.from_snapshot.clone().filter(|f| !f.imported) else {
-        return Ok(());
-    };
-    let s = state
-        .store
-        .get_snapshot(&from.snapshot_id)
-        .await?
-        .ok_or_else(|| Error::Unprocessable("the snapshot is gone".into()))?;
-    let meter = Meter::new(state, b, format!("filling from snapshot {}", s.id));
-    let tar = open_archive(state, &s, &meter).await?;
-    let imported = volume_data::import(state, b, tar).await;
-    if !matches_record(&s, &meter) {
-        return Err(Error::Unprocessable(tampered(&s)));
-    }
-    imported?;
-    from.imported = true;
-    b.from_snapshot = Some(from);
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await?;
-    event(
-        state,
-        b,
-        format!(
-            "filled from snapshot {}: {} archive bytes",
-            s.id,
-            meter.bytes()
-        ),
-    );
-    Ok(())
-}
-
-/// Provisioning of a `fromSnapshot` bucket, once its engine serves: the objects moved from the
-/// source's S3 bucket name to the new one (copies on the server), and the source's keys removed
-/// from the engine, before anyone is given the bucket.
-pub async fn settle_new(state: &AppState, b: &mut BucketRecord) -> Result<()> {
-    let Some(mut from) = b.from_snapshot.clone().filter(|f| !f.settled) else {
-        return Ok(());
-    };
-    if from.source_name != b.name {
-        move_objects(state, b, &from.source_name).await?;
-    }
-    let keys = match state.store.get_snapshot(&from.snapshot_id).await? {
-        Some(s) => s.keys,
-        None => Vec::new(),
-    };
-    for k in keys {
-        crate::keys::revoke_engine_user(state, b, &k.user, &k.access_key).await?;
-    }
-    from.settled = true;
-    b.from_snapshot = Some(from);
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await?;
-    recount_later(state, &b.id);
-    Ok(())
-}
-
-/// Moves every object of S3 bucket `source` to the bucket's own name inside its engine, then
-/// removes `source`. Repeatable: what was moved is no longer listed.
-async fn move_objects(state: &AppState, b: &BucketRecord, source: &str) -> Result<()> {
-    let to = lifecycle::s3_client(state, b)?;
-    let from = lifecycle::s3_client_named(state, b, source)?;
-    if !from.bucket_exists().await? {
-        return Ok(());
-    }
-    let mut moved = 0u64;
-    loop {
-        let page = from.list_objects(None, None, 1000, None).await?;
-        if page.objects.is_empty() {
-            break;
-        }
-        for o in page.objects {
-            if o.size > MAX_COPY {
-                let d = from.get_object(&o.key, None).await?;
-                to.put_object(
-                    &o.key,
-                    o.content_type.as_deref(),
-                    Some(d.content_length),
-                    d.body,
-                )
-                .await?;
-            } else {
-                to.copy_from(source, &o.key).await?;
-            }
-            from.delete_object(&o.key).await?;
-            moved += 1;
-        }
-    }
-    if let Err(e) = from.delete_bucket().await {
-        tracing::warn!(bucket = %b.id, source, error = %e, "removing the source's S3 bucket from the copy failed");
-    }
-    tracing::info!(bucket = %b.id, source, objects = moved, "objects moved to the new bucket's name");
-    Ok(())
-}
-
-/// The largest object an S3 server copies in one request.
-const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use kalpana_e2e::{
-    docker_exists, docker_inspect, object_path, s3_client, Api, Daemon, DaemonOptions,
-};
+mod crashes;
+mod policy;
+
+use kalpana_e2e::{docker_exists, object_path, s3_client, Api, Daemon, DaemonOptions};
 use serde_json::{json, Value};
 
 /// Bytes no compressor shrinks (xorshift).
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
+pub(super) fn noise(len: usize, mut x: u64) -> Vec<u8> {
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -28,7 +29,11 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
 }
 
 /// Polls `path` until `done(answer)` holds, for at most two minutes.
-async fn until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+pub(super) async fn until(
+    api: &Api,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
     let started = Instant::now();
     loop {
         let (status, v) = api.send("GET", path, None).await?;
@@ -43,11 +48,11 @@ async fn until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> anyhow::
     }
 }
 
-fn id(v: &Value) -> String {
+pub(super) fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
-async fn snapshot(api: &Api, bucket: &str, target: &str) -> anyhow::Result<String> {
+pub(super) async fn snapshot(api: &Api, bucket: &str, target: &str) -> anyhow::Result<String> {
     let (status, s) = api
         .send(
             "POST",
@@ -78,7 +83,7 @@ async fn restore(api: &Api, bucket: &str, sid: &str) -> anyhow::Result<Value> {
 }
 
 /// Every object of a bucket with its bytes, through the API.
-async fn contents(api: &Api, bucket: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+pub(super) async fn contents(api: &Api, bucket: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let (status, list) = api
         .send(
             "GET",
@@ -378,233 +383,5 @@ async fn a_restore_makes_the_data_exactly_the_snapshots_and_from_snapshot_copies
         .await?;
     let (status, e) = alice.send("POST", &restore_path, None).await?;
     assert_eq!(status, 422, "{e}");
-    Ok(())
-}
-
-/// Restarts the daemon armed with `point`, runs `trigger`, and checks the daemon died there by
-/// SIGKILL; then restarts it unarmed.
-async fn crash_during<F, Fut>(
-    d: &mut Daemon,
-    token: &str,
-    point: &str,
-    trigger: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(Api) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    use std::os::unix::process::ExitStatusExt;
-    d.kill();
-    d.set_env("KALPANA_FAULT_POINT", Some(point));
-    d.spawn().await?;
-    trigger(d.api(token)).await?;
-    let status = match d.wait_exit(Duration::from_secs(120)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let log = d.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            anyhow::bail!(
-                "{point}: {e}; the log ends:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    };
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "{point}: daemon ended with {status}"
-    );
-    d.set_env("KALPANA_FAULT_POINT", None);
-    d.spawn().await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_killed_mid_snapshot_or_mid_restore_leaves_nothing_paused_or_half_done(
-) -> anyhow::Result<()> {
-    let mut d = Daemon::start().await?;
-    let (alice, _) = d.new_user("alice").await?;
-    let token = alice.raw().2.expect("token").to_string();
-    let (_, src) = alice.create_bucket(json!({ "name": "crashy" })).await?;
-    let (_, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
-    let (bid, vault_id) = (id(&src), id(&vault));
-    alice
-        .put_object(&bid, "a.bin", noise(2 << 20, 9), None)
-        .await?;
-    let at_snapshot = contents(&alice, &bid).await?;
-    let sid = snapshot(&alice, &bid, &vault_id).await?;
-    let container = format!("kalpana-bucket-{bid}");
-
-    // Killed with the container paused: it runs again and the snapshot is FAILED.
-    let path = format!("/api/buckets/{bid}/snapshots");
-    let path2 = path.clone();
-    let body = json!({ "targetBucketId": vault_id });
-    // The answer may or may not get out before the background task reaches the point.
-    crash_during(&mut d, &token, "snapshot.paused", |api| async move {
-        let _ = api.send("POST", &path2, Some(body)).await;
-        Ok(())
-    })
-    .await?;
-    let alice = d.api(&token);
-    assert_eq!(
-        docker_inspect(&container, "{{.State.Status}}")?.trim(),
-        "running"
-    );
-    let (_, list) = alice.send("GET", &path, None).await?;
-    let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
-    assert_eq!(snaps.len(), 2, "{list}");
-    let s = &snaps[1];
-    assert_eq!(s["status"], "FAILED", "{s}");
-    assert!(
-        s["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("daemon stopped")),
-        "{s}"
-    );
-
-    // Killed after the archive was checked, and after the bucket's volume was removed: the
-    // restart finishes the restore from the staging volume.
-    for point in ["restore.staged", "restore.emptied"] {
-        let api = d.api(&token);
-        api.put_object(&bid, "later.txt", point.as_bytes().to_vec(), None)
-            .await?;
-        let restore = format!("{path}/{sid}/restore");
-        crash_during(&mut d, &token, point, |api| async move {
-            // An answer other than 202 means the restore never started.
-            if let Ok((status, s)) = api.send("POST", &restore, None).await {
-                anyhow::ensure!(status == 202, "{point}: {status} {s}");
-            }
-            Ok(())
-        })
-        .await?;
-        let alice = d.api(&token);
-        let s = until(&alice, &format!("{path}/{sid}"), |s| {
-            s["restore"]["status"] == "DONE" || s["restore"]["status"] == "FAILED"
-        })
-        .await?;
-        assert_eq!(s["restore"]["status"], "DONE", "{point}: {s}");
-        assert_eq!(
-            docker_inspect(&container, "{{.State.Status}}")?.trim(),
-            "running"
-        );
-        assert_eq!(contents(&alice, &bid).await?, at_snapshot, "{point}");
-        assert!(
-            !docker_exists("volume", &format!("kalpana-bucket-{bid}-staging")),
-            "{point}"
-        );
-    }
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_snapshot_policy_takes_snapshots_on_schedule_and_prunes_to_keep() -> anyhow::Result<()> {
-    let d = Daemon::start_with(DaemonOptions {
-        env: vec![
-            ("KALPANA_SNAPSHOT_TICK_SECS".into(), "1".into()),
-            ("KALPANA_SNAPSHOT_MIN_EVERY_SECS".into(), "1".into()),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    let (alice, _) = d.new_user("alice").await?;
-    let (bob, _) = d.new_user("bob").await?;
-    let (_, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
-    let (_, bobs) = bob.create_bucket(json!({ "name": "bobs" })).await?;
-    let vault_id = id(&vault);
-    for (policy, want) in [
-        (
-            json!({ "everyHours": 1, "keep": 0, "targetBucketId": vault_id }),
-            400,
-        ),
-        (
-            json!({ "everyHours": 0, "keep": 2, "targetBucketId": vault_id }),
-            400,
-        ),
-        (json!({ "everyHours": 1, "keep": 2 }), 400),
-        (
-            json!({ "everyHours": 1, "keep": 2, "targetBucketId": id(&bobs) }),
-            404,
-        ),
-    ] {
-        let (status, e) = alice
-            .send(
-                "POST",
-                "/api/buckets",
-                Some(json!({ "name": "refused", "snapshotPolicy": policy })),
-            )
-            .await?;
-        assert_eq!(status, want, "{policy}: {e}");
-    }
-    let (_, list) = alice.send("GET", "/api/buckets", None).await?;
-    assert_eq!(
-        list["buckets"].as_array().map(Vec::len),
-        Some(1),
-        "nothing left of refusals"
-    );
-
-    // Every 2.9 s, keep 2.
-    let policy = json!({ "everyHours": 0.0008, "keep": 2, "targetBucketId": vault_id });
-    let (status, b) = alice
-        .create_bucket(json!({ "name": "scheduled", "snapshotPolicy": policy }))
-        .await?;
-    assert_eq!(status, 201, "{b}");
-    assert_eq!(b["snapshotPolicy"]["keep"], 2);
-    let bid = id(&b);
-    alice.put_object(&bid, "x.txt", b"x".to_vec(), None).await?;
-    let path = format!("/api/buckets/{bid}/snapshots");
-    let mut seen = std::collections::BTreeSet::new();
-    let started = Instant::now();
-    while seen.len() < 5 {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(90),
-            "only {} scheduled snapshots in 90 s",
-            seen.len()
-        );
-        let (_, list) = alice.send("GET", &path, None).await?;
-        let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
-        for s in &snaps {
-            assert_eq!(s["scheduled"], true, "{s}");
-            seen.insert(id(s));
-        }
-        let done = snaps.iter().filter(|s| s["status"] == "DONE").count();
-        assert!(
-            done <= 3,
-            "pruned to keep (2, and one just finished): {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    // Stopped: no more after the policy is cleared; the kept ones and their archives remain.
-    let (status, b) = alice
-        .send(
-            "PATCH",
-            &format!("/api/buckets/{bid}"),
-            Some(json!({ "snapshotPolicy": null })),
-        )
-        .await?;
-    assert_eq!(status, 200, "{b}");
-    assert!(b["snapshotPolicy"].is_null(), "{b}");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (_, list) = alice.send("GET", &path, None).await?;
-    let snaps = list["snapshots"].as_array().cloned().unwrap_or_default();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let (_, again) = alice.send("GET", &path, None).await?;
-    assert_eq!(
-        list, again,
-        "a snapshot was taken after the policy was cleared"
-    );
-    let done = snaps.iter().filter(|s| s["status"] == "DONE").count();
-    assert!((1..=3).contains(&done), "{list}");
-    let (_, objects) = alice
-        .send(
-            "GET",
-            &format!("/api/buckets/{vault_id}/objects?prefix=snapshots/&limit=1000"),
-            None,
-        )
-        .await?;
-    assert_eq!(
-        objects["objects"].as_array().map(Vec::len),
-        Some(done),
-        "pruned snapshots' archives are deleted: {objects}"
-    );
-    println!("{} scheduled snapshots taken, {done} kept", seen.len());
     Ok(())
 }
