@@ -44,6 +44,23 @@ async function failure(resp) {
   return new ApiError(resp.status, code, message);
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `fetch`, tried again (up to twice, a second apart) when the network fails before any answer
+ * (a Wi-Fi hand-over, a VPN coming up) and the request is safe to repeat.
+ */
+async function fetchRetrying(path, init, repeatable) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await fetch(path, init);
+    } catch (e) {
+      if (!repeatable || attempt >= 2 || (init.signal && init.signal.aborted)) throw e;
+      await sleep(1000);
+    }
+  }
+}
+
 /** A JSON call; resolves to the answer's JSON (null for 204), rejects with an ApiError. */
 export async function call(method, path, body) {
   const headers = auth();
@@ -52,7 +69,7 @@ export async function call(method, path, body) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const resp = await fetch(path, init);
+  const resp = await fetchRetrying(path, init, method === 'GET');
   if (!resp.ok) throw await failure(resp);
   if (resp.status === 204) return null;
   const text = await resp.text();
@@ -76,6 +93,31 @@ export function objectPath(bucketId, key) {
  * no upload progress.
  */
 export function upload(bucketId, key, file, onProgress) {
+  let current = null;
+  let aborted = false;
+  const promise = (async () => {
+    // A PUT of the same bytes to the same key can be repeated: one the network cut is tried
+    // again, twice at most.
+    for (let attempt = 0; ; attempt += 1) {
+      current = uploadOnce(bucketId, key, file, onProgress);
+      try {
+        return await current.promise;
+      } catch (e) {
+        if (aborted || e.code !== 'network' || attempt >= 2) throw e;
+        await sleep(1000);
+      }
+    }
+  })();
+  return {
+    promise,
+    abort: () => {
+      aborted = true;
+      if (current) current.abort();
+    },
+  };
+}
+
+function uploadOnce(bucketId, key, file, onProgress) {
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     xhr.open('PUT', objectPath(bucketId, key));
