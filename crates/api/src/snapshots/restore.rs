@@ -1,7 +1,8 @@
 //! Restores: a bucket's data made exactly a snapshot's.
 //!
 //! A restore reads the archive from its bucket, hashes it as it goes and extracts it into a
-//! staging volume, so the bucket keeps serving its current data meanwhile. Only an archive
+//! staging volume, so the bucket keeps serving its current data meanwhile (and can be stopped,
+//! started or given keys: the bucket's lock is taken only to check and replace). Only an archive
 //! whose size and SHA-256 match the record goes further: the swap is recorded (REPLACING), then
 //! the bucket's volume is made anew from the staging volume and its container brought back as it
 //! was. A daemon that dies while staging calls the restore off (the bucket was not touched); one
@@ -41,13 +42,10 @@ pub async fn restore(
     crate::backend::require_managed(&b, "restores")?;
     lifecycle::require_docker(state).await?;
     let mut s = super::get(state, caller, bucket_id, id).await?;
-    if !b.provisioned || !matches!(b.status, BucketStatus::Running | BucketStatus::Stopped) {
-        return Err(Error::Conflict(format!(
-            "bucket {} is {}: only a running or stopped bucket can be restored",
-            b.name,
-            b.status.as_str()
-        )));
-    }
+    // The checks and the STAGING record as one step: two restores never share a staging volume.
+    let _guard = state.locks.lock(&b.id).await;
+    let b = lifecycle::load(state, &b.id).await?;
+    restorable(&b)?;
     if super::busy(&state.store.list_snapshots(Some(&b.id)).await?) {
         return Err(Error::Conflict(format!(
             "a snapshot or a restore of bucket {} is already running",
@@ -78,6 +76,21 @@ pub async fn restore(
         }
     });
     Ok(s)
+}
+
+/// Refuses a bucket that is not RUNNING or STOPPED (being made, deleted, or in ERROR).
+fn restorable(b: &BucketRecord) -> Result<()> {
+    if !b.provisioned
+        || b.deleting
+        || !matches!(b.status, BucketStatus::Running | BucketStatus::Stopped)
+    {
+        return Err(Error::Conflict(format!(
+            "bucket {} is {}: only a running or stopped bucket can be restored",
+            b.name,
+            b.status.as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a restore that would make the engine forget keys made after the snapshot.
@@ -136,13 +149,28 @@ async fn record_bytes(
     state.store.put_snapshot(&s).await
 }
 
-/// The restore itself, under the bucket's lock: stage and check, then replace.
+/// The restore itself: stage and check without the bucket's lock (the bucket serves and can be
+/// managed meanwhile), then, under the lock, check again what may have changed and replace.
 async fn run(state: &AppState, id: &str) -> Result<()> {
     let Some(s) = state.store.get_snapshot(id).await? else {
         return Ok(());
     };
-    let _guard = state.locks.lock(&s.bucket_id).await;
-    let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+    let called_off = |b: &BucketRecord, why: String| {
+        let b = b.clone();
+        async move {
+            if let Err(e) = volume_data::drop_staging(state, &b.id).await {
+                tracing::warn!(bucket = %b.id, error = %e, "removing the staging volume failed");
+            }
+            let message = format!("{why}; the bucket's data was not touched");
+            event(
+                state,
+                &b,
+                format!("restore from snapshot {id} failed: {message}"),
+            );
+            record(state, id, RestoreStatus::Failed, Some(message), None).await
+        }
+    };
+    let Some(b) = state.store.get_bucket(&s.bucket_id).await? else {
         return record(
             state,
             id,
@@ -154,19 +182,15 @@ async fn run(state: &AppState, id: &str) -> Result<()> {
     };
     let bytes = match stage(state, &b, &s).await {
         Ok(bytes) => bytes,
-        Err(why) => {
-            if let Err(e) = volume_data::drop_staging(state, &b.id).await {
-                tracing::warn!(bucket = %b.id, error = %e, "removing the staging volume failed");
-            }
-            let message = format!("{why}; the bucket's data was not touched");
-            event(
-                state,
-                &b,
-                format!("restore from snapshot {id} failed: {message}"),
-            );
-            return record(state, id, RestoreStatus::Failed, Some(message), None).await;
-        }
+        Err(why) => return called_off(&b, why).await,
     };
+    let _guard = state.locks.lock(&s.bucket_id).await;
+    let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+        return called_off(&b, "the bucket was deleted meanwhile".into()).await;
+    };
+    if let Err(e) = restorable(&b).and_then(|()| refuse_newer_keys(&b, &s)) {
+        return called_off(&b, e.to_string()).await;
+    }
     record_bytes(state, id, RestoreStatus::Replacing, None, None, Some(bytes)).await?;
     event(
         state,
