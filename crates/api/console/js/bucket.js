@@ -103,13 +103,13 @@ function domainPanel(b, reload) {
   const domain = h('select', { id: 'link-domain' });
   const sub = h('input', { id: 'link-sub', placeholder: 'files' });
   call('GET', '/api/domains')
-    .then((d) => fill(domain, (d.domains || []).filter((x) => x.verifiedAt).map((x) => h('option', { value: x.id }, x.name))))
+    .then((d) => fill(domain, (Array.isArray(d) ? d : []).filter((x) => x.status === 'verified').map((x) => h('option', { value: x.id }, x.name))))
     .catch(() => {});
   box.append(
     h('p.muted', 'Serve this bucket at a subdomain of a domain you verified.'),
     h('div.row', field('Subdomain', sub), field('Domain', domain), h('button', { type: 'button', onclick: async () => {
       try {
-        await call('POST', `/api/buckets/${b.id}/domain`, { domainId: domain.value, subdomain: sub.value });
+        await call('POST', `/api/buckets/${b.id}/domain`, { domainId: domain.value, subdomain: sub.value || undefined });
         reload();
       } catch (err) {
         toast(err.message, 'error');
