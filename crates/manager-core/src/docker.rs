@@ -412,7 +412,11 @@ impl DockerClient {
 
     /// Creates the bucket's data volume (idempotent: an existing volume is kept, data and all).
     pub async fn create_volume(&self, spec: &BucketSpec) -> Result<String> {
-        let name = volume_name(&spec.id);
+        self.labelled_volume(spec, volume_name(&spec.id)).await
+    }
+
+    /// Creates volume `name` with the bucket's labels (an existing one is kept).
+    async fn labelled_volume(&self, spec: &BucketSpec, name: String) -> Result<String> {
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
             labels: Some(spec.volume_labels()),
@@ -625,16 +629,7 @@ impl DockerClient {
         self.remove_container(&helper_name(&spec.id, "staging"))
             .await?;
         self.remove_volume(&name).await?;
-        let req = VolumeCreateRequest {
-            name: Some(name.clone()),
-            labels: Some(spec.volume_labels()),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(req)
-            .await
-            .map_err(|e| Error::docker("create volume", e))?;
-        Ok(name)
+        self.labelled_volume(spec, name).await
     }
 
     /// Creates data helper `role` of the bucket on `volume` (see [`BucketSpec::helper_body`]),

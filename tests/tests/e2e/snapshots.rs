@@ -6,21 +6,9 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use kalpana_e2e::{object_path, Api, Daemon};
+use kalpana_e2e::{noise, object_path, Api, Daemon};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-/// Bytes no compressor shrinks (xorshift).
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn until_finished(api: &Api, path: &str) -> anyhow::Result<Value> {
     let started = Instant::now();

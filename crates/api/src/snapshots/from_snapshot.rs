@@ -93,12 +93,7 @@ pub async fn import_for_new(state: &AppState, b: &mut BucketRecord) -> Result<()
     }
     imported?;
     from.imported = true;
-    b.from_snapshot = Some(from);
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await?;
+    record_progress(state, b, from).await?;
     event(
         state,
         b,
@@ -129,12 +124,7 @@ pub async fn settle_new(state: &AppState, b: &mut BucketRecord) -> Result<()> {
         crate::keys::revoke_engine_user(state, b, &k.user, &k.access_key).await?;
     }
     from.settled = true;
-    b.from_snapshot = Some(from);
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await?;
+    record_progress(state, b, from).await?;
     recount_later(state, &b.id);
     Ok(())
 }
@@ -179,3 +169,13 @@ async fn move_objects(state: &AppState, b: &BucketRecord, source: &str) -> Resul
 
 /// The largest object an S3 server copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Records how far a `fromSnapshot` provisioning got (re-run from there after a crash).
+async fn record_progress(state: &AppState, b: &mut BucketRecord, from: FromSnapshot) -> Result<()> {
+    b.from_snapshot = Some(from);
+    b.updated_at = now();
+    state
+        .store
+        .update_bucket(b, Some(BucketStatus::Creating))
+        .await
+}

@@ -238,8 +238,9 @@ async fn remove(state: &AppState, s: &Snapshot) -> Result<()> {
 /// At start: snapshots a dead daemon left PENDING or RUNNING are FAILED, and the containers it
 /// left paused run again; restores it left are finished or called off (see `restore`).
 pub async fn recover(state: &AppState) -> Result<()> {
-    restore::recover(state).await?;
-    for mut s in state.store.list_snapshots(None).await? {
+    let all = state.store.list_snapshots(None).await?;
+    restore::recover(state, &all).await?;
+    for mut s in all {
         if matches!(s.status, SnapshotStatus::Pending | SnapshotStatus::Running) {
             if let Some(b) = state.store.get_bucket(&s.bucket_id).await? {
                 if let Err(e) = lifecycle::unpause(state, &b).await {

@@ -262,23 +262,7 @@ async fn replace(state: &AppState, b: &mut BucketRecord, s: &Snapshot) -> Result
             "restoring snapshot {} failed while replacing the data: {e}",
             s.id
         );
-        let from = b.status;
-        lifecycle::set_status(
-            state,
-            b,
-            BucketStatus::Error,
-            Some(message.clone()),
-            Some(from),
-        )
-        .await?;
-        return record(
-            state,
-            &s.id,
-            RestoreStatus::Failed,
-            Some(message),
-            Some(downtime),
-        )
-        .await;
+        return fail_with_bucket(state, b, &s.id, message, Some(downtime)).await;
     }
     let forgotten: Vec<SnapshotKey> = s
         .keys
@@ -328,8 +312,8 @@ async fn revoke_engine_users(
 
 /// At start: a restore the dead daemon was staging is called off (the bucket was not touched);
 /// one it was replacing is finished from the staging volume.
-pub async fn recover(state: &AppState) -> Result<()> {
-    for s in state.store.list_snapshots(None).await? {
+pub async fn recover(state: &AppState, snapshots: &[Snapshot]) -> Result<()> {
+    for s in snapshots {
         let Some(status) = s.restore.as_ref().map(|r| r.status) else {
             continue;
         };
@@ -351,7 +335,7 @@ pub async fn recover(state: &AppState) -> Result<()> {
             RestoreStatus::Replacing => {
                 // Docker away at start must not keep the daemon from starting: the restore
                 // stays REPLACING and is finished at the next start.
-                if let Err(e) = finish_interrupted(state, &s).await {
+                if let Err(e) = finish_interrupted(state, s).await {
                     tracing::warn!(snapshot = %s.id, bucket = %s.bucket_id, error = %e,
                         "finishing an interrupted restore failed; it is tried again at the next start");
                 }
@@ -383,14 +367,33 @@ async fn finish_interrupted(state: &AppState, s: &Snapshot) -> Result<()> {
         "the restore from snapshot {} was interrupted and its staged data is gone: restore again",
         s.id
     );
+    fail_with_bucket(state, &mut b, &s.id, message, None).await
+}
+
+/// A restore that failed after the bucket's data was touched: the bucket goes to ERROR and the
+/// restore to FAILED, both saying `message`.
+async fn fail_with_bucket(
+    state: &AppState,
+    b: &mut BucketRecord,
+    id: &str,
+    message: String,
+    downtime_millis: Option<u64>,
+) -> Result<()> {
     let from = b.status;
     lifecycle::set_status(
         state,
-        &mut b,
+        b,
         BucketStatus::Error,
         Some(message.clone()),
         Some(from),
     )
     .await?;
-    record(state, &s.id, RestoreStatus::Failed, Some(message), None).await
+    record(
+        state,
+        id,
+        RestoreStatus::Failed,
+        Some(message),
+        downtime_millis,
+    )
+    .await
 }

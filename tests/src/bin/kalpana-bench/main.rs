@@ -221,6 +221,25 @@ fn human(size: u64) -> String {
     }
 }
 
+/// An S3 client straight to a bucket's engine, from the create answer (endpoint, name, keys).
+fn direct_client(b: &serde_json::Value) -> Result<kalpana_s3_ops::BucketClient> {
+    let field = |k: &str| -> Result<String> {
+        Ok(b[k]
+            .as_str()
+            .with_context(|| format!("{k} in {b}"))?
+            .to_string())
+    };
+    Ok(kalpana_s3_ops::BucketClient::new(
+        &kalpana_s3_ops::Endpoint {
+            url: field("endpoint")?,
+            region: "us-east-1".into(),
+            access_key: field("accessKey")?,
+            secret_key: field("secretKey")?,
+        },
+        &field("name")?,
+    ))
+}
+
 /// Samples a process's RSS every 10 ms and keeps the highest value until reset.
 struct RssSampler {
     peak: Arc<AtomicU64>,
@@ -269,16 +288,7 @@ async fn transfer(reps: usize) -> Result<()> {
         bail!("create failed: {status} {b}");
     }
     let id = b["id"].as_str().context("id")?.to_string();
-    let name = b["name"].as_str().context("name")?.to_string();
-    let direct = kalpana_s3_ops::BucketClient::new(
-        &kalpana_s3_ops::Endpoint {
-            url: b["endpoint"].as_str().context("endpoint")?.to_string(),
-            region: "us-east-1".into(),
-            access_key: b["accessKey"].as_str().context("accessKey")?.to_string(),
-            secret_key: b["secretKey"].as_str().context("secretKey")?.to_string(),
-        },
-        &name,
-    );
+    let direct = direct_client(&b)?;
     let (http, _, _) = api.raw();
     let http = http.clone();
     // Warm both paths up once so first-connection costs stay out of the figures.

@@ -12,25 +12,16 @@ use futures::StreamExt;
 use kalpana_e2e::{proc_memory, Api, Daemon, DaemonOptions};
 use serde_json::{json, Value};
 
-use super::{RssSampler, MIB};
+use super::{direct_client, RssSampler, MIB};
 
 /// Objects are this big (the snapshot sees the engine's files, not objects).
 const OBJECT: u64 = 64 * MIB;
 
 /// `len` bytes of xorshift noise, made a MiB at a time (nothing a compressor can shrink).
 fn noise(len: u64, seed: u64) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    let mut x = seed | 1;
     futures::stream::iter((0..len.div_ceil(MIB)).map(move |i| {
         let n = (len - i * MIB).min(MIB) as usize;
-        let mut chunk = Vec::with_capacity(n + 8);
-        while chunk.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.extend_from_slice(&x.to_le_bytes());
-        }
-        chunk.truncate(n);
-        Ok(Bytes::from(chunk))
+        Ok(Bytes::from(kalpana_e2e::noise(n, seed << 32 | i)))
     }))
 }
 
@@ -80,15 +71,7 @@ pub async fn run(mib: u64) -> Result<()> {
     }
     let id = src["id"].as_str().context("id")?.to_string();
     let vault_id = vault["id"].as_str().context("id")?.to_string();
-    let direct = kalpana_s3_ops::BucketClient::new(
-        &kalpana_s3_ops::Endpoint {
-            url: src["endpoint"].as_str().context("endpoint")?.to_string(),
-            region: "us-east-1".into(),
-            access_key: src["accessKey"].as_str().context("accessKey")?.to_string(),
-            secret_key: src["secretKey"].as_str().context("secretKey")?.to_string(),
-        },
-        "volume",
-    );
+    let direct = direct_client(&src)?;
     let total = mib * MIB;
     let mut put = 0u64;
     let mut n = 0u64;

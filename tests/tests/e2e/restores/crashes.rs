@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use kalpana_e2e::{docker_exists, docker_inspect, Api, Daemon};
+use kalpana_e2e::{docker_exists, docker_inspect, noise, Api, Daemon};
 use serde_json::json;
 
-use super::{contents, id, noise, snapshot, until};
+use super::{contents, id, snapshot, until};
 
 /// Restarts the daemon armed with `point`, runs `trigger`, and checks the daemon died there by
 /// SIGKILL; then restarts it unarmed.

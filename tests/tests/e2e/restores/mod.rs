@@ -13,20 +13,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 mod crashes;
 mod policy;
 
-use kalpana_e2e::{docker_exists, object_path, s3_client, Api, Daemon, DaemonOptions};
+use kalpana_e2e::{docker_exists, noise, object_path, s3_client, Api, Daemon, DaemonOptions};
 use serde_json::{json, Value};
-
-/// Bytes no compressor shrinks (xorshift).
-pub(super) fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Polls `path` until `done(answer)` holds, for at most two minutes.
 pub(super) async fn until(
