@@ -120,7 +120,9 @@ impl Error {
             Error::Manager(M::PortsExhausted(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted")
             }
-            Error::Manager(M::UnknownEngine(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Manager(M::UnknownEngine(_) | M::InvalidName { .. }) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             Error::Manager(M::ImageUnavailable { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
             }

@@ -33,6 +33,14 @@ pub enum Error {
     /// A configuration value is malformed.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A name or id given for a Docker object is not one Docker could have made.
+    #[error("{what} {name:?} is not a Docker name or id (letters, digits, `_`, `.` and `-`, starting with a letter or digit)")]
+    InvalidName {
+        /// What kind of object it names.
+        what: &'static str,
+        /// The name, cut to 64 characters.
+        name: String,
+    },
     /// The unknown engine name given.
     #[error("unknown engine {0:?} (known: minio, seaweedfs)")]
     UnknownEngine(String),
