@@ -90,17 +90,45 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || o[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+            // Only global unicast (2000::/3) is public; inside it, ranges that are not.
+            (s[0] & 0xe000) == 0x2000
+                && !((s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                    || (s[0] & 0xfff0) == 0x3ff0 // documentation 3fff::/20
+                    || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32: a tunnel to anywhere
+                    || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking
+                    || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID
+                    || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020)) // ORCHIDv2
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries and reaches, in every form that leads to it:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), IPv4-translated
+/// (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, and anything in the local-use
+/// `64:ff9b:1::/48`, taken as 0.0.0.0 since where it embeds the address is the network's
+/// choice) and 6to4 (`2002:AABB:CCDD::`). `::` and `::1` are not taken for IPv4.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    use std::net::Ipv4Addr;
+    let s = v6.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 1, ..] => Some(Ipv4Addr::UNSPECIFIED),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::new(
+            (a >> 8) as u8,
+            a as u8,
+            (b >> 8) as u8,
+            b as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -128,7 +156,16 @@ impl EndpointPolicy {
 
     /// Whether the daemon may connect to `ip`.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        is_public(ip) || self.allow.iter().any(|a| a.contains(ip))
+        // An allowed IPv4 range also lets the same addresses through in IPv6 dress.
+        let v4 = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        is_public(ip)
+            || self
+                .allow
+                .iter()
+                .any(|a| a.contains(ip) || v4.is_some_and(|v4| a.contains(v4)))
     }
 
     /// Checks an endpoint URL before anything connects to it: http(s), a host, no credentials,
@@ -232,10 +269,33 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            // Loopback and private IPv4 inside IPv6, in every form that carries it.
+            "::7f00:1",
+            "::ffff:0:7f00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "::a00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "3fff::1",
+            "fec0::1",
+            "100::1",
+            "ff02::1",
+            "::",
         ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["1.1.1.1", "52.216.0.1", "2606:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "52.216.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+            "2002:101:101::1",
+        ] {
             assert!(is_public(ip.parse().expect("ip")), "{ip}");
         }
     }

@@ -228,10 +228,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The method as a label value: one of the methods HTTP defines, or `OTHER`. A client may send
+/// any token as a method, and every distinct label value is a series kept for the daemon's life.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware: counts every answered request under its route template (never the raw path, so
-/// ids and keys do not become labels).
+/// ids and keys do not become labels) and a method from a fixed set: every label has a bounded
+/// number of values, whatever clients send.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -240,7 +259,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     let started = Instant::now();
     let response = next.run(req).await;
     state.metrics.observe_request(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -284,6 +303,13 @@ mod tests {
         }
         // A family with no sample yet is not announced.
         assert!(!text.contains("kalpana_reconcile_passes_total"));
+    }
+
+    #[test]
+    fn methods_outside_http_are_one_label() {
+        let odd = axum::http::Method::from_bytes(&[b'X'; 3000]).expect("a token");
+        assert_eq!(method_label(&odd), "OTHER");
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
     }
 
     #[test]

@@ -123,8 +123,15 @@ pub async fn upload_form(
     let mut content_type: Option<String> = None;
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         match field.name() {
-            Some("key") => key = Some(field.text().await.map_err(bad_form)?),
-            Some("contentType") => content_type = Some(field.text().await.map_err(bad_form)?),
+            Some("key") => {
+                key = Some(capped_text(&mut field, "key", MAX_KEY_FIELD, bad_form).await?)
+            }
+            Some("contentType") => {
+                content_type = Some(
+                    capped_text(&mut field, "contentType", MAX_CONTENT_TYPE_FIELD, bad_form)
+                        .await?,
+                )
+            }
             Some("file") => {
                 let key = key.take().ok_or_else(|| {
                     Error::BadRequest(
@@ -146,6 +153,33 @@ pub async fn upload_form(
     Err(Error::BadRequest(
         "the form has no `file` field: send `key`, then `file`".into(),
     ))
+}
+
+/// Longest `key` field a form may send: a key is at most 1,024 bytes, so anything past this is
+/// refused before it is read further.
+const MAX_KEY_FIELD: usize = 4096;
+/// Longest `contentType` field a form may send.
+const MAX_CONTENT_TYPE_FIELD: usize = 256;
+
+/// A text field of a form, read chunk by chunk and refused (400) as soon as it passes `max`
+/// bytes: a field of any size costs at most `max` plus one chunk of memory.
+async fn capped_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+    max: usize,
+    bad_form: impl Fn(axum::extract::multipart::MultipartError) -> Error,
+) -> Result<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(&bad_form)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(Error::BadRequest(format!(
+                "the `{name}` field is longer than {max} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::BadRequest(format!("the `{name}` field is not UTF-8")))
 }
 
 /// The form of `POST /api/buckets/{id}/objects` (for the API description; the handler reads it
