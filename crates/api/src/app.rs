@@ -35,6 +35,8 @@ pub struct App {
     pub ports: PortAllocator,
     /// Serialises port allocation with the record insert that reserves the ports.
     pub allocation: tokio::sync::Mutex<()>,
+    /// Serialises the per-user count and the insert of capped records (`caps`).
+    pub caps_lock: tokio::sync::Mutex<()>,
     /// One change of default buckets at a time (a purpose moves between buckets).
     pub defaults_lock: tokio::sync::Mutex<()>,
     /// The reconcile loop's work queue.

@@ -78,6 +78,8 @@ pub struct Config {
     pub conn_limits: crate::accept::ConnLimits,
     /// Buckets one owner may hold (`KALPANA_MAX_BUCKETS_PER_OWNER`, default 50; admins exempt).
     pub max_buckets_per_owner: usize,
+    /// Workspaces, teams and domains one user may make (admins exempt).
+    pub caps: crate::caps::Caps,
     /// Percent of the port range no single owner may take (`KALPANA_PORT_RESERVE_PERCENT`,
     /// default 10), so one owner cannot lock everyone else out.
     pub port_reserve_percent: u8,
@@ -219,6 +221,9 @@ pub const KEYS: &[&str] = &[
     "KALPANA_MAX_CONNECTIONS_PER_IP",
     "KALPANA_MAX_CONNECTIONS",
     "KALPANA_MAX_BUCKETS_PER_OWNER",
+    "KALPANA_MAX_WORKSPACES_PER_USER",
+    "KALPANA_MAX_TEAMS_PER_USER",
+    "KALPANA_MAX_DOMAINS_PER_USER",
     "KALPANA_PORT_RESERVE_PERCENT",
     "KALPANA_DNS_RESOLVER",
     "KALPANA_TEAM_PRESIGN_MAX_SECS",
@@ -455,6 +460,11 @@ impl Config {
                 total: vars.parse::<usize>("KALPANA_MAX_CONNECTIONS", 8192)?.max(1),
             },
             max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
+            caps: crate::caps::Caps {
+                workspaces: vars.parse("KALPANA_MAX_WORKSPACES_PER_USER", 20)?,
+                teams: vars.parse("KALPANA_MAX_TEAMS_PER_USER", 10)?,
+                domains: vars.parse("KALPANA_MAX_DOMAINS_PER_USER", 20)?,
+            },
             port_reserve_percent: vars
                 .parse::<u8>("KALPANA_PORT_RESERVE_PERCENT", 10)?
                 .min(90),

@@ -25,10 +25,26 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Work
     }
 }
 
-/// Refuses a bucket's `workspaceId` that names no workspace the caller sees (404).
+/// A workspace the caller may put things in (link buckets to, attach its containers): one they
+/// see, and for a team's workspace a role above viewer; 404 if they do not see it, 403 if they
+/// only view it.
+pub async fn usable(state: &AppState, caller: &Caller, id: &str) -> Result<Workspace> {
+    let w = visible(state, caller, id).await?;
+    if let Some(team) = &w.team_id {
+        if caller.role_in(team).is_none_or(|r| r < TeamRole::Member) {
+            return Err(Error::Forbidden(
+                "a team viewer cannot link buckets to the team's workspaces or attach their containers".into(),
+            ));
+        }
+    }
+    Ok(w)
+}
+
+/// Refuses a bucket's `workspaceId` that names no workspace the caller may use (404, or 403
+/// for a team viewer).
 pub async fn check_link(state: &AppState, caller: &Caller, id: Option<&str>) -> Result<()> {
     match id {
-        Some(id) => visible(state, caller, id).await.map(|_| ()),
+        Some(id) => usable(state, caller, id).await.map(|_| ()),
         None => Ok(()),
     }
 }
@@ -46,6 +62,7 @@ pub async fn create(
         ));
     }
     crate::lifecycle::may_create_in(caller, team_id.as_deref())?;
+    let _cap = crate::caps::reserve(state, caller, crate::caps::Kind::Workspaces).await?;
     let w = Workspace {
         id: new_id(),
         name,

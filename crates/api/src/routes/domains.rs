@@ -118,11 +118,9 @@ pub async fn create(
             "{name} is the daemon's base domain or under it: its hosts belong to buckets"
         )));
     }
-    if let Some(team) = &req.team_id {
-        if !caller.user.admin && !caller.teams.contains(team) {
-            return Err(Error::NotFound("team"));
-        }
-    }
+    // A team's domains are registered by its members, not its viewers.
+    crate::lifecycle::may_create_in(&caller, req.team_id.as_deref())?;
+    let _cap = crate::caps::reserve(&state, &caller, crate::caps::Kind::Domains).await?;
     let d = Domain {
         id: new_id(),
         name,
