@@ -20,6 +20,22 @@ function kindOf(key) {
   return null;
 }
 
+// The type a preview's bytes are shown as, from the key's extension: never the type stored with
+// the object, so an object stored as text/html cannot render as a page in the console's origin.
+const MEDIA_TYPES = {
+  png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp',
+  svg: 'image/svg+xml', bmp: 'image/bmp', avif: 'image/avif',
+  mp4: 'video/mp4', webm: 'video/webm', ogv: 'video/ogg', mov: 'video/quicktime',
+  mp3: 'audio/mpeg', wav: 'audio/wav', ogg: 'audio/ogg', oga: 'audio/ogg', flac: 'audio/flac', m4a: 'audio/mp4',
+  pdf: 'application/pdf',
+};
+
+/** Whether the bytes start as a PDF does (`%PDF-`). */
+async function isPdf(data) {
+  const head = new Uint8Array(await data.slice(0, 5).arrayBuffer());
+  return String.fromCharCode(...head) === '%PDF-';
+}
+
 function folderHash(b, prefix) {
   return `#/b/${b.id}/files/${prefix.split('/').filter(Boolean).map(encodeURIComponent).join('/')}`;
 }
@@ -277,12 +293,20 @@ export function filesPanel(el, b, prefixIn) {
         fill(body, h('pre', text), data.size > PREVIEW_TEXT_MAX ? h('p.small.muted', `First ${bytes(PREVIEW_TEXT_MAX)} of ${bytes(data.size)}`) : null);
         return;
       }
-      url = URL.createObjectURL(await blob(objectPath(b.id, o.key)));
+      const data = await blob(objectPath(b.id, o.key));
+      if (kind === 'pdf' && !(await isPdf(data))) {
+        fill(body, h('p.error', 'This file is not a PDF; download it to open it.'));
+        return;
+      }
+      // Re-typed by extension: the browser shows image, media or PDF bytes, never a document.
+      const type = MEDIA_TYPES[o.key.toLowerCase().split('.').pop()];
+      url = URL.createObjectURL(new Blob([data], { type }));
       const media = {
         image: () => h('img', { src: url, alt: o.key }),
         video: () => h('video', { src: url, controls: true }),
         audio: () => h('audio', { src: url, controls: true }),
-        pdf: () => h('iframe', { src: url, title: o.key }),
+        // Sandboxed: no script, no same-origin access, whatever the viewer makes of the bytes.
+        pdf: () => h('iframe', { src: url, title: o.key, sandbox: '' }),
       }[kind];
       fill(body, media());
     } catch (err) {
