@@ -29,6 +29,7 @@ pub mod routes;
 // Domain
 pub mod auth;
 pub mod backend;
+pub mod caps;
 pub mod drift;
 pub mod endpoint_policy;
 pub mod external;
@@ -41,6 +42,7 @@ pub mod model;
 pub mod pending_usage;
 pub mod reconcile;
 pub mod snapshots;
+pub mod teams;
 pub mod upload;
 pub mod usage;
 pub mod validate;

@@ -237,6 +237,23 @@ pub struct ScopedKey {
     pub expires_at: Option<String>,
     /// Creation time.
     pub created_at: String,
+    /// The user who made it (and saw its secret); none for keys made before this was kept.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// When its secret was last replaced, and why; the holder gets a working secret again with
+    /// `POST …/keys/{keyId}/rotate`.
+    #[serde(default)]
+    pub rotated: Option<KeyRotation>,
+}
+
+/// A replacement of a scoped key's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotation {
+    /// When.
+    pub at: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl ScopedKey {
@@ -263,6 +280,9 @@ pub struct Attachment {
     pub key_id: String,
     /// Creation time.
     pub created_at: String,
+    /// The user who attached it.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 /// A key revoked while its bucket could not be reached: removed from the engine when it can.
@@ -424,6 +444,19 @@ pub struct BucketRecord {
     /// Workspace containers attached to it.
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Engine identities the daemon did not make (users made with the root key, keys a key
+    /// minted itself, users that came with a snapshot's data) are to be removed as soon as the
+    /// bucket runs.
+    #[serde(default)]
+    pub sweep_identities: bool,
+    /// Secrets of its engine went into an archive of format 1 (plain, from before archives were
+    /// sealed): every scoped key's secret and the engine's internal certificates are to be
+    /// replaced as soon as the bucket runs.
+    #[serde(default)]
+    pub rotate_leaked: bool,
+    /// When that was last done.
+    #[serde(default)]
+    pub leaked_rotated_at: Option<String>,
     /// Purposes this bucket is the default for in its scope (the owner's, or its team's).
     #[serde(default)]
     pub default_for: Vec<String>,
@@ -489,6 +522,9 @@ impl BucketRecord {
             keys: Vec::new(),
             revoke_pending: Vec::new(),
             attachments: Vec::new(),
+            sweep_identities: false,
+            rotate_leaked: false,
+            leaked_rotated_at: None,
             created_at: ts.clone(),
             updated_at: ts,
         }

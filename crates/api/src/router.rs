@@ -60,6 +60,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(connection::connection))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(keys::rotate))
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::delete))
         .routes(routes!(workspaces::buckets))

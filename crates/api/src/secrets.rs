@@ -58,6 +58,15 @@ impl MasterKey {
         Some(MasterKey(*Key::<Aes256Gcm>::from_slice(&bytes)))
     }
 
+    /// A short public name of the key (16 hex digits of a hash of it): tells which master key
+    /// sealed something without saying anything of the key.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"kalpana-master-key-id:");
+        h.update(self.0.as_slice());
+        hex::encode(&h.finalize()[..8])
+    }
+
     /// Encrypts `plain` to base64 of nonce ‖ ciphertext.
     pub fn encrypt(&self, plain: &str) -> Result<String> {
         let mut nonce = [0u8; 12];

@@ -27,6 +27,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         locks: Default::default(),
         reconciler: Default::default(),
         defaults_lock: Default::default(),
+        caps_lock: Default::default(),
         s3_clients: Default::default(),
         master_key,
         events: EventBus::new(),
@@ -68,6 +69,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     crate::workspaces::migrate_links(&state).await?;
     crate::snapshots::recover(&state).await?;
+    crate::snapshots::mark_leaked(&state).await?;
     crate::lifecycle::prepare_docker(&state).await?;
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");

@@ -17,6 +17,7 @@ use bollard::Docker;
 use futures::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
+use crate::names;
 use crate::spec::{
     container_name, helper_name, staging_volume_name, volume_name, BucketSpec, LABEL_BUCKET_ID,
     LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_REVISION, SPEC_REVISION,
@@ -126,6 +127,25 @@ pub struct ContainerEvent {
     pub exit_code: Option<i64>,
 }
 
+/// Most bytes of each output stream an exec keeps.
+pub const EXEC_OUTPUT_MAX: usize = 1024 * 1024;
+
+/// What a command run in a container answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code (-1 when Docker did not say).
+    pub exit_code: i64,
+    /// Standard output (capped).
+    pub stdout: Vec<u8>,
+    /// Standard error (capped).
+    pub stderr: Vec<u8>,
+}
+
+fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let room = EXEC_OUTPUT_MAX.saturating_sub(buf.len());
+    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
 /// A cheap-to-clone handle on the Docker daemon.
 #[derive(Debug, Clone)]
 pub struct DockerClient {
@@ -160,6 +180,7 @@ impl DockerClient {
     /// (`internal`), on which the bucket's container and the workspace containers attached to
     /// it reach each other, and nothing else does.
     pub async fn ensure_attach_network(&self, name: &str, bucket_id: &str) -> Result<()> {
+        names::check("network", name)?;
         if self.docker.inspect_network(name, None).await.is_ok() {
             return Ok(());
         }
@@ -190,6 +211,8 @@ impl DockerClient {
         container: &str,
         aliases: &[String],
     ) -> Result<()> {
+        names::check("network", network)?;
+        names::check("container", container)?;
         let req = NetworkConnectRequest {
             container: container.to_string(),
             endpoint_config: Some(EndpointSettings {
@@ -211,6 +234,8 @@ impl DockerClient {
 
     /// Disconnects a container from a network; not connected (or gone) is success.
     pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
+        names::check("network", network)?;
+        names::check("container", container)?;
         let req = NetworkDisconnectRequest {
             container: container.to_string(),
             force: Some(true),
@@ -227,6 +252,7 @@ impl DockerClient {
 
     /// Removes a network; a missing one is success.
     pub async fn remove_network(&self, name: &str) -> Result<()> {
+        names::check("network", name)?;
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) => match Error::docker("remove network", e) {
@@ -241,6 +267,7 @@ impl DockerClient {
         &self,
         name_or_id: &str,
     ) -> Result<Option<(String, String, HashMap<String, String>)>> {
+        names::check("container", name_or_id)?;
         match self
             .docker
             .inspect_container(name_or_id, None::<InspectContainerOptions>)
@@ -266,6 +293,7 @@ impl DockerClient {
     /// the host (the daemon, Traefik) still does. An existing network that lets containers talk
     /// to each other is refused with [`Error::NetworkNotIsolated`].
     pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        names::check("network", name)?;
         match self.docker.inspect_network(name, None).await {
             Ok(n) => {
                 let icc = n
@@ -417,6 +445,7 @@ impl DockerClient {
 
     /// Creates volume `name` with the bucket's labels (an existing one is kept).
     async fn labelled_volume(&self, spec: &BucketSpec, name: String) -> Result<String> {
+        names::check("volume", &name)?;
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
             labels: Some(spec.volume_labels()),
@@ -431,6 +460,7 @@ impl DockerClient {
 
     /// Removes a volume; a missing one is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        names::check("volume", name)?;
         let opts = RemoveVolumeOptions { force: true };
         match self.docker.remove_volume(name, Some(opts)).await {
             Ok(()) => Ok(()),
@@ -443,6 +473,7 @@ impl DockerClient {
 
     /// Whether a volume exists.
     pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        names::check("volume", name)?;
         match self.docker.inspect_volume(name).await {
             Ok(_) => Ok(true),
             Err(e) => match Error::docker("inspect volume", e) {
@@ -503,6 +534,7 @@ impl DockerClient {
 
     /// Starts a container; one already running is fine.
     pub async fn start_container(&self, name: &str) -> Result<()> {
+        names::check("container", name)?;
         match self.docker.start_container(name, None).await {
             Ok(()) => Ok(()),
             Err(e) => match Error::docker("start container", e) {
@@ -514,6 +546,7 @@ impl DockerClient {
 
     /// Stops a container, giving it `grace` to exit; a stopped or missing one is fine.
     pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<()> {
+        names::check("container", name)?;
         let opts = StopContainerOptions {
             t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
             signal: None,
@@ -530,6 +563,7 @@ impl DockerClient {
 
     /// Removes a container by force; a missing one is fine.
     pub async fn remove_container(&self, name: &str) -> Result<()> {
+        names::check("container", name)?;
         let opts = RemoveContainerOptions {
             force: true,
             v: false,
@@ -548,6 +582,7 @@ impl DockerClient {
 
     /// One sample of a container's resource use; `None` when it does not exist or is not running.
     pub async fn container_stats(&self, name: &str) -> Result<Option<ContainerStats>> {
+        names::check("container", name)?;
         let mut stream = self.docker.stats(
             name,
             Some(StatsOptions {
@@ -569,6 +604,7 @@ impl DockerClient {
     /// Freezes every process of a container (a consistent read of its volume); paused already
     /// is success.
     pub async fn pause_container(&self, name: &str) -> Result<()> {
+        names::check("container", name)?;
         match self.docker.pause_container(name).await {
             Ok(()) => Ok(()),
             Err(e) => match Error::docker("pause container", e) {
@@ -580,6 +616,7 @@ impl DockerClient {
 
     /// Lets a paused container run again; not paused is success.
     pub async fn unpause_container(&self, name: &str) -> Result<()> {
+        names::check("container", name)?;
         match self.docker.unpause_container(name).await {
             Ok(()) => Ok(()),
             Err(e) => match Error::docker("unpause container", e) {
@@ -595,13 +632,17 @@ impl DockerClient {
         &self,
         name: &str,
         path: &str,
-    ) -> impl Stream<Item = Result<bytes::Bytes>> + Send + 'static {
+    ) -> futures::stream::BoxStream<'static, Result<bytes::Bytes>> {
+        if let Err(e) = names::check("container", name) {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
         let opts = bollard::query_parameters::DownloadFromContainerOptions {
             path: path.to_string(),
         };
         self.docker
             .download_from_container(name, Some(opts))
             .map(|r| r.map_err(|e| Error::docker("archive", e)))
+            .boxed()
     }
 
     /// Writes a tar stream into a container at `path` (Docker extracts it as it arrives; the
@@ -612,6 +653,7 @@ impl DockerClient {
         path: &str,
         tar: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     ) -> Result<()> {
+        names::check("container", name)?;
         let opts = UploadToContainerOptions {
             path: path.to_string(),
             ..Default::default()
@@ -640,6 +682,7 @@ impl DockerClient {
         volume: &str,
         role: &str,
     ) -> Result<String> {
+        names::check("volume", volume)?;
         let name = helper_name(&spec.id, role);
         self.remove_container(&name).await?;
         let opts = CreateContainerOptions {
@@ -653,6 +696,90 @@ impl DockerClient {
         Ok(name)
     }
 
+    /// Runs `cmd` inside running container `name` with `stdin` as its input (closed after), and
+    /// answers its exit code, standard output and standard error, each capped at
+    /// [`EXEC_OUTPUT_MAX`] bytes. Gives up after `timeout`.
+    pub async fn exec(
+        &self,
+        name: &str,
+        cmd: &[&str],
+        stdin: &[u8],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        use tokio::io::AsyncWriteExt;
+        names::check("container", name)?;
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(
+                    name,
+                    bollard::exec::CreateExecOptions {
+                        cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| Error::docker("create exec", e))?;
+            let started = self
+                .docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| Error::docker("start exec", e))?;
+            let bollard::exec::StartExecResults::Attached {
+                mut output,
+                mut input,
+            } = started
+            else {
+                return Err(Error::Docker {
+                    op: "start exec",
+                    status: 500,
+                    message: "the exec was not attached".into(),
+                });
+            };
+            let write = async {
+                input.write_all(stdin).await?;
+                input.shutdown().await
+            };
+            let io_failed = |e: std::io::Error| Error::Docker {
+                op: "exec input",
+                status: 500,
+                message: e.to_string(),
+            };
+            let mut out = ExecOutput::default();
+            let read = async {
+                while let Some(item) = output.next().await {
+                    use bollard::container::LogOutput;
+                    match item.map_err(|e| Error::docker("exec output", e))? {
+                        LogOutput::StdOut { message } => append_capped(&mut out.stdout, &message),
+                        LogOutput::StdErr { message } => append_capped(&mut out.stderr, &message),
+                        _ => {}
+                    }
+                }
+                Ok::<_, Error>(())
+            };
+            let (written, read) = tokio::join!(write, read);
+            read?;
+            written.map_err(io_failed)?;
+            let inspected = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| Error::docker("inspect exec", e))?;
+            out.exit_code = inspected.exit_code.unwrap_or(-1);
+            Ok(out)
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| Error::Docker {
+                op: "exec",
+                status: 504,
+                message: format!("{} did not finish within {timeout:?}", cmd.join(" ")),
+            })?
+    }
+
     /// The Docker host: CPUs, memory, running containers, data directory.
     pub async fn host_info(&self) -> Result<crate::stats::HostInfo> {
         self.docker
@@ -664,6 +791,7 @@ impl DockerClient {
 
     /// The container's state, or `None` when there is no such container.
     pub async fn inspect_container(&self, name: &str) -> Result<Option<ContainerState>> {
+        names::check("container", name)?;
         match self
             .docker
             .inspect_container(name, None::<InspectContainerOptions>)

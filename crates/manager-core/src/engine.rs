@@ -112,9 +112,9 @@ pub struct EngineProfile {
 /// How an engine makes scoped keys (users limited by a policy), enforced by the engine itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyApi {
-    /// An IAM API on the S3 port, for the root credentials (SeaweedFS with
-    /// `-s3.iam.readOnly=false`): one user, inline policy and access key per key.
-    Iam,
+    /// `weed shell` inside the bucket's container (SeaweedFS, whose IAM API is off): one
+    /// identity with actions and one access key per key (see `weed_shell`).
+    WeedShell,
     /// MinIO's admin API (`/minio/admin/v3`): one canned policy and one user per key.
     MinioAdmin,
 }
@@ -180,8 +180,9 @@ impl EngineProfile {
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
                 "-master.telemetry=false",
-                // Scoped keys are IAM users made through the S3 port by the root key only.
-                "-s3.iam.readOnly=false",
+                // No IAM on the S3 port: SeaweedFS lets any identity mint itself access keys
+                // there. Scoped keys are made with `weed shell` inside the container.
+                "-s3.iam=false",
             ]
             .map(String::from)
             .to_vec(),
@@ -205,7 +206,7 @@ impl EngineProfile {
                 "-s3.concurrentUploadLimitMB",
                 "-filer.concurrentUploadLimitMB",
             ],
-            key_api: KeyApi::Iam,
+            key_api: KeyApi::WeedShell,
         }
     }
 

@@ -8,13 +8,16 @@ pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod internal_tls;
+pub mod names;
 pub mod ports;
 pub mod readiness;
 pub mod spec;
 pub mod stats;
+pub mod weed_shell;
 
 pub use docker::{
-    ContainerAction, ContainerEvent, ContainerState, ContainerStats, DockerClient, PullProgress,
+    ContainerAction, ContainerEvent, ContainerState, ContainerStats, DockerClient, ExecOutput,
+    PullProgress,
 };
 pub use engine::{EngineFeatures, EngineKind, EngineProfile, KeyApi};
 pub use error::{Error, Result};

@@ -29,8 +29,8 @@ pub const LABEL_GENERATION: &str = "kalpana.generation";
 pub const LABEL_SPEC_REVISION: &str = "kalpana.spec.revision";
 /// Revision of the container spec this daemon makes; bumped whenever a change must reach
 /// existing containers (2: engine internals locked to the container, memory ceiling; 3: the
-/// IAM API that makes scoped keys).
-pub const SPEC_REVISION: u32 = 3;
+/// IAM API that makes scoped keys; 4: no IAM API on the S3 port, keys made by `weed shell`).
+pub const SPEC_REVISION: u32 = 4;
 
 /// Priority of every bucket router.
 pub const ROUTER_PRIORITY: u32 = 1000;

@@ -6,15 +6,13 @@
 
 pub mod client;
 pub mod error;
-pub mod iam;
-pub mod key_admin;
 pub mod minio_admin;
 pub mod objects;
 pub mod presign;
+pub mod scope;
 pub mod settings;
 
 pub use client::{AddressFilter, BucketClient, Endpoint, RemoteOptions};
 pub use error::{Error, Result};
-pub use key_admin::KeyAdmin;
 pub use objects::{BodyStream, BoxError, Download, Listing, ObjectInfo, Uploaded};
 pub use presign::{Presigned, Presigner};

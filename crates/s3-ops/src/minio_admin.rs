@@ -1,6 +1,6 @@
 //! Scoped keys on MinIO through its admin API (`/minio/admin/v3`, signed with the root
 //! credentials): one canned policy and one user per key, the policy attached to the user. The
-//! same policy document as on SeaweedFS (`iam::policy`); MinIO enforces it.
+//! policy document of `scope::policy`; MinIO enforces it.
 //!
 //! MinIO wants secrets in admin requests encrypted with the root secret (madmin's
 //! `EncryptData`): `salt(32) | 0x00 | nonce(8) | sio stream`, the key Argon2id(secret, salt,
@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::client::Endpoint;
 use crate::error::{Error, Result};
-use crate::iam::{policy, IssuedKey, KeyScope};
+use crate::scope::{policy, EngineIdentity, IssuedKey, KeyScope};
 
 /// Everything but SigV4's unreserved characters is encoded in query values.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC
@@ -110,6 +110,59 @@ pub fn encrypt_data(password: &str, data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Whether an admin failure says the user or policy is already gone.
+fn is_gone(e: &Error) -> bool {
+    matches!(e, Error::S3 { status: 404, .. })
+        || matches!(
+            e.code(),
+            Some("XMinioAdminNoSuchUser" | "XMinioAdminNoSuchPolicy")
+        )
+}
+
+/// madmin's `DecryptData` for the Argon2id + AES-GCM layout (what MinIO encrypts admin answers
+/// with, such as the user list); `None` when it does not authenticate.
+pub fn decrypt_data(password: &str, data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < 41 {
+        return None;
+    }
+    let (salt, rest) = data.split_at(32);
+    let (id, rest) = rest.split_first()?;
+    if *id != ARGON2ID_AES_GCM {
+        return None;
+    }
+    let (nonce, mut sealed) = rest.split_at(8);
+    let nonce: [u8; 8] = nonce.try_into().ok()?;
+    let cipher = Aes256Gcm::new(&derive_key(password, salt).ok()?.into());
+    let mut aad = piece_aad(&cipher, &nonce).ok()?;
+    let mut out = Vec::new();
+    let mut seq = 1u32;
+    while sealed.len() > PIECE + 16 {
+        let (piece, tail) = sealed.split_at(PIECE + 16);
+        let open = Payload {
+            msg: piece,
+            aad: &aad,
+        };
+        out.extend(
+            cipher
+                .decrypt(Nonce::from_slice(&piece_nonce(&nonce, seq)), open)
+                .ok()?,
+        );
+        seq += 1;
+        sealed = tail;
+    }
+    aad[0] = 0x80;
+    let last = Payload {
+        msg: sealed,
+        aad: &aad,
+    };
+    out.extend(
+        cipher
+            .decrypt(Nonce::from_slice(&piece_nonce(&nonce, seq)), last)
+            .ok()?,
+    );
+    Some(out)
+}
+
 /// A client of one MinIO server's admin API, signed with its root credentials.
 #[derive(Debug, Clone)]
 pub struct MinioAdmin {
@@ -135,7 +188,7 @@ impl MinioAdmin {
         }
     }
 
-    async fn call(&self, call: Call<'_>) -> Result<()> {
+    async fn call(&self, call: Call<'_>) -> Result<Vec<u8>> {
         let query: Vec<String> = call
             .query
             .iter()
@@ -181,7 +234,14 @@ impl MinioAdmin {
         })?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
-            return Ok(());
+            return resp
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| Error::Unreachable {
+                    endpoint: self.endpoint.url.clone(),
+                    message: e.to_string(),
+                });
         }
         // MinIO answers admin errors as JSON: {"Code": …, "Message": …}.
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
@@ -233,6 +293,7 @@ impl MinioAdmin {
                 body: Vec::new(),
             })
             .await
+            .map(drop)
         }
         .await;
         match made {
@@ -244,15 +305,77 @@ impl MinioAdmin {
         }
     }
 
+    /// Every user of the server (MinIO names a user by its access key), each with that key.
+    pub async fn identities(&self) -> Result<Vec<EngineIdentity>> {
+        let sealed = self
+            .call(Call {
+                op: "ListUsers",
+                method: "GET",
+                path: "list-users",
+                query: &[],
+                body: Vec::new(),
+            })
+            .await?;
+        let plain = decrypt_data(&self.endpoint.secret_key, &sealed)
+            .ok_or_else(|| Error::Build("the user list does not decrypt".into()))?;
+        let users: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&plain)
+            .map_err(|e| Error::Build(format!("the user list is not JSON: {e}")))?;
+        Ok(users
+            .into_iter()
+            .map(|(k, _)| EngineIdentity {
+                user: k.clone(),
+                access_keys: vec![k],
+            })
+            .collect())
+    }
+
+    /// Removes the user of `access_key` only (its policy stays); already gone is success.
+    pub async fn remove_user(&self, access_key: &str) -> Result<()> {
+        match self
+            .call(Call {
+                op: "RemoveUser",
+                method: "DELETE",
+                path: "remove-user",
+                query: &[("accessKey", access_key)],
+                body: Vec::new(),
+            })
+            .await
+        {
+            Err(e) if !is_gone(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives policy `user` a user with the credentials `issued` and removes the user of `old`.
+    pub async fn rotate(&self, user: &str, old: &str, issued: IssuedKey) -> Result<IssuedKey> {
+        let user_info = json!({ "secretKey": issued.secret_key, "status": "enabled" });
+        self.call(Call {
+            op: "AddUser",
+            method: "PUT",
+            path: "add-user",
+            query: &[("accessKey", &issued.access_key)],
+            body: encrypt_data(&self.endpoint.secret_key, user_info.to_string().as_bytes())?,
+        })
+        .await?;
+        self.call(Call {
+            op: "SetUserPolicy",
+            method: "PUT",
+            path: "set-user-or-group-policy",
+            query: &[
+                ("policyName", user),
+                ("userOrGroup", &issued.access_key),
+                ("isGroup", "false"),
+            ],
+            body: Vec::new(),
+        })
+        .await?;
+        self.remove_user(old).await?;
+        Ok(issued)
+    }
+
     /// Removes the user of `access_key` and policy `user`. What is already gone is success.
     pub async fn revoke(&self, user: &str, access_key: Option<&str>) -> Result<()> {
-        let gone = |e: &Error| {
-            matches!(e, Error::S3 { status: 404, .. })
-                || matches!(
-                    e.code(),
-                    Some("XMinioAdminNoSuchUser" | "XMinioAdminNoSuchPolicy")
-                )
-        };
+        let gone = is_gone;
         if let Some(key) = access_key {
             match self
                 .call(Call {
@@ -287,44 +410,6 @@ impl MinioAdmin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// madmin's `DecryptData` for the Argon2id + AES-GCM layout, to check ours against it.
-    fn decrypt_data(password: &str, data: &[u8]) -> Option<Vec<u8>> {
-        let (salt, rest) = data.split_at(32);
-        let (id, rest) = rest.split_first()?;
-        assert_eq!(*id, ARGON2ID_AES_GCM);
-        let (nonce, mut sealed) = rest.split_at(8);
-        let nonce: [u8; 8] = nonce.try_into().ok()?;
-        let cipher = Aes256Gcm::new(&derive_key(password, salt).ok()?.into());
-        let mut aad = piece_aad(&cipher, &nonce).ok()?;
-        let mut out = Vec::new();
-        let mut seq = 1u32;
-        while sealed.len() > PIECE + 16 {
-            let (piece, tail) = sealed.split_at(PIECE + 16);
-            let open = Payload {
-                msg: piece,
-                aad: &aad,
-            };
-            out.extend(
-                cipher
-                    .decrypt(Nonce::from_slice(&piece_nonce(&nonce, seq)), open)
-                    .ok()?,
-            );
-            seq += 1;
-            sealed = tail;
-        }
-        aad[0] = 0x80;
-        let last = Payload {
-            msg: sealed,
-            aad: &aad,
-        };
-        out.extend(
-            cipher
-                .decrypt(Nonce::from_slice(&piece_nonce(&nonce, seq)), last)
-                .ok()?,
-        );
-        Some(out)
-    }
 
     #[test]
     fn madmins_published_vectors_decrypt_with_our_layout() {

@@ -57,7 +57,7 @@ pub async fn attach(
             b.name
         )));
     };
-    crate::workspaces::visible(state, caller, &workspace_id).await?;
+    crate::workspaces::usable(state, caller, &workspace_id).await?;
     // Whether a container exists that is not the caller's to attach is nobody's business: every
     // refusal is the same 404, and nothing is connected.
     let refused = Error::NotFound("container labelled for the bucket's workspace");
@@ -78,6 +78,7 @@ pub async fn attach(
         state,
         &b.id,
         NewKey {
+            created_by: caller.user.id.clone(),
             name: format!("attachment {name}"),
             access,
             prefix,
@@ -111,6 +112,7 @@ pub async fn attach(
         workspace_id,
         key_id: key.id.clone(),
         created_at: now(),
+        created_by: Some(caller.user.id.clone()),
     };
     let recorded = async {
         let _guard = state.locks.lock(&b.id).await;

@@ -62,7 +62,7 @@ pub fn may_create_in(caller: &Caller, team: Option<&str>) -> Result<()> {
         None => Ok(()),
         Some(None) => Err(Error::NotFound("team")),
         Some(Some(TeamRole::Viewer)) => Err(Error::Forbidden(
-            "a viewer cannot create buckets in the team".into(),
+            "a team viewer cannot create buckets, workspaces or domains in the team".into(),
         )),
         Some(Some(_)) => Ok(()),
     }

@@ -9,11 +9,10 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::lifecycle;
 use crate::model::{new_id, now, Team, TeamRole, User};
 use crate::openapi::{Failed, Refused};
 use crate::secrets::{hash_token, new_token};
-use crate::store::BucketQuery;
+use crate::teams::{self, CredentialsEnded};
 
 /// Body of `POST /api/users`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -152,6 +151,7 @@ pub async fn create_team(
     JsonBody(req): JsonBody<CreateTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
     check_name(&req.name, "team")?;
+    let _cap = crate::caps::reserve(&state, &caller, crate::caps::Kind::Teams).await?;
     let team = Team {
         id: new_id(),
         name: req.name.trim().to_string(),
@@ -203,7 +203,8 @@ fn may_handle(caller: &Caller, team: &Team, role: TeamRole) -> Result<()> {
 }
 
 /// `POST /api/teams/{id}/members` (team owner or admin): adds a member, or changes the role of
-/// one already in the team.
+/// one already in the team. A demotion ends the member's credentials of the team's buckets as a
+/// removal does (the answer says what was rotated and revoked).
 #[utoipa::path(
     post,
     path = "/api/teams/{id}/members",
@@ -211,7 +212,7 @@ fn may_handle(caller: &Caller, team: &Team, role: TeamRole) -> Result<()> {
     params(("id" = String, Path, description = "team id")),
     request_body = AddMember,
     responses(
-        (status = 200, description = "the team", body = Team),
+        (status = 200, description = "the team, and for a demotion the rotated credentials", body = MemberRemoved),
         (status = "4XX", response = Refused),
         (status = "5XX", response = Failed)
     )
@@ -221,7 +222,7 @@ pub async fn add_member(
     caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<AddMember>,
-) -> Result<Json<Team>> {
+) -> Result<Json<MemberRemoved>> {
     let mut team = managed_team(&state, &caller, &id).await?;
     if state.store.get_user(&req.user_id).await?.is_none() {
         return Err(Error::NotFound("user"));
@@ -231,6 +232,7 @@ pub async fn add_member(
     if let Some(current) = team.role_of(&req.user_id) {
         may_handle(&caller, &team, current)?;
     }
+    let before = team.role_of(&req.user_id);
     if !team.members.contains(&req.user_id) {
         team.members.push(req.user_id.clone());
     }
@@ -238,35 +240,30 @@ pub async fn add_member(
     state.store.put_team(&team).await?;
     state.callers.invalidate();
     tracing::info!(team = %team.id, user = %req.user_id, role = role.as_str(), "team member added or changed");
-    Ok(Json(team))
+    // A demotion ends what the higher role let them make or see, as a removal does.
+    let ended = match before {
+        Some(was) if was > role => {
+            teams::end_credentials(&state, &team, &req.user_id, was >= TeamRole::Admin).await?
+        }
+        _ => CredentialsEnded::default(),
+    };
+    Ok(Json(MemberRemoved { team, ended }))
 }
 
-/// A bucket whose root credentials were rotated because a member left its team.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RotatedBucket {
-    bucket_id: String,
-    name: String,
-    /// The new secret key (shown only here).
-    secret_key: String,
-}
-
-/// Answer of `DELETE /api/teams/{id}/members/{userId}`.
+/// Answer of `DELETE /api/teams/{id}/members/{userId}` and of a demotion: the team, and what
+/// was done to the member's credentials of its buckets.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRemoved {
     team: Team,
-    /// Team buckets whose root secret was rotated, so the removed member's copy of it (and any
-    /// presigned URL made with it) stops working; the new secrets are shown only here.
-    rotated: Vec<RotatedBucket>,
-    /// Team buckets that could not be rotated now (still being created, or Docker away), with
-    /// why; rotate them with `POST /api/buckets/{id}/credentials/rotate`.
-    not_rotated: Vec<String>,
+    #[serde(flatten)]
+    ended: CredentialsEnded,
 }
 
 /// `DELETE /api/teams/{id}/members/{userId}` (team owner or admin): the member loses access to
-/// the team's buckets at once, and the root secret of every provisioned team bucket is rotated
-/// so that nothing they could have copied still opens them.
+/// the team's buckets at once, and every credential of them they could have made or seen ends:
+/// root secrets rotated, their scoped keys revoked, their attachments detached, identities the
+/// daemon did not make removed from the engines.
 #[utoipa::path(
     delete,
     path = "/api/teams/{id}/members/{user_id}",
@@ -295,34 +292,7 @@ pub async fn remove_member(
     team.roles.remove(&user_id);
     state.store.put_team(&team).await?;
     state.callers.invalidate();
-    tracing::info!(team = %team.id, user = %user_id, "team member removed; rotating the team's bucket credentials");
-    let buckets = state
-        .store
-        .list_buckets(&BucketQuery {
-            team_id: Some(team.id.clone()),
-            all: true,
-            limit: usize::MAX,
-            ..Default::default()
-        })
-        .await?;
-    let mut rotated = Vec::new();
-    let mut not_rotated = Vec::new();
-    for b in buckets.into_iter().filter(|b| !b.deleting) {
-        match lifecycle::rotate_credentials(&state, &b.id).await {
-            Ok((b, secret_key)) => rotated.push(RotatedBucket {
-                bucket_id: b.id,
-                name: b.name,
-                secret_key,
-            }),
-            Err(e) => {
-                tracing::warn!(bucket = %b.id, error = %e, "rotation after a member left failed");
-                not_rotated.push(format!("{} ({}): {e}", b.name, b.id));
-            }
-        }
-    }
-    Ok(Json(MemberRemoved {
-        team,
-        rotated,
-        not_rotated,
-    }))
+    tracing::info!(team = %team.id, user = %user_id, "team member removed; ending their credentials of the team's buckets");
+    let ended = teams::end_credentials(&state, &team, &user_id, role >= TeamRole::Admin).await?;
+    Ok(Json(MemberRemoved { team, ended }))
 }

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
 use crate::keys::{self, NewKey};
 use crate::lifecycle;
-use crate::model::{KeyAccess, ScopedKey};
+use crate::model::{KeyAccess, KeyRotation, ScopedKey};
 use crate::openapi::{Failed, Refused};
 
 /// Body of `POST /api/buckets/{id}/keys`.
@@ -43,6 +43,10 @@ pub struct KeyView {
     prefix: Option<String>,
     expires_at: Option<String>,
     created_at: String,
+    /// Who made it (none for keys made before this was kept).
+    created_by: Option<String>,
+    /// When and why its secret was last replaced.
+    rotated: Option<KeyRotation>,
 }
 
 fn view(k: ScopedKey, secret_key: Option<String>) -> KeyView {
@@ -55,6 +59,8 @@ fn view(k: ScopedKey, secret_key: Option<String>) -> KeyView {
         prefix: k.prefix,
         expires_at: k.expires_at,
         created_at: k.created_at,
+        created_by: k.created_by,
+        rotated: k.rotated,
     }
 }
 
@@ -91,6 +97,7 @@ pub async fn create(
         &state,
         &id,
         NewKey {
+            created_by: caller.user.id.clone(),
             name: req.name,
             access: req.access,
             prefix: req.prefix,
@@ -147,4 +154,28 @@ pub async fn revoke(
     lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     keys::revoke(&state, &id, &key_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/buckets/{id}/keys/{keyId}/rotate`: a new access key and secret for the key (the
+/// secret shown only here); the old ones are refused at once. Same scope, name and expiry.
+#[utoipa::path(
+    post,
+    path = "/api/buckets/{id}/keys/{keyId}/rotate",
+    tag = "buckets",
+    operation_id = "rotate_key",
+    params(("id" = String, Path, description = "bucket id"), ("keyId" = String, Path, description = "key id")),
+    responses(
+        (status = 200, description = "the key, with its new secretKey (shown only here)", body = KeyView),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((id, key_id)): PathParams<(String, String)>,
+) -> Result<Json<KeyView>> {
+    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
+    let (key, secret) = keys::rotate(&state, &id, &key_id, "rotated on request").await?;
+    Ok(Json(view(key, Some(secret))))
 }

@@ -76,11 +76,13 @@ pub(super) async fn open_archive(
         .get_object(&s.target.key, None)
         .await?;
     let m = meter.clone();
-    let compressed = download.body.map(move |chunk| {
+    let stored: super::sealed::ByteStream = Box::pin(download.body.map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
         m.observe(&chunk);
         Ok::<_, std::io::Error>(chunk)
-    });
+    }));
+    // Either format: sealed archives are opened, plain ones (format 1) pass through.
+    let compressed = super::sealed::open(state.master_key.clone(), stored);
     let reader = tokio_util::io::StreamReader::new(compressed);
     let tar = async_compression::tokio::bufread::ZstdDecoder::new(reader);
     Ok(Box::pin(tokio_util::io::ReaderStream::new(tar)))

@@ -36,13 +36,13 @@ pub struct FromSnapshot {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FromSnapshotRequest {
-    /// The bucket the snapshot is of (the caller must see it).
+    /// The bucket the snapshot is of (the caller must manage it).
     pub bucket_id: String,
     /// The snapshot (DONE).
     pub snapshot_id: String,
 }
 
-/// Checks a `fromSnapshot` request: a DONE snapshot of a managed bucket the caller sees, whose
+/// Checks a `fromSnapshot` request: a DONE snapshot of a managed bucket the caller manages, whose
 /// archive is in place, of the engine asked for (if one is). Returns what the new bucket
 /// records and the engine it must run.
 pub async fn check_source(
@@ -51,7 +51,10 @@ pub async fn check_source(
     req: &FromSnapshotRequest,
     engine: Option<kalpana_manager_core::EngineKind>,
 ) -> Result<(FromSnapshot, kalpana_manager_core::EngineKind)> {
-    let source = lifecycle::visible(state, caller, &req.bucket_id).await?;
+    // The archive is the source's whole engine state: making a bucket of it is as much as
+    // restoring it, so it needs the right to manage the source, not just to see it.
+    let source =
+        lifecycle::authorized(state, caller, &req.bucket_id, crate::auth::Access::Manage).await?;
     let s = super::get(state, caller, &req.bucket_id, &req.snapshot_id).await?;
     if engine.is_some_and(|e| e != source.engine) {
         return Err(Error::Unprocessable(format!(
@@ -116,13 +119,8 @@ pub async fn settle_new(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     if from.source_name != b.name {
         move_objects(state, b, &from.source_name).await?;
     }
-    let keys = match state.store.get_snapshot(&from.snapshot_id).await? {
-        Some(s) => s.keys,
-        None => Vec::new(),
-    };
-    for k in keys {
-        crate::keys::revoke_engine_user(state, b, &k.user, &k.access_key).await?;
-    }
+    // The new bucket has no keys yet: every identity in the engine came with the source's data.
+    crate::keys::sweep_foreign(state, b).await?;
     from.settled = true;
     record_progress(state, b, from).await?;
     recount_later(state, &b.id);

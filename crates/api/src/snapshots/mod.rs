@@ -18,6 +18,7 @@ pub mod model;
 mod progress;
 pub mod restore;
 pub mod schedule;
+pub mod sealed;
 mod take;
 
 use model::{RestoreStatus, Snapshot, SnapshotStatus, SnapshotTarget};
@@ -25,9 +26,10 @@ use model::{RestoreStatus, Snapshot, SnapshotStatus, SnapshotTarget};
 /// Most snapshots kept per bucket.
 pub const MAX_PER_BUCKET: usize = 100;
 
-/// The object key of a snapshot's archive.
+/// The object key of a snapshot's archive: a zstd-compressed tar, sealed (see `sealed`).
+/// Archives of format 1 were stored plain as `<snapshotId>.tar.zst`.
 pub fn archive_key(bucket_id: &str, snapshot_id: &str) -> String {
-    format!("snapshots/{bucket_id}/{snapshot_id}.tar.zst")
+    format!("snapshots/{bucket_id}/{snapshot_id}.tar.zst.sealed")
 }
 
 pub(super) fn event(state: &AppState, b: &BucketRecord, s: &Snapshot, message: String) {
@@ -155,6 +157,7 @@ async fn accept(
         keys: Vec::new(),
         scheduled,
         restore: None,
+        format: sealed::FORMAT,
     };
     state.store.put_snapshot(&s).await?;
     event(state, b, &s, format!("snapshot {} accepted", s.id));
@@ -253,6 +256,40 @@ pub async fn recover(state: &AppState) -> Result<()> {
             state.store.put_snapshot(&s).await?;
             tracing::warn!(snapshot = %s.id, bucket = %s.bucket_id, "interrupted snapshot marked FAILED; its container runs again");
         }
+    }
+    Ok(())
+}
+
+/// At start: every bucket with an archive of format 1 (plain: the engine's secrets in clear)
+/// taken since its secrets were last replaced is marked for replacement, which the key refresh
+/// does as soon as the bucket runs (`keys::rotate_leaked`). Idempotent: a bucket is marked
+/// again only for an archive newer than its last replacement.
+pub async fn mark_leaked(state: &AppState) -> Result<()> {
+    let mut marked = std::collections::BTreeSet::new();
+    for s in state.store.list_snapshots(None).await? {
+        if s.format != 1 || marked.contains(&s.bucket_id) {
+            continue;
+        }
+        let _guard = state.locks.lock(&s.bucket_id).await;
+        let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+            continue;
+        };
+        let done_after = b
+            .leaked_rotated_at
+            .as_deref()
+            .is_some_and(|at| at >= s.created_at.as_str());
+        if b.deleting
+            || b.rotate_leaked
+            || done_after
+            || b.kind != crate::model::BucketKind::Managed
+        {
+            continue;
+        }
+        b.rotate_leaked = true;
+        b.updated_at = now();
+        state.store.update_bucket(&b, None).await?;
+        tracing::warn!(bucket = %b.id, snapshot = %s.id, "a plain (format 1) snapshot archive holds this bucket's engine secrets; they are replaced as soon as it runs");
+        marked.insert(s.bucket_id.clone());
     }
     Ok(())
 }

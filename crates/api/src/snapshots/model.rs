@@ -22,7 +22,8 @@ pub enum SnapshotStatus {
 pub struct SnapshotTarget {
     /// The bucket holding it.
     pub bucket_id: String,
-    /// Its object key: `snapshots/<bucketId>/<snapshotId>.tar.zst`.
+    /// Its object key: `snapshots/<bucketId>/<snapshotId>.tar.zst.sealed` (`.tar.zst` for
+    /// archives of format 1).
     pub key: String,
 }
 
@@ -65,6 +66,14 @@ pub struct Snapshot {
     /// The last restore of the bucket from it.
     #[serde(default)]
     pub restore: Option<Restore>,
+    /// The archive's format: 1 for plain zstd (snapshots taken before archives were sealed; it
+    /// holds the engine's secrets in clear), 2 for sealed with a key of its own.
+    #[serde(default = "format_1")]
+    pub format: u8,
+}
+
+fn format_1() -> u8 {
+    1
 }
 
 /// A scoped key the engine held when a snapshot was taken.

@@ -271,6 +271,9 @@ async fn replace(state: &AppState, b: &mut BucketRecord, s: &Snapshot) -> Result
         .cloned()
         .collect();
     revoke_engine_users(state, b, forgotten).await?;
+    // Identities the daemon did not make (made with an old root secret, minted by a key) came
+    // back with the data: removed again, now or when the bucket next runs.
+    crate::keys::sweep_locked(state, b).await?;
     record(state, &s.id, RestoreStatus::Done, None, Some(downtime)).await?;
     if let Err(e) = volume_data::drop_staging(state, &b.id).await {
         tracing::warn!(bucket = %b.id, error = %e, "removing the staging volume failed");

@@ -220,6 +220,7 @@ mod tests {
             keys: Vec::new(),
             scheduled,
             restore: None,
+            format: 2,
         }
     }
 

@@ -29,6 +29,7 @@ pub(super) async fn run(state: &AppState, mut s: Snapshot) -> Result<()> {
         return fail(state, Some(&b), s, "the target bucket is gone".into()).await;
     };
     s.status = SnapshotStatus::Running;
+    s.format = super::sealed::FORMAT;
     // What the engine's user table in the archive holds: live keys and revoked ones it has not
     // yet forgotten. A restore removes those the bucket no longer has.
     s.keys = b
@@ -99,8 +100,12 @@ async fn archive(
         let tar = lifecycle::volume_archive(state, b).map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(tar);
         let zstd = async_compression::tokio::bufread::ZstdEncoder::new(reader);
+        let compressed: super::sealed::ByteStream =
+            Box::pin(tokio_util::io::ReaderStream::new(zstd));
+        // Sealed with a key of its own: the target's readers must learn nothing from it.
+        let sealed = super::sealed::seal(&state.master_key, &b.id, &s.id, compressed)?;
         let m = meter.clone();
-        let body = tokio_util::io::ReaderStream::new(zstd).map(move |chunk| {
+        let body = sealed.map(move |chunk| {
             let chunk = chunk?;
             m.observe(&chunk);
             Ok::<_, std::io::Error>(chunk)
@@ -108,7 +113,7 @@ async fn archive(
         let body: kalpana_s3_ops::BodyStream =
             Box::pin(body.map_err(|e| Box::new(e) as kalpana_s3_ops::BoxError));
         target
-            .put_object(&s.target.key, Some("application/zstd"), None, body)
+            .put_object(&s.target.key, Some("application/octet-stream"), None, body)
             .await?;
         Ok::<_, Error>(())
     }

@@ -168,6 +168,7 @@ pub async fn snapshots(s: &dyn Store) {
         keys: Vec::new(),
         scheduled: false,
         restore: None,
+        format: 2,
     };
     let (a1, a2, b1) = (snap("a"), snap("a"), snap("b"));
     for x in [&a1, &a2, &b1] {

@@ -1,8 +1,10 @@
 //! Scoped access keys of managed buckets: `read`, `write` or `read-write`, optionally under a
-//! key prefix and until an expiry. The engine enforces them (SeaweedFS makes each one an IAM user
-//! with a policy, `kalpana_s3_ops::iam`; MinIO a user with a canned policy through its admin API,
-//! `kalpana_s3_ops::minio_admin`), so a client holding a key never needs the bucket's
-//! root credentials and the daemon is not in its path.
+//! key prefix and until an expiry. The engine enforces them (SeaweedFS makes each one an identity
+//! with actions, made by `weed shell` inside the container; MinIO a user with a canned policy
+//! through its admin API; see `engine`), so a client holding a key never needs the bucket's root
+//! credentials and the daemon is not in its path. Identities the daemon did not make (made with
+//! the root credentials, or by a key for itself) are removed when a team member leaves or is
+//! demoted and after a restore (`sweep_foreign`).
 //!
 //! Guarantees: the secret is encrypted at rest and answered once. A revoked key is removed from
 //! the engine at once when the bucket runs, otherwise as soon as it runs again; an expired key
@@ -12,10 +14,7 @@
 
 use std::time::Duration;
 
-use kalpana_manager_core::KeyApi;
-use kalpana_s3_ops::iam::{IamClient, KeyScope};
-use kalpana_s3_ops::minio_admin::MinioAdmin;
-use kalpana_s3_ops::KeyAdmin;
+use kalpana_s3_ops::scope::KeyScope;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -25,6 +24,10 @@ use crate::events::BucketEvent;
 use crate::lifecycle;
 use crate::model::{new_id, now, BucketRecord, BucketStatus, KeyAccess, PendingRevoke, ScopedKey};
 
+mod engine;
+
+use engine::EngineKeys;
+
 /// Most keys one bucket holds.
 pub const MAX_KEYS: usize = 100;
 /// Longest lifetime a key may be given (a year).
@@ -33,6 +36,8 @@ pub const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A key to make.
 #[derive(Debug, Clone)]
 pub struct NewKey {
+    /// The user who asks for it (and sees its secret).
+    pub created_by: String,
     /// Free text.
     pub name: String,
     /// What it may do.
@@ -81,16 +86,6 @@ pub fn validate(req: &NewKey) -> Result<()> {
     Ok(())
 }
 
-/// The key-making client of a running managed bucket's engine, with its root credentials.
-fn key_admin(state: &AppState, b: &BucketRecord) -> Result<KeyAdmin> {
-    let origin = lifecycle::internal_origin(state, b)?;
-    let endpoint = lifecycle::endpoint_at(state, b, origin)?;
-    Ok(match state.config.profile(b.engine).key_api {
-        KeyApi::Iam => KeyAdmin::Iam(IamClient::new(&endpoint)),
-        KeyApi::MinioAdmin => KeyAdmin::Minio(MinioAdmin::new(&endpoint)),
-    })
-}
-
 /// Refuses keys on a bucket the daemon does not run (external buckets have their provider's).
 fn require_keys(b: &BucketRecord) -> Result<()> {
     crate::backend::require_managed(b, "scoped keys")
@@ -103,6 +98,9 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     let _guard = state.locks.lock(id).await;
     let mut b = lifecycle::load(state, id).await?;
     require_keys(&b)?;
+    if let Some(p) = &req.prefix {
+        engine::check_prefix(state, &b, p)?;
+    }
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
             "bucket {} is not running: start it to make keys",
@@ -117,17 +115,9 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
     }
     let key_id = new_id();
     let user = format!("kb-{key_id}");
-    let admin = key_admin(state, &b)?;
+    let admin = EngineKeys::of(state, &b)?;
     let issued = admin
-        .issue(
-            &user,
-            &b.name,
-            &scope(req.access, req.prefix.clone()),
-            kalpana_s3_ops::iam::IssuedKey {
-                access_key: crate::secrets::new_access_key(),
-                secret_key: crate::secrets::new_secret_key(),
-            },
-        )
+        .issue(&user, &b.name, &scope(req.access, req.prefix.clone()))
         .await?;
     let expires_at = req.expires_in.map(|d| {
         (OffsetDateTime::now_utc() + d)
@@ -143,6 +133,8 @@ pub async fn create(state: &AppState, id: &str, req: NewKey) -> Result<(ScopedKe
         prefix: req.prefix,
         expires_at,
         created_at: now(),
+        created_by: Some(req.created_by),
+        rotated: None,
     };
     b.keys.push(key.clone());
     b.updated_at = now();
@@ -192,7 +184,7 @@ pub(crate) async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Re
     if b.revoke_pending.is_empty() {
         return Ok(());
     }
-    let admin = key_admin(state, b)?;
+    let admin = EngineKeys::of(state, b)?;
     let mut left = Vec::new();
     for p in std::mem::take(&mut b.revoke_pending) {
         if let Err(e) = admin.revoke(&p.user, Some(&p.access_key)).await {
@@ -204,17 +196,126 @@ pub(crate) async fn remove_pending(state: &AppState, b: &mut BucketRecord) -> Re
     state.store.update_bucket(b, None).await
 }
 
-/// Removes one engine user and its key from a running bucket's engine (one that came with a
-/// snapshot's data); already gone is fine.
-pub(crate) async fn revoke_engine_user(
+/// Replaces the secret of key `key_id` of RUNNING bucket `id`: the engine gets a new access key
+/// for the key's user and forgets the old one at once. Returns the key and its new secret
+/// (shown once). `reason` is recorded on the key and told in the event.
+pub async fn rotate(
     state: &AppState,
-    b: &BucketRecord,
-    user: &str,
-    access_key: &str,
-) -> Result<()> {
-    key_admin(state, b)?.revoke(user, Some(access_key)).await?;
-    tracing::info!(bucket = %b.id, access_key, "engine user from a snapshot removed");
-    Ok(())
+    id: &str,
+    key_id: &str,
+    reason: &str,
+) -> Result<(ScopedKey, String)> {
+    let _guard = state.locks.lock(id).await;
+    let mut b = lifecycle::load(state, id).await?;
+    require_keys(&b)?;
+    if b.status != BucketStatus::Running {
+        return Err(Error::Conflict(format!(
+            "bucket {} is not running: start it to rotate its keys",
+            b.name
+        )));
+    }
+    let key = rotate_locked(state, &mut b, key_id, reason).await?;
+    state.store.update_bucket(&b, None).await?;
+    Ok(key)
+}
+
+/// [`rotate`] with the bucket's lock held and its record loaded; the caller writes the record.
+async fn rotate_locked(
+    state: &AppState,
+    b: &mut BucketRecord,
+    key_id: &str,
+    reason: &str,
+) -> Result<(ScopedKey, String)> {
+    let admin = EngineKeys::of(state, b)?;
+    let key = b
+        .keys
+        .iter_mut()
+        .find(|k| k.id == key_id)
+        .ok_or(Error::NotFound("key"))?;
+    let issued = admin.rotate(&key.engine_user(), &key.access_key).await?;
+    let old = std::mem::replace(&mut key.access_key, issued.access_key.clone());
+    key.secret_key_enc = state.master_key.encrypt(&issued.secret_key)?;
+    key.rotated = Some(crate::model::KeyRotation {
+        at: now(),
+        reason: reason.to_string(),
+    });
+    let key = key.clone();
+    b.updated_at = now();
+    tracing::info!(bucket = %b.id, key = %key.id, old_access_key = %old, access_key = %key.access_key, reason, "scoped key rotated");
+    state.events.publish(BucketEvent::of(
+        "bucket.key",
+        b,
+        Some(format!(
+            "key {} rotated ({old} → {}): {reason}",
+            key.name, key.access_key
+        )),
+    ));
+    Ok((key, issued.secret_key))
+}
+
+/// Removes from a running bucket's engine every identity the daemon did not make: users that
+/// are not one of the bucket's keys, and access keys of its keys' users other than the one
+/// recorded (a key that minted itself another). The bucket's root credentials are never
+/// touched. Returns what was removed, in words. Caller holds the bucket's lock.
+pub(crate) async fn sweep_foreign(state: &AppState, b: &BucketRecord) -> Result<Vec<String>> {
+    let admin = EngineKeys::of(state, b)?;
+    let mut removed = Vec::new();
+    for identity in admin.identities().await? {
+        if identity.access_keys.contains(&b.access_key) {
+            continue;
+        }
+        match b.keys.iter().find(|k| k.engine_user() == identity.user) {
+            Some(known) => {
+                for extra in identity
+                    .access_keys
+                    .iter()
+                    .filter(|k| **k != known.access_key)
+                {
+                    admin.delete_access_key(&identity.user, extra).await?;
+                    removed.push(format!("access key {extra} of key {}", known.name));
+                }
+            }
+            None => {
+                admin.remove_identity(&identity).await?;
+                removed.push(format!(
+                    "engine user {} ({})",
+                    identity.user,
+                    identity.access_keys.join(", ")
+                ));
+            }
+        }
+    }
+    if !removed.is_empty() {
+        tracing::warn!(bucket = %b.id, removed = ?removed, "identities the daemon did not make were removed from the engine");
+        state.events.publish(BucketEvent::of(
+            "bucket.key",
+            b,
+            Some(format!(
+                "identities the daemon did not make were removed: {}",
+                removed.join("; ")
+            )),
+        ));
+    }
+    Ok(removed)
+}
+
+/// Removes the identities the daemon did not make from bucket `b`'s engine now if it runs, or
+/// records that they are to be removed when it runs again. Caller holds the bucket's lock.
+pub(crate) async fn sweep_locked(state: &AppState, b: &mut BucketRecord) -> Result<()> {
+    if b.status == BucketStatus::Running {
+        match sweep_foreign(state, b).await {
+            Ok(_) if !b.sweep_identities => return Ok(()),
+            Ok(_) => b.sweep_identities = false,
+            Err(e) => {
+                tracing::warn!(bucket = %b.id, error = %e, "removing identities the daemon did not make failed; retried by the key refresh");
+                b.sweep_identities = true;
+            }
+        }
+    } else {
+        b.sweep_identities = true;
+    }
+    b.updated_at = now();
+    state.store.update_bucket(b, None).await
 }
 
 /// Whether a key has expired at `now`.
@@ -229,6 +330,8 @@ pub fn expired(k: &ScopedKey, now: OffsetDateTime) -> bool {
 pub fn due(b: &BucketRecord) -> bool {
     b.status == BucketStatus::Running
         && (!b.revoke_pending.is_empty()
+            || b.sweep_identities
+            || b.rotate_leaked
             || b.keys.iter().any(|k| expired(k, OffsetDateTime::now_utc())))
 }
 
@@ -260,7 +363,70 @@ pub async fn enforce(state: &AppState, id: &str) -> Result<()> {
     if !gone.is_empty() {
         state.store.update_bucket(&b, None).await?;
     }
-    remove_pending(state, &mut b).await
+    remove_pending(state, &mut b).await?;
+    if b.rotate_leaked {
+        rotate_leaked(state, &mut b).await?;
+    }
+    if b.sweep_identities {
+        sweep_foreign(state, &b).await?;
+        b.sweep_identities = false;
+        b.updated_at = now();
+        state.store.update_bucket(&b, None).await?;
+    }
+    Ok(())
+}
+
+/// Why the secrets of a bucket with archives of format 1 are replaced.
+pub const LEAKED: &str = "snapshot archives taken before archives were sealed hold the engine's secrets in clear: the secret was replaced; get a working one with POST /api/buckets/{id}/keys/{keyId}/rotate";
+
+/// Replaces what a plain archive of the bucket gave away: every scoped key's secret (the engine
+/// forgets the old ones at once) and, through a container replacement, the engine's internal CA
+/// and node certificate (the generation is bumped: reconcile replaces the container, which gets
+/// fresh certificates). The engine's JWT keys and the root secret are not on the volume and were
+/// not in any archive. Caller holds the bucket's lock; the bucket runs.
+async fn rotate_leaked(state: &AppState, b: &mut BucketRecord) -> Result<()> {
+    let ids: Vec<String> = b.keys.iter().map(|k| k.id.clone()).collect();
+    for id in &ids {
+        rotate_locked(state, b, id, LEAKED).await?;
+        // Written after each key: a failure part-way leaves the record true to the engine.
+        state.store.update_bucket(b, None).await?;
+    }
+    b.rotate_leaked = false;
+    b.leaked_rotated_at = Some(now());
+    b.generation += 1;
+    b.updated_at = now();
+    state.store.update_bucket(b, None).await?;
+    tracing::warn!(bucket = %b.id, keys = ids.len(), generation = b.generation,
+        "secrets given away by plain snapshot archives replaced; the container is replaced for new internal certificates");
+    state.events.publish(BucketEvent::of(
+        "bucket.credentials",
+        b,
+        Some(format!(
+            "plain snapshot archives held this bucket's engine secrets: {} scoped key secret(s) replaced, internal certificates renewed",
+            ids.len()
+        )),
+    ));
+    crate::reconcile::enqueue(state, &b.id, std::time::Duration::ZERO);
+    Ok(())
+}
+
+/// Asks for the engine identities the daemon did not make to be removed from bucket `id`: at
+/// once when it runs (and Docker answers), otherwise when it runs again. Caller must not hold
+/// the bucket's lock.
+pub async fn sweep_soon(state: &AppState, id: &str) -> Result<()> {
+    {
+        let _guard = state.locks.lock(id).await;
+        let Some(mut b) = state.store.get_bucket(id).await? else {
+            return Ok(());
+        };
+        if b.kind != crate::model::BucketKind::Managed || b.deleting {
+            return Ok(());
+        }
+        b.sweep_identities = true;
+        b.updated_at = now();
+        state.store.update_bucket(&b, None).await?;
+    }
+    enforce(state, id).await
 }
 
 #[cfg(test)]
@@ -269,6 +435,7 @@ mod tests {
 
     fn req() -> NewKey {
         NewKey {
+            created_by: "u1".into(),
             name: "agent".into(),
             access: KeyAccess::Read,
             prefix: None,
@@ -319,6 +486,8 @@ mod tests {
             prefix: None,
             expires_at: at.map(str::to_string),
             created_at: now(),
+            created_by: None,
+            rotated: None,
         };
         let t = OffsetDateTime::parse("2026-01-01T00:00:00Z", &Rfc3339).expect("time");
         assert!(expired(&key(Some("2025-12-31T23:59:59Z")), t));
