@@ -88,45 +88,62 @@ impl Dnsmasq {
     }
 
     /// Starts dnsmasq on `port` with these `(name, value)` TXT records; every other name is
-    /// unknown to it. Fails, saying how to install it, when dnsmasq is missing.
+    /// unknown to it. Fails, saying how to install it, when dnsmasq is missing. Waits for the
+    /// server's first answer (up to 60 s: a busy machine starts it slowly), and starts it again
+    /// should it exit first (the port still held by the server it replaces).
     pub async fn start(port: u16, records: &[(&str, &str)]) -> Result<Self> {
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-            "--conf-file=/dev/null",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--user=root",
-            "--pid-file=",
-        ])
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        for (name, value) in records {
-            cmd.arg(format!("--txt-record={name},{value}"));
-        }
-        let child = cmd.spawn().context(
-            "dnsmasq is missing: install Debian's dnsmasq-base (`.ci/build-test-images` does)",
-        )?;
+        let spawn = || {
+            let mut cmd = Command::new("dnsmasq");
+            cmd.args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--conf-file=/dev/null",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            for (name, value) in records {
+                cmd.arg(format!("--txt-record={name},{value}"));
+            }
+            cmd.spawn().context(
+                "dnsmasq is missing: install Debian's dnsmasq-base (`.ci/build-test-images` does)",
+            )
+        };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = Dnsmasq { child, addr };
+        let mut server = Dnsmasq {
+            child: spawn()?,
+            addr,
+        };
         // Ready once it answers a query (any answer).
         let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
         probe.set_read_timeout(Some(Duration::from_millis(200)))?;
         let query =
             b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ready\x00\x00\x10\x00\x01";
         let started = Instant::now();
+        let mut last_exit = String::new();
         loop {
             probe.send_to(query, addr)?;
             let mut buf = [0u8; 512];
             if probe.recv_from(&mut buf).is_ok() {
                 return Ok(server);
             }
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("dnsmasq did not answer on {addr} within 10 s");
+            if let Some(status) = server.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = server.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                last_exit = format!("{status}: {}", err.trim());
+                server.child = spawn()?;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("dnsmasq did not answer on {addr} within 60 s (last exit: {last_exit})");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -168,17 +168,39 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css` (waiting for it).
+    /// Clicks the element matching `css`, waiting up to 30 s for it to be shown and enabled (a
+    /// page that is still rendering, on a busy machine, may have it hidden a while longer).
     pub async fn click(&self, css: &str) -> Result<()> {
-        let e = self.find(css).await?;
-        self.send(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", e.0),
-            Some(json!({})),
-        )
-        .await
-        .with_context(|| format!("clicking {css}"))
-        .map(|_| ())
+        let started = Instant::now();
+        let ready = "const e = document.querySelector(arguments[0]); return !!e && !e.hidden && !e.disabled && e.getClientRects().length > 0";
+        loop {
+            let shown = self.run(ready, json!([css])).await? == Value::Bool(true);
+            if shown {
+                if let Some(e) = self.find_now(css).await? {
+                    match self
+                        .send(
+                            reqwest::Method::POST,
+                            &format!("/element/{}/click", e.0),
+                            Some(json!({})),
+                        )
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        // Replaced or covered between the check and the click: look again.
+                        Err(err)
+                            if ["not interactable", "stale element", "click intercepted"]
+                                .iter()
+                                .any(|w| err.to_string().contains(w))
+                                && started.elapsed() < Duration::from_secs(30) => {}
+                        Err(err) => return Err(err).with_context(|| format!("clicking {css}")),
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("{css:?} was not shown and enabled within 30 s, so it could not be clicked");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Types `text` into the element matching `css` (for a file input: newline-separated paths).

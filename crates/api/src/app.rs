@@ -31,6 +31,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Docker.
     pub docker: DockerClient,
+    /// Host firewall rules for bucket bridges (`None` with `KALPANA_FIREWALL=false`).
+    pub firewall: Option<kalpana_manager_core::firewall::Firewall>,
     /// Host port allocator.
     pub ports: PortAllocator,
     /// Serialises port allocation with the record insert that reserves the ports.
@@ -41,6 +43,8 @@ pub struct App {
     pub defaults_lock: tokio::sync::Mutex<()>,
     /// The reconcile loop's work queue.
     pub reconciler: crate::reconcile::Reconciler,
+    /// The address of each running bucket container on the bucket network.
+    pub addresses: crate::lifecycle::Addresses,
     /// One lifecycle operation per bucket at a time.
     pub locks: Locks,
     /// Encrypts secrets at rest.

@@ -78,6 +78,13 @@ pub struct Config {
     pub conn_limits: crate::accept::ConnLimits,
     /// Buckets one owner may hold (`KALPANA_MAX_BUCKETS_PER_OWNER`, default 50; admins exempt).
     pub max_buckets_per_owner: usize,
+    /// Whether the daemon keeps host firewall rules that leave only the engines' S3 (and
+    /// console) ports of bucket containers reachable (`KALPANA_FIREWALL`, default true; needs
+    /// root and iptables).
+    pub firewall: bool,
+    /// Whether the daemon adds the port range to `net.ipv4.ip_local_reserved_ports` when it
+    /// overlaps the kernel's ephemeral ports (`KALPANA_RESERVE_PORTS`, default true; needs root).
+    pub reserve_ports: bool,
     /// Workspaces, teams and domains one user may make (admins exempt).
     pub caps: crate::caps::Caps,
     /// Percent of the port range no single owner may take (`KALPANA_PORT_RESERVE_PERCENT`,
@@ -222,6 +229,8 @@ pub const KEYS: &[&str] = &[
     "KALPANA_MAX_CONNECTIONS",
     "KALPANA_MAX_BUCKETS_PER_OWNER",
     "KALPANA_MAX_WORKSPACES_PER_USER",
+    "KALPANA_FIREWALL",
+    "KALPANA_RESERVE_PORTS",
     "KALPANA_MAX_TEAMS_PER_USER",
     "KALPANA_MAX_DOMAINS_PER_USER",
     "KALPANA_PORT_RESERVE_PERCENT",
@@ -460,6 +469,8 @@ impl Config {
                 total: vars.parse::<usize>("KALPANA_MAX_CONNECTIONS", 8192)?.max(1),
             },
             max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
+            firewall: vars.parse("KALPANA_FIREWALL", true)?,
+            reserve_ports: vars.parse("KALPANA_RESERVE_PORTS", true)?,
             caps: crate::caps::Caps {
                 workspaces: vars.parse("KALPANA_MAX_WORKSPACES_PER_USER", 20)?,
                 teams: vars.parse("KALPANA_MAX_TEAMS_PER_USER", 10)?,

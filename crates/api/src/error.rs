@@ -117,6 +117,7 @@ impl Error {
             Error::Manager(M::NetworkNotIsolated(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "network_not_isolated")
             }
+            Error::Manager(M::PortTaken { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "port_taken"),
             Error::Manager(M::PortsExhausted(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted")
             }

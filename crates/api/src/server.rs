@@ -18,13 +18,26 @@ pub async fn build_state(config: Config) -> Result<AppState> {
     let store = store::open(config.store.as_deref(), &config.data_dir).await?;
     let docker = DockerClient::connect(&config.instance, config.pull_timeout)?;
     let ports = PortAllocator::new(config.port_range, config.bind_ip);
+    let firewall = config.firewall.then(|| {
+        kalpana_manager_core::firewall::Firewall::new(
+            kalpana_manager_core::EngineKind::ALL
+                .iter()
+                .flat_map(|k| {
+                    let p = k.profile();
+                    std::iter::once(p.s3_port).chain(p.console_port)
+                })
+                .collect(),
+        )
+    });
     let state = AppState(Arc::new(App {
         config,
         store,
         docker,
+        firewall,
         ports,
         allocation: tokio::sync::Mutex::new(()),
         locks: Default::default(),
+        addresses: Default::default(),
         reconciler: Default::default(),
         defaults_lock: Default::default(),
         caps_lock: Default::default(),
@@ -71,6 +84,7 @@ pub async fn run(config: Config) -> Result<()> {
     crate::snapshots::recover(&state).await?;
     crate::snapshots::mark_leaked(&state).await?;
     crate::lifecycle::prepare_docker(&state).await?;
+    reserve_ports(&state);
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }
@@ -121,6 +135,30 @@ pub async fn run(config: Config) -> Result<()> {
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Keeps the kernel from giving bucket ports to outgoing connections (see `host_ports`), or
+/// says why it cannot.
+fn reserve_ports(state: &AppState) {
+    use kalpana_manager_core::host_ports::{self, Reservation};
+    let range = state.config.port_range;
+    if !state.config.reserve_ports {
+        if let Some(e) = host_ports::ephemeral_range().filter(|e| host_ports::overlaps(*e, range)) {
+            tracing::warn!(%range, ephemeral = %e, "the bucket port range overlaps the kernel's ephemeral ports and KALPANA_RESERVE_PORTS=false: an outgoing connection may hold a bucket's port when it starts");
+        }
+        return;
+    }
+    match host_ports::reserve(range) {
+        Reservation::NotNeeded => {}
+        Reservation::Already => {
+            tracing::info!(%range, "bucket ports are reserved from the kernel's ephemeral ports")
+        }
+        Reservation::Made => {
+            tracing::info!(%range, "bucket ports added to net.ipv4.ip_local_reserved_ports: outgoing connections no longer take them")
+        }
+        Reservation::Failed(why) => tracing::warn!(%range, reason = %why,
+            "the bucket port range overlaps the kernel's ephemeral ports and could not be reserved: an outgoing connection may hold a bucket's port when it starts (the bucket then waits in ERROR until it is free); run as root, add the range to net.ipv4.ip_local_reserved_ports yourself, or choose KALPANA_PORT_RANGE outside net.ipv4.ip_local_port_range"),
+    }
 }
 
 async fn shutdown_signal() {

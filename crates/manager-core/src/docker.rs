@@ -25,6 +25,8 @@ use crate::spec::{
 
 /// The bridge driver option that allows or forbids traffic between a network's containers.
 pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// The bridge driver option that names a network's host interface.
+pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// One step of an image pull as Docker reports it.
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub struct ContainerState {
     pub generation: Option<u64>,
     /// Revision of the daemon's container spec it was made from.
     pub spec_revision: Option<u32>,
+    /// Its address on each network it is on (network name → IPv4 address), while it runs.
+    pub addresses: HashMap<String, String>,
 }
 
 impl ContainerState {
@@ -127,6 +131,15 @@ pub struct ContainerEvent {
     pub exit_code: Option<i64>,
 }
 
+/// The port in Docker's "…listen tcp4 127.0.0.1:48672: bind: address already in use".
+fn taken_port(message: &str) -> Option<u16> {
+    if !message.contains("address already in use") {
+        return None;
+    }
+    let before = message.split(": bind:").next()?;
+    before.rsplit(':').next()?.trim().parse().ok()
+}
+
 /// Most bytes of each output stream an exec keeps.
 pub const EXEC_OUTPUT_MAX: usize = 1024 * 1024;
 
@@ -176,10 +189,32 @@ impl DockerClient {
         Ok(())
     }
 
+    /// The host interface of bridge network `name`: the name it was given, or Docker's
+    /// `br-<first 12 of its id>`.
+    pub async fn bridge_of(&self, name: &str) -> Result<String> {
+        names::check("network", name)?;
+        let n = self
+            .docker
+            .inspect_network(name, None)
+            .await
+            .map_err(|e| Error::docker("inspect network", e))?;
+        if let Some(b) = n.options.as_ref().and_then(|o| o.get(BRIDGE_NAME_OPTION)) {
+            return Ok(b.clone());
+        }
+        let id = n.id.unwrap_or_default();
+        Ok(format!("br-{}", &id[..id.len().min(12)]))
+    }
+
     /// Creates a bucket's attachment network if it is not there: a bridge without a route out
     /// (`internal`), on which the bucket's container and the workspace containers attached to
-    /// it reach each other, and nothing else does.
-    pub async fn ensure_attach_network(&self, name: &str, bucket_id: &str) -> Result<()> {
+    /// it reach each other, and nothing else does. Its interface is `bridge` (at most 15
+    /// characters), so host firewall rules can name it.
+    pub async fn ensure_attach_network(
+        &self,
+        name: &str,
+        bucket_id: &str,
+        bridge: &str,
+    ) -> Result<()> {
         names::check("network", name)?;
         if self.docker.inspect_network(name, None).await.is_ok() {
             return Ok(());
@@ -188,6 +223,10 @@ impl DockerClient {
             name: name.to_string(),
             driver: Some("bridge".into()),
             internal: Some(true),
+            options: Some(HashMap::from([(
+                BRIDGE_NAME_OPTION.to_string(),
+                bridge.to_string(),
+            )])),
             labels: Some(HashMap::from([
                 (LABEL_MANAGED.to_string(), "true".to_string()),
                 (LABEL_INSTANCE.to_string(), self.instance.clone()),
@@ -539,7 +578,17 @@ impl DockerClient {
             Ok(()) => Ok(()),
             Err(e) => match Error::docker("start container", e) {
                 Error::Docker { status: 304, .. } => Ok(()),
-                e => Err(e),
+                e => match &e {
+                    Error::Docker { message, .. } => match taken_port(message) {
+                        Some(port) => {
+                            let holder = crate::host_ports::holder(port);
+                            tracing::warn!(container = name, port, %holder, "a bucket's host port is taken; the container cannot start");
+                            Err(Error::PortTaken { port, holder })
+                        }
+                        None => Err(e),
+                    },
+                    _ => Err(e),
+                },
             },
         }
     }
@@ -800,6 +849,17 @@ impl DockerClient {
             Ok(c) => {
                 let state = c.state.unwrap_or_default();
                 let labels = c.config.and_then(|cfg| cfg.labels).unwrap_or_default();
+                let addresses = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(net, ep)| {
+                        ep.ip_address
+                            .filter(|ip| !ip.is_empty())
+                            .map(|ip| (net, ip))
+                    })
+                    .collect();
                 Ok(Some(ContainerState {
                     id: c.id.unwrap_or_default(),
                     name: c
@@ -814,6 +874,7 @@ impl DockerClient {
                     oom_killed: state.oom_killed.unwrap_or(false),
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
+                    addresses,
                 }))
             }
             Err(e) => match Error::docker("inspect container", e) {
@@ -850,6 +911,17 @@ impl DockerClient {
             .map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 let status = c.state.map(|s| s.to_string()).unwrap_or_default();
+                let addresses = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(net, ep)| {
+                        ep.ip_address
+                            .filter(|ip| !ip.is_empty())
+                            .map(|ip| (net, ip))
+                    })
+                    .collect();
                 ContainerState {
                     id: c.id.unwrap_or_default(),
                     name: c
@@ -865,6 +937,7 @@ impl DockerClient {
                     oom_killed: false,
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
+                    addresses,
                 }
             })
             .collect())
@@ -919,5 +992,15 @@ impl DockerClient {
                     Err(e) => Some(Err(Error::docker("events", e))),
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_taken_port_is_read_from_dockers_words() {
+        let m = "driver failed programming external connectivity on endpoint kalpana-bucket-x (abc): Error starting userland proxy: listen tcp4 127.0.0.1:48672: bind: address already in use";
+        assert_eq!(super::taken_port(m), Some(48672));
+        assert_eq!(super::taken_port("no such container"), None);
     }
 }

@@ -41,6 +41,18 @@ pub enum Error {
         /// The name, cut to 64 characters.
         name: String,
     },
+    /// A host port of the bucket is held by something else, so Docker could not publish it.
+    /// (Who holds it is logged, not shown: it is the host's business.)
+    #[error("host port {port} is taken by another process on the host")]
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// Who holds it, as far as the daemon can tell.
+        holder: String,
+    },
+    /// The host firewall rules could not be read or written.
+    #[error("host firewall: {0}")]
+    Firewall(String),
     /// The unknown engine name given.
     #[error("unknown engine {0:?} (known: minio, seaweedfs)")]
     UnknownEngine(String),

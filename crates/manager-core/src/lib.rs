@@ -7,6 +7,8 @@
 pub mod docker;
 pub mod engine;
 pub mod error;
+pub mod firewall;
+pub mod host_ports;
 pub mod internal_tls;
 pub mod names;
 pub mod ports;

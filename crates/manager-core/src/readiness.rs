@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+/// How often a starting server is asked.
+pub const POLL: Duration = Duration::from_millis(10);
+
 /// Polls `url` until it answers 200 or `timeout` passes.
 pub async fn wait_http_ok(engine: &str, url: &str, timeout: Duration) -> Result<Duration> {
     let started = Instant::now();
@@ -13,15 +16,15 @@ pub async fn wait_http_ok(engine: &str, url: &str, timeout: Duration) -> Result<
         .build()
         .map_err(|e| Error::InvalidConfig(format!("http client: {e}")))?;
     let mut last = String::from("no answer yet");
-    let mut delay = Duration::from_millis(25);
     while started.elapsed() < timeout {
         match client.get(url).send().await {
             Ok(resp) if resp.status().is_success() => return Ok(started.elapsed()),
             Ok(resp) => last = format!("{url} answered {}", resp.status()),
             Err(e) => last = format!("{url}: {e}"),
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
+        // A refused connection costs microseconds: polling often finds the server ready
+        // within POLL of the moment it is.
+        tokio::time::sleep(POLL).await;
     }
     Err(Error::NotReady {
         engine: engine.to_string(),

@@ -25,6 +25,23 @@ pub fn attach_network(bucket_id: &str) -> String {
     format!("kalpana-att-{bucket_id}")
 }
 
+/// The host interface of a bucket's attachment network (15 characters: the random end of the
+/// bucket id, since its start is a time).
+fn attach_bridge(bucket_id: &str) -> String {
+    format!("kba{}", &bucket_id[bucket_id.len().saturating_sub(12)..])
+}
+
+/// Makes the attachment network of bucket `id` and the firewall rules of its bridge (only the
+/// engine's S3 port answers the containers on it).
+async fn ensure_network(state: &AppState, bucket_id: &str) -> Result<()> {
+    let network = attach_network(bucket_id);
+    state
+        .docker
+        .ensure_attach_network(&network, bucket_id, &attach_bridge(bucket_id))
+        .await?;
+    super::isolate_bridge(state, &network).await
+}
+
 /// What an attachment answers: the container's connection, the secret shown once.
 #[derive(Debug)]
 pub struct Attached {
@@ -88,7 +105,7 @@ pub async fn attach(
     .await?;
     let network = attach_network(&b.id);
     let connected = async {
-        state.docker.ensure_attach_network(&network, &b.id).await?;
+        ensure_network(state, &b.id).await?;
         state
             .docker
             .connect_to(&network, &container_name(&b.id), &[container_name(&b.id)])
@@ -190,7 +207,7 @@ pub async fn reconnect(state: &AppState, b: &BucketRecord) -> Result<()> {
         return Ok(());
     }
     let network = attach_network(&b.id);
-    state.docker.ensure_attach_network(&network, &b.id).await?;
+    ensure_network(state, &b.id).await?;
     state
         .docker
         .connect_to(&network, &container_name(&b.id), &[container_name(&b.id)])
@@ -208,12 +225,24 @@ pub async fn reconnect(state: &AppState, b: &BucketRecord) -> Result<()> {
     Ok(())
 }
 
-/// Removes a bucket's attachment network (its containers are disconnected first).
+/// Removes a bucket's attachment network (its containers are disconnected first) and the
+/// firewall rules of its bridge.
 pub async fn drop_network(state: &AppState, bucket_id: &str) -> Result<()> {
     let network = attach_network(bucket_id);
+    let bridge = match state.docker.bridge_of(&network).await {
+        Ok(b) => Some(b),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
     state
         .docker
         .disconnect(&network, &container_name(bucket_id))
         .await?;
-    Ok(state.docker.remove_network(&network).await?)
+    state.docker.remove_network(&network).await?;
+    if let (Some(bridge), Some(fw)) = (bridge, &state.firewall) {
+        if let Err(e) = fw.forget_bridge(&bridge).await {
+            tracing::warn!(bucket = %bucket_id, %bridge, error = %e, "removing the firewall rules of a removed attachment network failed");
+        }
+    }
+    Ok(())
 }

@@ -368,7 +368,20 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
         .await?;
     fault::point("provision.container");
     step(state, b, "starting").await?;
-    bring_up(state, b, &spec, Settings::enabled_in(b)).await?;
+    let mut spec = spec;
+    let mut attempts = 0;
+    loop {
+        match bring_up(state, b, &spec, Settings::enabled_in(b)).await {
+            // A new bucket's port is in nobody's configuration yet: another one will do.
+            Err(Error::Manager(kalpana_manager_core::Error::PortTaken { port, .. }))
+                if attempts < PORT_ATTEMPTS =>
+            {
+                attempts += 1;
+                spec = move_to_other_ports(state, b, port).await?;
+            }
+            other => break other?,
+        }
+    }
     if b.from_snapshot.as_ref().is_some_and(|f| !f.settled) {
         step(
             state,
@@ -382,6 +395,47 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
     Ok(())
 }
 
+/// How many times a new bucket whose port was taken before its container started is given
+/// other ports.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// Gives a new bucket other host ports than `taken` (which something else took between the
+/// allocation and the container's start) and a container that publishes them; returns the spec.
+async fn move_to_other_ports(
+    state: &AppState,
+    b: &mut BucketRecord,
+    taken: u16,
+) -> Result<BucketSpec> {
+    state
+        .docker
+        .remove_container(&container_name(&b.id))
+        .await?;
+    {
+        let _alloc = state.allocation.lock().await;
+        let mut reserved = state.store.reserved_ports().await?;
+        reserved.insert(taken);
+        let ports = state
+            .ports
+            .allocate(port_count(state, b.engine), &reserved)
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "{e}: delete unused buckets or widen KALPANA_PORT_RANGE"
+                ))
+            })?;
+        tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken before its container started; it gets another");
+        b.port = ports.first().copied();
+        b.console_port = ports.get(1).copied();
+        b.updated_at = now();
+        state
+            .store
+            .update_bucket(b, Some(BucketStatus::Creating))
+            .await?;
+    }
+    let spec = spec_for(state, b)?;
+    b.container_id = Some(state.docker.create_container(&spec).await?);
+    Ok(spec)
+}
+
 /// Starts the container, waits for the S3 server, makes sure the S3 bucket exists and carries
 /// `settings`.
 pub(super) async fn bring_up(
@@ -392,6 +446,8 @@ pub(super) async fn bring_up(
 ) -> Result<()> {
     let name = container_name(&b.id);
     state.docker.start_container(&name).await?;
+    let started = state.docker.inspect_container(&name).await?;
+    observed(state, &b.id, started.as_ref());
     let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
     wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
     let client = s3_client(state, b)?;
@@ -402,7 +458,7 @@ pub(super) async fn bring_up(
             Ok(()) => break,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(bucket = %b.id, error = %e, "create bucket not yet accepted");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(e) => return Err(e.into()),
         }

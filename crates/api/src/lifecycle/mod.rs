@@ -81,9 +81,50 @@ pub fn spec_for(state: &AppState, b: &BucketRecord) -> Result<BucketSpec> {
     })
 }
 
-/// The origin the daemon itself uses to reach the bucket's S3 server: the published host port
-/// (the bucket network forbids traffic from other containers, the daemon included).
+/// Where the daemon reaches each bucket container: its address on the bucket network, learnt
+/// when the daemon starts it and whenever reconcile looks at it, forgotten when it goes down.
+#[derive(Default)]
+pub struct Addresses(std::sync::Mutex<HashMap<String, String>>);
+
+impl Addresses {
+    /// The address of bucket `id`'s container, if known.
+    pub fn get(&self, id: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Records (or, with `None`, forgets) the address of bucket `id`'s container.
+    pub fn set(&self, id: &str, ip: Option<String>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match ip {
+            Some(ip) => map.insert(id.to_string(), ip),
+            None => map.remove(id),
+        };
+    }
+}
+
+/// Learns the address of a bucket's container from what Docker showed of it (running on the
+/// bucket network), or forgets it.
+pub fn observed(state: &AppState, id: &str, c: Option<&kalpana_manager_core::ContainerState>) {
+    let ip = c
+        .filter(|c| c.running)
+        .and_then(|c| c.addresses.get(&state.config.network).cloned());
+    state.addresses.set(id, ip);
+}
+
+/// The origin the daemon itself uses to reach the bucket's S3 server: the container's address
+/// on the bucket network when known (the host reaches it; one hop fewer than Docker's userland
+/// proxy behind the published port), otherwise the published host port.
 pub fn internal_origin(state: &AppState, b: &BucketRecord) -> Result<String> {
+    if let Some(ip) = state.addresses.get(&b.id) {
+        return Ok(format!(
+            "http://{ip}:{}",
+            state.config.profile(b.engine).s3_port
+        ));
+    }
     let port = b
         .port
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no S3 port", b.name)))?;
@@ -200,6 +241,9 @@ pub async fn set_status_in(
     state.store.update_bucket(b, expect).await?;
     // A restarted or replaced server would leave the pool with dead connections.
     state.s3_clients.forget(&b.id);
+    if status != BucketStatus::Running {
+        state.addresses.set(&b.id, None);
+    }
     match status {
         BucketStatus::Error => {
             tracing::warn!(bucket = %b.id, name = %b.name, from = before.as_str(),
@@ -310,6 +354,21 @@ pub async fn prepare_docker(state: &AppState) -> Result<()> {
         return Ok(());
     }
     state.docker.ensure_network(&state.config.network).await?;
+    isolate_bridge(state, &state.config.network).await
+}
+
+/// Puts the bridge of network `network` behind the host firewall rules (only the engines' S3
+/// and console ports answer, from the host and from containers). Without a firewall (not root,
+/// no iptables, or `KALPANA_FIREWALL=false`) it logs, once per network, what stays open.
+pub async fn isolate_bridge(state: &AppState, network: &str) -> Result<()> {
+    let Some(fw) = &state.firewall else {
+        return Ok(());
+    };
+    let bridge = state.docker.bridge_of(network).await?;
+    if let Err(e) = fw.ensure_bridge(&bridge).await {
+        tracing::warn!(network, %bridge, error = %e,
+            "the host firewall rules could not be made: the engines' internal status pages (SeaweedFS master 9333, admin 23646) answer the host and attached containers without a JWT; run the daemon as root with iptables, or set KALPANA_FIREWALL=false to silence this");
+    }
     Ok(())
 }
 

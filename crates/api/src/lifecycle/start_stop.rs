@@ -114,8 +114,9 @@ pub(super) async fn swap_container(
     // bucket (and let clean-up find it).
     state.docker.create_volume(spec).await?;
     state.docker.create_container(spec).await?;
-    // The old server's pooled connections and credentials are gone with it.
+    // The old server's pooled connections, credentials and address are gone with it.
     state.s3_clients.forget(&b.id);
+    state.addresses.set(&b.id, None);
     fault::point("replace.created");
     Ok(())
 }

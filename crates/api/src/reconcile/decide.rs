@@ -161,6 +161,7 @@ mod tests {
             exit_code: Some(if running { 0 } else { 137 }),
             oom_killed: false,
             generation: Some(generation),
+            addresses: Default::default(),
             spec_revision: Some(SPEC_REVISION),
         }
     }

@@ -239,6 +239,7 @@ async fn note_container_down(state: &AppState, ev: &ContainerEvent) -> Result<()
         .docker
         .inspect_container(&container_name(&b.id))
         .await?;
+    lifecycle::observed(state, &b.id, current.as_ref());
     if !decide::event_marks_down(&b, &ev.container_id, current.as_ref()) {
         return Ok(());
     }
@@ -269,6 +270,7 @@ async fn observe(
         .docker
         .inspect_container(&container_name(&b.id))
         .await?;
+    lifecycle::observed(state, &b.id, actual.as_ref());
     Ok(Some((b, actual)))
 }
 
@@ -294,6 +296,8 @@ pub async fn reconcile_all(state: &AppState) -> Result<()> {
     for b in crate::store::all_buckets(&*state.store).await? {
         enqueue(state, &b.id, Duration::ZERO);
     }
+    // Firewall rules go with a host reboot or a firewall reload; made again here.
+    crate::lifecycle::isolate_bridge(state, &state.config.network).await?;
     let orphans = find_orphans(state).await?;
     state.metrics.inc("kalpana_reconcile_passes_total", &[]);
     for (kind, n) in [
