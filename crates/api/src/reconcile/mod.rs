@@ -195,6 +195,12 @@ async fn converge_running(state: &AppState, id: &str) -> Result<()> {
         }
         // Docker away: the message stays and the retry brings it back.
         Err(e) if is_docker_down(&e) => Err(e),
+        // Its port held by another process: the bucket keeps it and is tried again (with
+        // back-off) until it is free, saying so meanwhile.
+        Err(e @ Error::Manager(kalpana_manager_core::Error::PortTaken { .. })) => {
+            mark_restarting(state, &mut b, &format!("{why}; {e}, waiting for it")).await?;
+            Err(e)
+        }
         Err(e) => {
             let msg = format!("{why}; could not bring it back: {e}");
             lifecycle::set_status(state, &mut b, BucketStatus::Error, Some(msg), None).await?;
