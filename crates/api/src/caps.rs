@@ -108,8 +108,13 @@ pub async fn reserve<'a>(
     };
     let max = state.config.caps.of(kind);
     if held >= max {
+        let then = match kind {
+            // Teams are not deleted: only the daemon's administrator can make room.
+            Kind::Teams => "ask the daemon's administrator to raise it",
+            Kind::Workspaces | Kind::Domains => "delete one first",
+        };
         return Err(Error::OwnerLimit(format!(
-            "you hold {held} {}, the most one user may ({}={max}); delete one first",
+            "you hold {held} {}, the most one user may ({}={max}); {then}",
             kind.what(),
             kind.setting()
         )));

@@ -269,6 +269,61 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         )
         .await?;
 
+        // An HTML page stored as text/html under a `.pdf` name is not rendered: previews take
+        // the type from the name and check a PDF's magic; a real PDF goes to a sandboxed frame.
+        let page = b"<html><body><h1 id=\"pwned\">owned</h1><script>document.title='pwned'</script></body></html>".to_vec();
+        let (status, _) = alice
+            .put_object(&id, "report.pdf", page, Some("text/html"))
+            .await?;
+        assert_eq!(status, 201);
+        let pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n".to_vec();
+        let (status, _) = alice
+            .put_object(&id, "real.pdf", pdf, Some("application/pdf"))
+            .await?;
+        assert_eq!(status, 201);
+        b.goto(&format!("{}/ui/#/", d.url)).await?;
+        b.goto(&format!("{}/ui/#/b/{id}/files", d.url)).await?;
+        b.click(&format!("{} [data-action=preview]", row("report.pdf"))).await?;
+        b.wait_for(
+            "the refusal to preview an HTML page named .pdf",
+            "const p = document.querySelector('#preview p.error'); return !!p && p.textContent.includes('not a PDF')",
+            Duration::from_secs(10),
+        )
+        .await?;
+        let rendered = b
+            .run(
+                "return !!document.querySelector('#preview iframe') || !!document.querySelector('#pwned') || document.title === 'pwned'",
+                json!([]),
+            )
+            .await?;
+        assert_eq!(rendered, Value::Bool(false), "the HTML page was rendered");
+        b.run(
+            "[...document.querySelectorAll('dialog button')].find(x => x.textContent === 'Close').click(); return true",
+            json!([]),
+        )
+        .await?;
+        b.click(&format!("{} [data-action=preview]", row("real.pdf"))).await?;
+        b.wait_for(
+            "the PDF preview in a sandboxed frame",
+            "const f = document.querySelector('#preview iframe'); return !!f && f.getAttribute('sandbox') === ''",
+            Duration::from_secs(10),
+        )
+        .await?;
+        b.run(
+            "[...document.querySelectorAll('dialog button')].find(x => x.textContent === 'Close').click(); return true",
+            json!([]),
+        )
+        .await?;
+        for key in ["report.pdf", "real.pdf"] {
+            let (status, _) = alice
+                .send("DELETE", &object_path(&id, key), None)
+                .await?;
+            assert_eq!(status, 204);
+        }
+        b.goto(&format!("{}/ui/#/", d.url)).await?;
+        b.goto(&format!("{}/ui/#/b/{id}/files", d.url)).await?;
+        b.find(&row("notes.txt")).await?;
+
         // Download: the link the console follows gives the file's bytes.
         b.click(&format!("{} [data-action=download]", row("data.bin"))).await?;
         b.wait_for(
@@ -372,7 +427,12 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
             .buffer_unordered(16)
             .collect::<Vec<_>>()
             .await;
-        assert!(puts.iter().all(|r| r.as_ref().is_ok_and(|(s, _)| *s == 201)));
+        let failed: Vec<String> = puts
+            .iter()
+            .filter(|r| !r.as_ref().is_ok_and(|(s, _)| *s == 201))
+            .map(|r| format!("{r:?}"))
+            .collect();
+        assert!(failed.is_empty(), "{} uploads failed: {failed:?}", failed.len());
         b.goto(&format!("{}/ui/#/", d.url)).await?;
         b.find("#bucket-rows tr").await?;
         let started = Instant::now();

@@ -142,6 +142,11 @@ async fn an_external_bucket_answers_the_same_routes_and_its_secret_never_shows(
         format!("http://localhost:{port}"),
         "http://169.254.169.254".to_string(),
         format!("http://127.0.0.2:{own_port}"),
+        // Loopback in IPv6 dress: IPv4-compatible, IPv4-translated, NAT64 and 6to4.
+        format!("http://[::7f00:1]:{port}"),
+        format!("http://[::ffff:0:7f00:1]:{port}"),
+        format!("http://[64:ff9b::7f00:1]:{port}"),
+        format!("http://[2002:7f00:1::]:{port}"),
     ] {
         let (status, e) = alice
             .create_bucket(external(&remote, &endpoint, &remote.secret))
