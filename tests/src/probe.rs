@@ -156,3 +156,51 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
     }
 }
+
+/// The HTTP status that `method url` (with `body`, if any) answers from inside the network
+/// namespace of process `pid` (a container's), within 5 s; 0 when nothing answered. Uses
+/// `nsenter` and the host's `curl`.
+pub fn http_status_from_netns(
+    pid: u32,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+) -> Result<u16> {
+    let mut cmd = Command::new("nsenter");
+    cmd.args([
+        "-t",
+        &pid.to_string(),
+        "-n",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+    ])
+    .args(["-w", "%{http_code}", "--max-time", "5", "-X", method]);
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    let out = cmd
+        .arg(url)
+        .stderr(Stdio::null())
+        .output()
+        .context("nsenter (util-linux) and curl are needed to probe from inside a container")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+/// What `openssl s_client` (no client certificate) prints, stdout and stderr together, when it
+/// connects to `ip:port` from inside the network namespace of process `pid`. The client is kept
+/// open a second: TLS 1.3 sends a refusal after the handshake.
+pub fn tls_client_from_netns(pid: u32, ip: IpAddr, port: u16) -> Result<String> {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "bash", "-c"])
+        .arg(format!(
+            "sleep 1 | timeout 10 openssl s_client -connect {ip}:{port} 2>&1"
+        ))
+        .output()
+        .context("nsenter (util-linux) and openssl are needed to probe from inside a container")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -94,6 +94,14 @@ pub async fn end_credentials(
                 }
             }
         }
+        // Identities the daemon did not make go first, before the rotation's container
+        // replacement: they would work meanwhile.
+        if b.kind == BucketKind::Managed {
+            if let Err(e) = crate::keys::sweep_soon(state, &b.id).await {
+                // Recorded: the refresh sweeps once the engine answers.
+                tracing::warn!(bucket = %b.id, error = %e, "removing identities the daemon did not make failed; retried when the bucket runs");
+            }
+        }
         match crate::lifecycle::rotate_credentials(state, &b.id).await {
             Ok((b, secret_key)) => ended.rotated.push(RotatedBucket {
                 bucket_id: b.id,
@@ -105,12 +113,6 @@ pub async fn end_credentials(
                 ended
                     .not_rotated
                     .push(format!("{} ({}): {e}", b.name, b.id));
-            }
-        }
-        if b.kind == BucketKind::Managed {
-            if let Err(e) = crate::keys::sweep_soon(state, &b.id).await {
-                // Recorded: the refresh sweeps once the engine answers.
-                tracing::warn!(bucket = %b.id, error = %e, "removing identities the daemon did not make failed; retried when the bucket runs");
             }
         }
     }

@@ -86,7 +86,7 @@ fn reserve_at(range: PortRange, file: &Path, ephemeral: Option<PortRange>) -> Re
     if ephemeral.is_some_and(|e| !overlaps(e, range)) {
         return Reservation::NotNeeded;
     }
-    let current = match std::fs::read_to_string(file) {
+    let current = match read_whole(file) {
         Ok(t) => t,
         Err(e) => return Reservation::Failed(format!("reading {}: {e}", file.display())),
     };
@@ -110,6 +110,16 @@ fn reserve_at(range: PortRange, file: &Path, ephemeral: Option<PortRange>) -> Re
         Ok(()) => Reservation::Made,
         Err(e) => Reservation::Failed(format!("writing {}: {e}", file.display())),
     }
+}
+
+/// A sysctl file's text, read in one call: the kernel answers a second read of this file with
+/// its end, so reading in small pieces (as `read_to_string` starts) would cut it.
+fn read_whole(file: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    let n = std::fs::File::open(file)?.read(&mut buf)?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(std::io::Error::other)
 }
 
 /// Who holds local TCP port `port` on this host: `process 1234 (curl)`, or what is known when

@@ -1,8 +1,11 @@
-//! Port allocation under concurrency and exhaustion.
+//! Port allocation under concurrency and exhaustion; ports another process holds (a new bucket
+//! moves to other ports, a provisioned one says who holds its port and waits for it); the range
+//! reserved from the kernel's ephemeral ports.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use kalpana_e2e::{docker_exists, Daemon, DaemonOptions};
+use kalpana_e2e::{docker_exists, docker_inspect, get_bytes, s3_client, Daemon, DaemonOptions};
 use serde_json::json;
 
 #[tokio::test]
@@ -125,5 +128,400 @@ async fn exhausted_range_is_503_leaves_nothing_and_ports_return_on_delete() -> a
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["status"], "RUNNING");
     assert_eq!(second["port"].as_u64(), Some(u64::from(base)));
+    Ok(())
+}
+
+/// The bucket record as the API answers it now.
+async fn bucket(api: &kalpana_e2e::Api, id: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, b) = api.send("GET", &format!("/api/buckets/{id}"), None).await?;
+    anyhow::ensure!(status == 200, "GET bucket {id}: {status} {b}");
+    Ok(b)
+}
+
+/// The log lines of `d` that contain `needle`.
+fn log_lines(d: &Daemon, needle: &str) -> Vec<String> {
+    d.log()
+        .lines()
+        .map(strip_colours)
+        .filter(|l| l.contains(needle))
+        .collect()
+}
+
+/// A log line without its terminal colour codes (`ESC [ … m`).
+fn strip_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_new_bucket_whose_port_is_taken_before_its_container_starts_runs_on_other_ports(
+) -> anyhow::Result<()> {
+    let mut d = Daemon::start_with(DaemonOptions {
+        env: vec![("KALPANA_FAULT_POINT".into(), "provision.container".into())],
+        ..Default::default()
+    })
+    .await?;
+    let (status, user) = d
+        .admin()
+        .send("POST", "/api/users", Some(json!({ "name": "alice" })))
+        .await?;
+    assert_eq!(status, 201, "{user}");
+    let token = user["token"].as_str().expect("token").to_string();
+    // Answered at once (CREATING, its port chosen); the daemon dies once the container is made
+    // and recorded, before it starts.
+    let (status, b) = d
+        .api(&token)
+        .send("POST", "/api/buckets", Some(json!({ "name": "contested" })))
+        .await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let old_port = b["port"].as_u64().expect("port") as u16;
+    let secret = b["secretKey"].as_str().expect("secret").to_string();
+    let ended = d.wait_exit(Duration::from_secs(60)).await?;
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(ended.signal(), Some(9), "daemon ended with {ended}");
+    }
+    let container = format!("kalpana-bucket-{id}");
+    assert_eq!(docker_inspect(&container, "{{.State.Status}}")?, "created");
+    // Another process takes the port meanwhile, and keeps it.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", old_port))?;
+
+    d.set_env("KALPANA_FAULT_POINT", None);
+    d.spawn().await?;
+    let alice = d.api(&token);
+    let started = Instant::now();
+    let b = loop {
+        let b = bucket(&alice, &id).await?;
+        if b["status"] != "CREATING" {
+            break b;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "still CREATING after 60 s: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let new_port = b["port"].as_u64().unwrap_or(0) as u16;
+    println!(
+        "port {old_port} taken: after the restart the bucket is {} on port {new_port} in {:?} ({:?}); log: {:?}",
+        b["status"],
+        started.elapsed(),
+        b["statusMessage"],
+        log_lines(&d, "is taken")
+    );
+    assert_eq!(b["status"], "RUNNING", "{b}");
+    assert_ne!(new_port, old_port, "{b}");
+    assert!((d.port_range.0..=d.port_range.1).contains(&new_port), "{b}");
+    assert_eq!(holder.local_addr()?.port(), old_port, "still held by us");
+    let endpoint = b["endpoint"].as_str().expect("endpoint");
+    assert!(endpoint.ends_with(&format!(":{new_port}")), "{endpoint}");
+    let s3 = s3_client(
+        endpoint,
+        b["accessKey"].as_str().expect("access key"),
+        &secret,
+    );
+    s3.put_object()
+        .bucket("contested")
+        .key("k.txt")
+        .body(b"on the new port".to_vec().into())
+        .send()
+        .await?;
+    assert_eq!(
+        get_bytes(&s3, "contested", "k.txt").await?,
+        b"on the new port"
+    );
+    drop(holder);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopped_bucket_whose_port_is_taken_names_the_holder_and_starts_on_the_same_port_once_free(
+) -> anyhow::Result<()> {
+    let d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "parked" })).await?;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["status"], "RUNNING", "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let port = b["port"].as_u64().expect("port") as u16;
+    let s3 = s3_client(
+        b["endpoint"].as_str().expect("endpoint"),
+        b["accessKey"].as_str().expect("access key"),
+        b["secretKey"].as_str().expect("secret"),
+    );
+    let (status, _) = alice
+        .put_object(&id, "kept.txt", b"kept".to_vec(), None)
+        .await?;
+    assert_eq!(status, 201);
+    let (status, stopped) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["status"], "STOPPED");
+
+    // This process holds the port: the start is refused, saying so, and the log names us.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let started = Instant::now();
+    let (status, e) = alice
+        .send("POST", &format!("/api/buckets/{id}/start"), None)
+        .await?;
+    println!(
+        "start with port {port} held: {status} {e} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 503, "{e}");
+    assert_eq!(e["error"]["code"], "port_taken", "{e}");
+    let message = format!("host port {port} is taken by another process on the host");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&message)),
+        "{e}"
+    );
+    let b = bucket(&alice, &id).await?;
+    println!(
+        "then: status {} statusMessage {}",
+        b["status"], b["statusMessage"]
+    );
+    assert_eq!(b["status"], "ERROR", "{b}");
+    assert!(
+        b["statusMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains(&message)),
+        "{b}"
+    );
+    let us = format!("process {} (", std::process::id());
+    let named = log_lines(&d, &us);
+    println!("log naming the holder: {named:?}");
+    assert!(
+        !named.is_empty(),
+        "the daemon log does not name {us}…): {:?}",
+        log_lines(&d, "taken")
+    );
+
+    // Freed: the start brings it back on the same port, with its data.
+    drop(holder);
+    let started = Instant::now();
+    let (status, b) = alice
+        .send("POST", &format!("/api/buckets/{id}/start"), None)
+        .await?;
+    println!(
+        "start with port {port} free: {status} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["status"], "RUNNING", "{b}");
+    assert_eq!(b["port"].as_u64(), Some(u64::from(port)), "{b}");
+    assert_eq!(get_bytes(&s3, "parked", "kept.txt").await?, b"kept");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_running_bucket_whose_port_is_taken_when_its_container_dies_keeps_trying_until_it_is_free(
+) -> anyhow::Result<()> {
+    let d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "bounced" })).await?;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["status"], "RUNNING", "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let port = b["port"].as_u64().expect("port") as u16;
+    let s3 = s3_client(
+        b["endpoint"].as_str().expect("endpoint"),
+        b["accessKey"].as_str().expect("access key"),
+        b["secretKey"].as_str().expect("secret"),
+    );
+    let (status, _) = alice
+        .put_object(&id, "kept.txt", b"kept".to_vec(), None)
+        .await?;
+    assert_eq!(status, 201);
+    let container = format!("kalpana-bucket-{id}");
+
+    // Deterministically: with the daemon paused, the container is stopped (Docker's restart
+    // policy leaves a stopped container alone) and this process takes its port; then the daemon
+    // goes on and sees the container gone.
+    d.signal("STOP")?;
+    let stopped = std::process::Command::new("docker")
+        .args(["stop", "-t", "1", &container])
+        .output();
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port));
+    d.signal("CONT")?;
+    let stopped = stopped?;
+    anyhow::ensure!(
+        stopped.status.success(),
+        "docker stop: {}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let holder = holder?;
+    let resumed = Instant::now();
+
+    // RUNNING, phase "restarting", saying its port is taken; still so a while later, retried.
+    let taken = format!("host port {port} is taken");
+    let waiting = |b: &serde_json::Value| {
+        b["status"] == "RUNNING"
+            && b["phase"] == "restarting"
+            && b["statusMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains(&taken))
+    };
+    let b = loop {
+        let b = bucket(&alice, &id).await?;
+        if waiting(&b) {
+            break b;
+        }
+        anyhow::ensure!(
+            resumed.elapsed() < Duration::from_secs(30),
+            "not waiting for its port after 30 s: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "after {:?}: status {} phase {} statusMessage {}",
+        resumed.elapsed(),
+        b["status"],
+        b["phase"],
+        b["statusMessage"]
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let b = bucket(&alice, &id).await?;
+    assert!(waiting(&b), "{b}");
+    assert_eq!(docker_inspect(&container, "{{.State.Running}}")?, "false");
+    let attempts = log_lines(&d, &format!("port={port} holder="));
+    println!(
+        "{} attempts while the port was held for {:?}: {attempts:#?}",
+        attempts.len(),
+        resumed.elapsed()
+    );
+    assert!(attempts.len() >= 2, "retried: {attempts:?}");
+    let us = format!("process {} (", std::process::id());
+    assert!(attempts.iter().all(|l| l.contains(&us)), "{attempts:?}");
+
+    // Freed: it comes back by itself on the same port, with its data.
+    drop(holder);
+    let freed = Instant::now();
+    let b = loop {
+        let b = bucket(&alice, &id).await?;
+        let running = docker_inspect(&container, "{{.State.Running}}")? == "true";
+        if running && b["status"] == "RUNNING" && b["phase"].is_null() {
+            break b;
+        }
+        anyhow::ensure!(
+            freed.elapsed() < Duration::from_secs(90),
+            "not back 90 s after its port was freed: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "back {:?} after the port was freed: statusMessage {}",
+        freed.elapsed(),
+        b["statusMessage"]
+    );
+    assert_eq!(b["port"].as_u64(), Some(u64::from(port)), "{b}");
+    assert_eq!(get_bytes(&s3, "bounced", "kept.txt").await?, b"kept");
+    Ok(())
+}
+
+/// A sysctl file's whole text, read in one `read` call: the kernel answers a read of
+/// `ip_local_reserved_ports` at a non-zero offset with end of file, so reading it in pieces
+/// (as `std::fs::read_to_string` does, 32 bytes first) cuts it.
+fn read_sysctl(path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 16];
+    let n = std::fs::File::open(path)?.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `ip_local_reserved_ports` / `ip_local_port_range` style text as (first, last) ranges.
+fn port_ranges(text: &str) -> Vec<(u16, u16)> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| match t.split_once('-') {
+            Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+            None => t.parse().ok().map(|p| (p, p)),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_daemons_port_range_is_reserved_from_the_kernels_ephemeral_ports() -> anyhow::Result<()>
+{
+    const RESERVED: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+    let ephemeral = read_sysctl("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let mut it = ephemeral
+        .split_whitespace()
+        .filter_map(|t| t.parse::<u16>().ok());
+    let (lo, hi) = (it.next().expect("start"), it.next().expect("end"));
+    let covered = |text: &str, (a, b): (u16, u16)| {
+        let ranges = port_ranges(text);
+        (a..=b).all(|p| ranges.iter().any(|(x, y)| (*x..=*y).contains(&p)))
+    };
+    // Four daemons in turn, each on a range of its own (in the part of this process's slice no
+    // other test daemon uses, apart by a port so the kernel keeps them as separate entries):
+    // the list of reserved ports grows past what a short read of it shows.
+    let base = kalpana_e2e::port_base() + 375;
+    for i in 0..4u16 {
+        let range = (base + i * 6, base + i * 6 + 4);
+        assert!(
+            range.0 <= hi && lo <= range.1,
+            "{range:?} should overlap the kernel's ephemeral ports {lo}-{hi}"
+        );
+        let before = read_sysctl(RESERVED)?;
+        println!(
+            "ip_local_reserved_ports read whole: {:?}; read by std::fs::read_to_string: {:?}",
+            before.trim(),
+            std::fs::read_to_string(RESERVED)?.trim()
+        );
+        let d = Daemon::start_with(DaemonOptions {
+            port_range: Some(format!("{}-{}", range.0, range.1)),
+            ..Default::default()
+        })
+        .await?;
+        let after = read_sysctl(RESERVED)?;
+        let said: Vec<String> = log_lines(&d, "kalpana_api::server")
+            .into_iter()
+            .filter(|l| l.contains("reserved"))
+            .collect();
+        println!(
+            "ephemeral {lo}-{hi}; daemon range {}-{}; reserved before {:?}, after {:?}; log {said:?}",
+            range.0,
+            range.1,
+            before.trim(),
+            after.trim()
+        );
+        // Whatever was reserved before is still reserved.
+        for r in port_ranges(&before) {
+            assert!(covered(&after, r), "{r:?} lost: {after}");
+        }
+        assert!(
+            covered(&after, range),
+            "{}-{} is not in ip_local_reserved_ports {:?}; daemon log: {said:?}",
+            range.0,
+            range.1,
+            after.trim()
+        );
+        let expected = if covered(&before, range) {
+            "bucket ports are reserved from the kernel's ephemeral ports"
+        } else {
+            "bucket ports added to net.ipv4.ip_local_reserved_ports"
+        };
+        assert!(
+            said.iter().any(|l| l.contains(expected)),
+            "the log should say {expected:?}: {said:?}"
+        );
+    }
     Ok(())
 }

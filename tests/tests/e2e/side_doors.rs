@@ -1,10 +1,15 @@
 //! No way into a bucket but its own S3: no container on the bucket network can reach another
-//! bucket's container at all, and the engine's internal services refuse anyone outside the
-//! container (no internal keys, no client certificate).
+//! bucket's container at all, the host reaches nothing of it but S3 (the daemon's firewall resets
+//! the rest), and behind that the engine's internal services still refuse anyone but the
+//! container's own processes on loopback (no internal keys, no client certificate).
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use kalpana_e2e::probe::{connects_from_netns, container_ip, container_pid};
+use kalpana_e2e::probe::{
+    connects_from_netns, container_ip, container_pid, http_status_from_netns, open_ports,
+    tls_client_from_netns,
+};
 use kalpana_e2e::{get_bytes, s3_client, Daemon, ENGINE_IMAGE, TEST_NETWORK};
 use serde_json::json;
 
@@ -13,6 +18,10 @@ use serde_json::json;
 const ENGINE_PORTS: [u16; 12] = [
     8333, 8888, 9333, 9340, 18888, 19333, 19340, 18333, 7333, 23646, 8181, 9101,
 ];
+
+/// The engine's internal ports (filer, master, volume server, admin server and their gRPC ports)
+/// that the host firewall resets when the host connects to them.
+const HOST_REFUSED: [u16; 9] = [9333, 23646, 8888, 9340, 18888, 19333, 19340, 18333, 33646];
 
 /// A throwaway container on the bucket network that only holds a network namespace to probe
 /// from; removed when dropped.
@@ -107,13 +116,57 @@ async fn no_engine_port_of_a_bucket_is_reachable_from_another_container_and_only
         "the filer should listen on the container's loopback"
     );
 
-    // From the host (where Traefik and the daemon reach containers): the engine's internal
-    // HTTP services refuse every request without the bucket's internal keys, reads and the
-    // destructive ones alike, and its gRPC ports refuse anyone without the container's own
-    // client certificate.
+    // From the host (where Traefik and the daemon reach containers): the host firewall lets
+    // only the engine's S3 port take a new connection; everything else is reset at once, the
+    // master's status pages and the admin server (which answer without any credential) included.
+    let scan = Instant::now();
+    let open = open_ports(victim_ip, 1..=u16::MAX, 512).await;
+    println!(
+        "host scan of {victim_ip}, ports 1-65535: open {open:?} in {:?}",
+        scan.elapsed()
+    );
+    assert_eq!(open, [8333], "only S3 may open from the host");
+    for port in HOST_REFUSED {
+        let t = Instant::now();
+        let res = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(victim_ip, port),
+            Duration::from_secs(2),
+        );
+        let took = t.elapsed();
+        println!("host connect to {victim_ip}:{port}: {res:?} after {took:?}");
+        let err = res.expect_err("an engine port opened from the host");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "port {port} should be reset, not dropped: {err}"
+        );
+        assert!(took < Duration::from_secs(1), "port {port}: {took:?}");
+    }
     let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .build()?;
+    for url in [
+        format!("http://{victim_ip}:9333/cluster/status"),
+        format!("http://{victim_ip}:9333/"),
+        format!("http://{victim_ip}:23646/health"),
+        format!("http://{victim_ip}:23646/metrics"),
+    ] {
+        let t = Instant::now();
+        match http.get(&url).send().await {
+            Ok(resp) => panic!("GET {url} from the host answered {}", resp.status()),
+            Err(e) => {
+                println!("GET {url} from the host: {e} after {:?}", t.elapsed());
+                assert!(e.is_connect(), "GET {url}: {e:?}");
+            }
+        }
+    }
+
+    // Inside the container the engine's own locks still hold: from its own network namespace,
+    // to its address on the bucket network (not loopback: that traffic never crosses the
+    // bridge, so no firewall sees it), the internal HTTP services refuse every request without
+    // the bucket's internal keys, reads and destructive ones alike, and the gRPC ports refuse
+    // anyone without the container's own client certificate.
+    let victim_pid = container_pid(&victim_name)?;
     let filer = format!("http://{victim_ip}:8888/buckets/victim/secret.txt");
     for (method, url) in [
         ("GET", filer.clone()),
@@ -129,29 +182,28 @@ async fn no_engine_port_of_a_bucket_is_reachable_from_another_container_and_only
         ),
         ("GET", format!("http://{victim_ip}:9340/1,01")),
     ] {
-        let resp = http
-            .request(reqwest::Method::from_bytes(method.as_bytes())?, &url)
-            .body("overwritten")
-            .send()
-            .await?;
-        assert_eq!(resp.status(), 401, "{method} {url}");
+        let body = (method == "PUT").then_some("overwritten");
+        let status = http_status_from_netns(victim_pid, method, &url, body)?;
+        println!("{method} {url} from the victim's own namespace: {status}");
+        assert_eq!(status, 401, "{method} {url} from inside the container");
     }
+    // (Not a lock of the engine's, for the record: the master's status page, which the
+    // firewall keeps from everyone else.)
+    let status = http_status_from_netns(
+        victim_pid,
+        "GET",
+        &format!("http://{victim_ip}:9333/cluster/status"),
+        None,
+    )?;
+    println!("GET /cluster/status from the victim's own namespace: {status}");
     for port in [18888, 19333, 19340, 18333, 33646] {
-        // TLS 1.3 sends the refusal after the handshake: keep the client open a moment.
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "sleep 1 | timeout 10 openssl s_client -connect {victim_ip}:{port} 2>&1"
-            ))
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = tls_client_from_netns(victim_pid, victim_ip, port)?;
         assert!(
             text.contains("alert certificate required"),
             "gRPC port {port} accepted a TLS client without a certificate: {text}"
         );
     }
-
-    // S3 on the bucket's own published port still works.
+    // S3 on the bucket's own published port still works, and the object is untouched.
     let s3 = s3_client(
         victim["endpoint"].as_str().expect("endpoint"),
         victim["accessKey"].as_str().expect("access key"),

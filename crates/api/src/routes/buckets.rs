@@ -303,6 +303,11 @@ pub struct UpdateBucket {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<crate::snapshots::schedule::SnapshotPolicy>)]
     snapshot_policy: Option<Option<crate::snapshots::schedule::SnapshotPolicy>>,
+    /// The workspace it belongs to (one the caller may put things in); `null` unlinks it.
+    /// Refused (409) while containers are attached to it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    workspace_id: Option<Option<String>>,
 }
 
 /// A field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
@@ -314,7 +319,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// `PATCH /api/buckets/{id}`: description, quota and S3 settings; for an external bucket,
+/// `PATCH /api/buckets/{id}`: description, quota, S3 settings, snapshot policy and workspace; for an external bucket,
 /// description and `external` (new credentials, checked before anything is stored). Settings are written to a
 /// running bucket's S3 server before the record, so a failure changes nothing; a stopped
 /// bucket gets them when it starts.
@@ -353,6 +358,15 @@ pub async fn update(
             crate::snapshots::schedule::check(&state, &caller, Some(&b.id), p).await?;
         }
     }
+    if let Some(ws) = &req.workspace_id {
+        crate::workspaces::check_link(&state, &caller, ws.as_deref()).await?;
+        if *ws != b.workspace_id && !b.attachments.is_empty() {
+            return Err(Error::Conflict(format!(
+                "bucket {} has containers of its workspace attached: detach them first",
+                b.name
+            )));
+        }
+    }
     if let Some(ext) = &req.external {
         crate::external::replace_credentials(&state, &mut b, ext).await?;
     }
@@ -375,6 +389,9 @@ pub async fn update(
     }
     if let Some(policy) = req.snapshot_policy {
         b.snapshot_policy = policy;
+    }
+    if let Some(ws) = req.workspace_id {
+        b.workspace_id = ws;
     }
     b.versioning = req.versioning.unwrap_or(b.versioning);
     b.public_access = req.public_access.unwrap_or(b.public_access);

@@ -212,7 +212,7 @@ fn may_handle(caller: &Caller, team: &Team, role: TeamRole) -> Result<()> {
     params(("id" = String, Path, description = "team id")),
     request_body = AddMember,
     responses(
-        (status = 200, description = "the team, and for a demotion the rotated credentials", body = MemberRemoved),
+        (status = 200, description = "the team, and for a demotion the rotated credentials", body = MemberChanged),
         (status = "4XX", response = Refused),
         (status = "5XX", response = Failed)
     )
@@ -222,7 +222,7 @@ pub async fn add_member(
     caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(req): JsonBody<AddMember>,
-) -> Result<Json<MemberRemoved>> {
+) -> Result<Json<MemberChanged>> {
     let mut team = managed_team(&state, &caller, &id).await?;
     if state.store.get_user(&req.user_id).await?.is_none() {
         return Err(Error::NotFound("user"));
@@ -247,14 +247,25 @@ pub async fn add_member(
         }
         _ => CredentialsEnded::default(),
     };
-    Ok(Json(MemberRemoved { team, ended }))
+    Ok(Json(MemberChanged { team, ended }))
 }
 
-/// Answer of `DELETE /api/teams/{id}/members/{userId}` and of a demotion: the team, and what
-/// was done to the member's credentials of its buckets.
+/// Answer of `DELETE /api/teams/{id}/members/{userId}`: the team, and what was done to the
+/// member's credentials of its buckets.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRemoved {
+    team: Team,
+    #[serde(flatten)]
+    ended: CredentialsEnded,
+}
+
+/// Answer of `POST /api/teams/{id}/members`: the team's fields, and for a demotion what was done
+/// to the member's credentials of its buckets (empty lists otherwise).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberChanged {
+    #[serde(flatten)]
     team: Team,
     #[serde(flatten)]
     ended: CredentialsEnded,
