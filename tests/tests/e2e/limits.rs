@@ -205,9 +205,7 @@ async fn huge_key_field(
     let tcp = TcpStream::connect(addr).await?;
     let (mut rd, mut wr) = tcp.into_split();
     let boundary = "kalpanaboundary";
-    let head = format!(
-        "--{boundary}\r\ncontent-disposition: form-data; name=\"key\"\r\n\r\n"
-    );
+    let head = format!("--{boundary}\r\ncontent-disposition: form-data; name=\"key\"\r\n\r\n");
     let tail = format!(
         "\r\n--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nx\r\n--{boundary}--\r\n"
     );
@@ -233,9 +231,7 @@ async fn huge_key_field(
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut answer)).await??;
     let sent = writer.await??;
-    println!(
-        "a {field_len}-byte key field: answered after {sent} bytes of it were sent"
-    );
+    println!("a {field_len}-byte key field: answered after {sent} bytes of it were sent");
     let text = String::from_utf8_lossy(&answer).to_string();
     let status = text.lines().next().unwrap_or_default().to_string();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
@@ -367,9 +363,9 @@ async fn users_hold_at_most_their_caps_of_workspaces_teams_and_domains() -> anyh
         println!("{path} past the cap: {e}");
         let (_, listed) = alice.send("GET", list, None).await?;
         assert!(
-            !listed.to_string().contains(
-                last["name"].as_str().expect("name")
-            ),
+            !listed
+                .to_string()
+                .contains(last["name"].as_str().expect("name")),
             "nothing of the refused create is kept: {listed}"
         );
         // Another user has a cap of their own; admins have none.
