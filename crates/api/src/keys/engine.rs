@@ -81,6 +81,35 @@ impl EngineKeys {
         }
     }
 
+    /// Makes sure `user` exists with the access key `access_key` and secret `secret_key` limited
+    /// to `scope` on `bucket` (a key of the record that the engine lost, e.g. to a restore of
+    /// older data); what is there already is kept.
+    pub(crate) async fn reinstate(
+        &self,
+        user: &str,
+        bucket: &str,
+        scope: &KeyScope,
+        access_key: &str,
+        secret_key: &str,
+    ) -> Result<()> {
+        let given = IssuedKey {
+            access_key: access_key.to_string(),
+            secret_key: secret_key.to_string(),
+        };
+        match self {
+            EngineKeys::Shell(sh) => {
+                let actions =
+                    weed_shell::actions(bucket, scope.read, scope.write, scope.prefix.as_deref());
+                Ok(sh.create(user, access_key, secret_key, &actions).await?)
+            }
+            EngineKeys::Minio(m) => m
+                .issue(user, bucket, scope, given)
+                .await
+                .map(drop)
+                .map_err(Into::into),
+        }
+    }
+
     /// Removes the key of `user`; what is already gone is success.
     pub(crate) async fn revoke(&self, user: &str, access_key: Option<&str>) -> Result<()> {
         match self {

@@ -253,14 +253,36 @@ async fn rotate_locked(
     Ok((key, issued.secret_key))
 }
 
-/// Removes from a running bucket's engine every identity the daemon did not make: users that
-/// are not one of the bucket's keys, and access keys of its keys' users other than the one
-/// recorded (a key that minted itself another). The bucket's root credentials are never
-/// touched. Returns what was removed, in words. Caller holds the bucket's lock.
+/// Brings a running bucket's engine identities in line with its record: every key of the
+/// record is there with its current access key and secret (put back when the engine lost it, as
+/// a restore of older data does: the daemon keeps every key's secret, encrypted), and every
+/// identity the daemon did not make is removed: users that are not one of the bucket's keys,
+/// and access keys of its keys' users other than the one recorded (an old one, or one a key
+/// minted itself). The bucket's root credentials are never touched. Returns what was removed,
+/// in words. Caller holds the bucket's lock.
 pub(crate) async fn sweep_foreign(state: &AppState, b: &BucketRecord) -> Result<Vec<String>> {
     let admin = EngineKeys::of(state, b)?;
+    let identities = admin.identities().await?;
+    for k in &b.keys {
+        let present = identities
+            .iter()
+            .any(|i| i.user == k.engine_user() && i.access_keys.contains(&k.access_key));
+        if !present {
+            let secret = state.master_key.decrypt(&k.secret_key_enc)?;
+            admin
+                .reinstate(
+                    &k.engine_user(),
+                    &b.name,
+                    &scope(k.access, k.prefix.clone()),
+                    &k.access_key,
+                    &secret,
+                )
+                .await?;
+            tracing::info!(bucket = %b.id, key = %k.id, access_key = %k.access_key, "a key of the record the engine did not hold was put back");
+        }
+    }
     let mut removed = Vec::new();
-    for identity in admin.identities().await? {
+    for identity in identities {
         if identity.access_keys.contains(&b.access_key) {
             continue;
         }

@@ -464,6 +464,13 @@ pub(super) async fn bring_up(
         }
     }
     apply_settings(&client, settings).await?;
+    // Identities owed a sync (a restore of a stopped bucket) before anyone uses the engine; the
+    // key refresh records it done, or tries again.
+    if b.sweep_identities {
+        if let Err(e) = crate::keys::sweep_foreign(state, b).await {
+            tracing::warn!(bucket = %b.id, error = %e, "bringing the engine's identities in line with the record failed; the key refresh tries again");
+        }
+    }
     // A new container of a bucket with attached workspace containers joins them again.
     super::attachments::reconnect(state, b).await
 }

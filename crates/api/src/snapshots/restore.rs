@@ -9,9 +9,9 @@
 //! that dies while replacing finishes it at its next start.
 //!
 //! Keys: the engine keeps its users in its data, so a restored engine knows the keys it knew at
-//! the snapshot. Keys revoked since are removed again; a restore is refused while the bucket has
-//! keys made after the snapshot, which the engine would forget (SeaweedFS makes its own key
-//! secrets, so they cannot be made again as they were).
+//! the snapshot. Afterwards its identities are brought in line with the bucket's record
+//! (`keys::sweep_foreign`): keys revoked since are removed again, keys made or rotated since are
+//! put back with the access key and secret the record keeps, and anything else is removed.
 
 use std::time::Instant;
 
@@ -19,12 +19,12 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, volume_data};
-use crate::model::{now, BucketRecord, BucketStatus, PendingRevoke};
+use crate::model::{now, BucketRecord, BucketStatus};
 
 use super::archive::{
     archive_present, event, matches_record, open_archive, recount_later, tampered,
 };
-use super::model::{Restore, RestoreStatus, Snapshot, SnapshotKey};
+use super::model::{Restore, RestoreStatus, Snapshot};
 use super::progress::Meter;
 
 /// How many times the replacement is tried before the bucket goes to ERROR.
@@ -52,7 +52,6 @@ pub async fn restore(
             b.name
         )));
     }
-    refuse_newer_keys(&b, &s)?;
     archive_present(state, &s).await?;
     s.restore = Some(Restore {
         status: RestoreStatus::Staging,
@@ -91,23 +90,6 @@ fn restorable(b: &BucketRecord) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Refuses a restore that would make the engine forget keys made after the snapshot.
-fn refuse_newer_keys(b: &BucketRecord, s: &Snapshot) -> Result<()> {
-    let newer: Vec<&str> = b
-        .keys
-        .iter()
-        .filter(|k| !s.keys.iter().any(|o| o.access_key == k.access_key))
-        .map(|k| k.name.as_str())
-        .collect();
-    if newer.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Conflict(format!(
-        "keys made after the snapshot would stop working ({}): revoke them first, and make them again after the restore",
-        newer.join(", ")
-    )))
 }
 
 /// Sets the restore's outcome on the snapshot's record.
@@ -188,7 +170,7 @@ async fn run(state: &AppState, id: &str) -> Result<()> {
     let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
         return called_off(&b, "the bucket was deleted meanwhile".into()).await;
     };
-    if let Err(e) = restorable(&b).and_then(|()| refuse_newer_keys(&b, &s)) {
+    if let Err(e) = restorable(&b) {
         return called_off(&b, e.to_string()).await;
     }
     record_bytes(state, id, RestoreStatus::Replacing, None, None, Some(bytes)).await?;
@@ -264,15 +246,9 @@ async fn replace(state: &AppState, b: &mut BucketRecord, s: &Snapshot) -> Result
         );
         return fail_with_bucket(state, b, &s.id, message, Some(downtime)).await;
     }
-    let forgotten: Vec<SnapshotKey> = s
-        .keys
-        .iter()
-        .filter(|o| !b.keys.iter().any(|k| k.access_key == o.access_key))
-        .cloned()
-        .collect();
-    revoke_engine_users(state, b, forgotten).await?;
-    // Identities the daemon did not make (made with an old root secret, minted by a key) came
-    // back with the data: removed again, now or when the bucket next runs.
+    // The engine's identities are the snapshot's: keys revoked since, and anything the daemon
+    // did not make, are removed; keys made or rotated since are put back. Now, or when the
+    // bucket next runs.
     crate::keys::sweep_locked(state, b).await?;
     record(state, &s.id, RestoreStatus::Done, None, Some(downtime)).await?;
     if let Err(e) = volume_data::drop_staging(state, &b.id).await {
@@ -287,29 +263,6 @@ async fn replace(state: &AppState, b: &mut BucketRecord, s: &Snapshot) -> Result
         ),
     );
     recount_later(state, &b.id);
-    Ok(())
-}
-
-/// Removes engine users the bucket does not have (they came back with a snapshot's data): at
-/// once when the bucket runs, otherwise when it runs again. Caller holds the lock.
-async fn revoke_engine_users(
-    state: &AppState,
-    b: &mut BucketRecord,
-    users: Vec<SnapshotKey>,
-) -> Result<()> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    b.revoke_pending
-        .extend(users.into_iter().map(|k| PendingRevoke {
-            user: k.user,
-            access_key: k.access_key,
-        }));
-    b.updated_at = now();
-    state.store.update_bucket(b, None).await?;
-    if b.status == BucketStatus::Running {
-        crate::keys::remove_pending(state, b).await?;
-    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 mod crashes;
+mod legacy;
 mod policy;
 
 use kalpana_e2e::{docker_exists, noise, object_path, s3_client, Api, Daemon, DaemonOptions};
@@ -209,26 +210,19 @@ async fn a_restore_makes_the_data_exactly_the_snapshots_and_from_snapshot_copies
         .await?;
     assert_eq!(status, 204);
     let (_, newer) = key("newer", "read").await?;
-
-    // Refused: someone else (404), a key the engine would forget (409 naming it).
-    let restore_path = format!("/api/buckets/{bid}/snapshots/{sid}/restore");
-    let (status, _) = bob.send("POST", &restore_path, None).await?;
-    assert_eq!(status, 404);
-    let (status, e) = alice.send("POST", &restore_path, None).await?;
-    assert_eq!(status, 409, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("newer")),
-        "{e}"
-    );
-    alice
+    let (status, rotated) = alice
         .send(
-            "DELETE",
-            &format!("/api/buckets/{bid}/keys/{}", id(&newer)),
+            "POST",
+            &format!("/api/buckets/{bid}/keys/{}/rotate", id(&kept)),
             None,
         )
         .await?;
+    assert_eq!(status, 200, "{rotated}");
+
+    // Refused: someone else (404).
+    let restore_path = format!("/api/buckets/{bid}/snapshots/{sid}/restore");
+    let (status, _) = bob.send("POST", &restore_path, None).await?;
+    assert_eq!(status, 404);
 
     let started = Instant::now();
     let done = restore(&alice, &bid, &sid).await?;
@@ -261,18 +255,27 @@ async fn a_restore_makes_the_data_exactly_the_snapshots_and_from_snapshot_copies
         "volume",
         &format!("kalpana-bucket-{bid}-staging")
     ));
-    // The key kept since the snapshot works; the one revoked since stays revoked.
+    // The engine's keys are the record's: the one made after the snapshot and the one rotated
+    // since work with their current secrets, the rotated one's old secret and the one revoked
+    // since stay refused.
     let secret = |k: &Value| k["secretKey"].as_str().expect("secret").to_string();
     let access = |k: &Value| k["accessKey"].as_str().expect("access").to_string();
+    for (what, k) in [("made since", &newer), ("rotated since", &rotated)] {
+        assert!(
+            can_read(&endpoint, &access(k), &secret(k), "precious", "small.txt").await,
+            "the key {what} does not read after the restore"
+        );
+    }
     assert!(
-        can_read(
+        !can_read(
             &endpoint,
             &access(&kept),
             &secret(&kept),
             "precious",
             "small.txt"
         )
-        .await
+        .await,
+        "the rotated key's old secret came back with the snapshot"
     );
     assert!(
         !can_read(
