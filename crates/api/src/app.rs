@@ -43,6 +43,8 @@ pub struct App {
     pub defaults_lock: tokio::sync::Mutex<()>,
     /// The reconcile loop's work queue.
     pub reconciler: crate::reconcile::Reconciler,
+    /// Ids of new buckets whose volumes are made ahead.
+    pub pool: crate::lifecycle::pool::VolumePool,
     /// The address of each running bucket container on the bucket network.
     pub addresses: crate::lifecycle::Addresses,
     /// One lifecycle operation per bucket at a time.

@@ -78,6 +78,9 @@ pub struct Config {
     pub conn_limits: crate::accept::ConnLimits,
     /// Buckets one owner may hold (`KALPANA_MAX_BUCKETS_PER_OWNER`, default 50; admins exempt).
     pub max_buckets_per_owner: usize,
+    /// How many data volumes (with the engine's internal certificates) are made ahead for new
+    /// buckets of the default engine (`KALPANA_VOLUME_POOL`, default 2; 0: none).
+    pub volume_pool: usize,
     /// Whether the daemon keeps host firewall rules that leave only the engines' S3 (and
     /// console) ports of bucket containers reachable (`KALPANA_FIREWALL`, default true; needs
     /// root and iptables).
@@ -230,6 +233,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_MAX_BUCKETS_PER_OWNER",
     "KALPANA_MAX_WORKSPACES_PER_USER",
     "KALPANA_FIREWALL",
+    "KALPANA_VOLUME_POOL",
     "KALPANA_RESERVE_PORTS",
     "KALPANA_MAX_TEAMS_PER_USER",
     "KALPANA_MAX_DOMAINS_PER_USER",
@@ -470,6 +474,7 @@ impl Config {
             },
             max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
             firewall: vars.parse("KALPANA_FIREWALL", true)?,
+            volume_pool: vars.parse("KALPANA_VOLUME_POOL", 2)?,
             reserve_ports: vars.parse("KALPANA_RESERVE_PORTS", true)?,
             caps: crate::caps::Caps {
                 workspaces: vars.parse("KALPANA_MAX_WORKSPACES_PER_USER", 20)?,

@@ -38,6 +38,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         allocation: tokio::sync::Mutex::new(()),
         locks: Default::default(),
         addresses: Default::default(),
+        pool: Default::default(),
         reconciler: Default::default(),
         defaults_lock: Default::default(),
         caps_lock: Default::default(),
@@ -85,6 +86,7 @@ pub async fn run(config: Config) -> Result<()> {
     crate::snapshots::mark_leaked(&state).await?;
     crate::lifecycle::prepare_docker(&state).await?;
     reserve_ports(&state);
+    crate::lifecycle::pool::spawn_filler(state.clone());
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }

@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::names;
 use crate::spec::{
     container_name, helper_name, staging_volume_name, volume_name, BucketSpec, LABEL_BUCKET_ID,
-    LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_REVISION, SPEC_REVISION,
+    LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_POOL, LABEL_SPEC_REVISION,
+    SPEC_REVISION,
 };
 
 /// The bridge driver option that allows or forbids traffic between a network's containers.
@@ -138,6 +139,17 @@ fn taken_port(message: &str) -> Option<u16> {
     }
     let before = message.split(": bind:").next()?;
     before.rsplit(':').next()?.trim().parse().ok()
+}
+
+/// A volume this daemon instance manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedVolume {
+    /// Its name.
+    pub name: String,
+    /// The bucket id on its label.
+    pub bucket_id: Option<String>,
+    /// Made ahead of its bucket (see [`DockerClient::prepare_volume`]).
+    pub made_ahead: bool,
 }
 
 /// Most bytes of each output stream an exec keeps.
@@ -497,6 +509,69 @@ impl DockerClient {
         Ok(name)
     }
 
+    /// Makes the data volume of a bucket that does not exist yet (id `id`, labelled as made
+    /// ahead) and writes fresh internal certificates into it through a helper of `image`
+    /// mounted at `data_path`, so the bucket's first container starts without that step.
+    pub async fn prepare_volume(
+        &self,
+        id: &str,
+        image: &str,
+        data_path: &str,
+        internal_security: bool,
+    ) -> Result<()> {
+        let name = volume_name(id);
+        names::check("volume", &name)?;
+        let req = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_INSTANCE.to_string(), self.instance.clone()),
+                (LABEL_BUCKET_ID.to_string(), id.to_string()),
+                (LABEL_POOL.to_string(), "true".to_string()),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| Error::docker("create volume", e))?;
+        if !internal_security {
+            return Ok(());
+        }
+        let helper = helper_name(id, "prepare");
+        self.remove_container(&helper).await?;
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(vec!["kalpana-data-helper-is-never-started".to_string()]),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_INSTANCE.to_string(), self.instance.clone()),
+                (LABEL_BUCKET_ID.to_string(), id.to_string()),
+                (crate::spec::LABEL_HELPER.to_string(), "prepare".to_string()),
+            ])),
+            network_disabled: Some(true),
+            host_config: Some(bollard::models::HostConfig {
+                binds: Some(vec![format!("{name}:{data_path}")]),
+                network_mode: Some("none".to_string()),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions {
+            name: Some(helper.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| Error::docker("create data helper", e))?;
+        let written = self.write_internal_tls(&helper, data_path).await;
+        self.remove_container(&helper).await?;
+        written
+    }
+
     /// Removes a volume; a missing one is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         names::check("volume", name)?;
@@ -522,9 +597,12 @@ impl DockerClient {
         }
     }
 
-    /// Creates the bucket's container. If a container of that name exists already (a retried
-    /// step), it is reused when it belongs to the same bucket. Returns the container id.
-    pub async fn create_container(&self, spec: &BucketSpec) -> Result<String> {
+    /// Creates the bucket's container, and writes fresh internal certificates into its volume
+    /// unless `tls_written` says the volume already holds some nobody else has seen (a volume
+    /// made ahead, see [`DockerClient::prepare_volume`]). If a container of that name exists
+    /// already (a retried step), it is reused when it belongs to the same bucket. Returns the
+    /// container id.
+    pub async fn create_container(&self, spec: &BucketSpec, tls_written: bool) -> Result<String> {
         let name = container_name(&spec.id);
         let opts = CreateContainerOptions {
             name: Some(name.clone()),
@@ -550,9 +628,11 @@ impl DockerClient {
                 e => return Err(e),
             },
         };
-        if spec.engine.internal_security {
+        if spec.engine.internal_security && !tls_written {
+            let t = std::time::Instant::now();
             self.write_internal_tls(&name, spec.engine.data_path)
                 .await?;
+            tracing::debug!(container = %name, elapsed_ms = t.elapsed().as_millis() as u64, "internal certificates written");
         }
         Ok(id)
     }
@@ -560,7 +640,9 @@ impl DockerClient {
     /// Writes a fresh CA and node certificate for the engine's internal mutual TLS into the
     /// data volume of a created (not running) container.
     async fn write_internal_tls(&self, name: &str, data_path: &str) -> Result<()> {
+        let t = std::time::Instant::now();
         let archive = crate::internal_tls::InternalTls::generate()?.archive()?;
+        tracing::debug!(container = %name, elapsed_us = t.elapsed().as_micros() as u64, "internal certificates made");
         let opts = UploadToContainerOptions {
             path: data_path.to_string(),
             ..Default::default()
@@ -943,8 +1025,9 @@ impl DockerClient {
             .collect())
     }
 
-    /// Names and bucket ids of every volume this daemon instance manages.
-    pub async fn list_managed_volumes(&self) -> Result<Vec<(String, Option<String>)>> {
+    /// Every volume this daemon instance manages: name, bucket id, and whether it was made
+    /// ahead of its bucket and not yet given to one.
+    pub async fn list_managed_volumes(&self) -> Result<Vec<ManagedVolume>> {
         let opts = ListVolumesOptions {
             filters: Some(self.managed_filters()),
         };
@@ -957,9 +1040,10 @@ impl DockerClient {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| {
-                let id = v.labels.get(LABEL_BUCKET_ID).cloned();
-                (v.name, id)
+            .map(|v| ManagedVolume {
+                bucket_id: v.labels.get(LABEL_BUCKET_ID).cloned(),
+                made_ahead: v.labels.contains_key(LABEL_POOL),
+                name: v.name,
             })
             .collect())
     }

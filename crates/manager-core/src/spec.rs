@@ -45,6 +45,10 @@ pub fn volume_name(id: &str) -> String {
     format!("kalpana-bucket-{id}-data")
 }
 
+/// Label of a volume made ahead of a bucket (with its internal certificates) and not yet
+/// given to one.
+pub const LABEL_POOL: &str = "kalpana.pool";
+
 /// Label of a data helper container: what it is for (`staging`, `import`, `export`).
 pub const LABEL_HELPER: &str = "kalpana.helper";
 

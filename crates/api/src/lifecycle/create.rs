@@ -103,7 +103,12 @@ pub async fn create(
     }
     require_docker(state).await?;
     let secret = new_secret_key();
-    let id = new_id();
+    // A bucket of the default engine's image takes an id whose volume is made already.
+    let id = if profile.image == state.config.profile(state.config.engine).image {
+        state.pool.take().unwrap_or_else(new_id)
+    } else {
+        new_id()
+    };
     let mut record = BucketRecord {
         description: req.description,
         team_id: req.team_id,
@@ -351,21 +356,26 @@ async fn provision_steps(state: &AppState, b: &mut BucketRecord) -> Result<()> {
             .await?;
     }
     let spec = spec_for(state, b)?;
+    let t = Instant::now();
     pull_image(state, b, &spec.engine.image).await?;
     step(state, b, "creating volume and container").await?;
     state.docker.ensure_network(&spec.network).await?;
     b.volume_name = Some(state.docker.create_volume(&spec).await?);
+    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "image, network and volume ready");
     if b.from_snapshot.as_ref().is_some_and(|f| !f.imported) {
         step(state, b, "filling the volume from the snapshot").await?;
         crate::snapshots::from_snapshot::import_for_new(state, b).await?;
     }
     fault::point("provision.volume");
-    b.container_id = Some(state.docker.create_container(&spec).await?);
+    let tls_written = state.pool.holds_fresh_certificates(&b.id);
+    b.container_id = Some(state.docker.create_container(&spec, tls_written).await?);
+    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, tls_written, "container created");
     b.updated_at = now();
     state
         .store
         .update_bucket(b, Some(BucketStatus::Creating))
         .await?;
+    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "container recorded");
     fault::point("provision.container");
     step(state, b, "starting").await?;
     let mut spec = spec;
@@ -432,7 +442,7 @@ async fn move_to_other_ports(
             .await?;
     }
     let spec = spec_for(state, b)?;
-    b.container_id = Some(state.docker.create_container(&spec).await?);
+    b.container_id = Some(state.docker.create_container(&spec, false).await?);
     Ok(spec)
 }
 
@@ -445,11 +455,15 @@ pub(super) async fn bring_up(
     settings: Settings,
 ) -> Result<()> {
     let name = container_name(&b.id);
+    let t = Instant::now();
     state.docker.start_container(&name).await?;
     let started = state.docker.inspect_container(&name).await?;
     observed(state, &b.id, started.as_ref());
     let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
+    let at_start = t.elapsed();
     wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
+    tracing::debug!(bucket = %b.id, start_ms = at_start.as_millis() as u64,
+        ready_ms = t.elapsed().as_millis() as u64, "container started and serving");
     let client = s3_client(state, b)?;
     // Signed requests can lag the health answer by a few milliseconds.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -464,6 +478,7 @@ pub(super) async fn bring_up(
         }
     }
     apply_settings(&client, settings).await?;
+    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "S3 bucket made and set");
     // Identities owed a sync (a restore of a stopped bucket) before anyone uses the engine; the
     // key refresh records it done, or tries again.
     if b.sweep_identities {

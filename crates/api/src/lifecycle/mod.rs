@@ -22,6 +22,7 @@ use crate::model::{now, BucketRecord, BucketStatus};
 pub mod attachments;
 mod create;
 mod delete;
+pub mod pool;
 mod replace;
 mod start_stop;
 pub mod volume_data;

@@ -92,7 +92,7 @@ pub async fn ensure_container(state: &AppState, b: &BucketRecord, spec: &BucketS
             tracing::warn!(bucket = %b.id, "container missing; recreating it on the kept volume");
             state.docker.ensure_network(&spec.network).await?;
             state.docker.create_volume(spec).await?;
-            state.docker.create_container(spec).await?;
+            state.docker.create_container(spec, false).await?;
             Ok(())
         }
     }
@@ -113,7 +113,7 @@ pub(super) async fn swap_container(
     // Docker would make a missing named volume itself, without the labels that tie it to the
     // bucket (and let clean-up find it).
     state.docker.create_volume(spec).await?;
-    state.docker.create_container(spec).await?;
+    state.docker.create_container(spec, false).await?;
     // The old server's pooled connections, credentials and address are gone with it.
     state.s3_clients.forget(&b.id);
     state.addresses.set(&b.id, None);

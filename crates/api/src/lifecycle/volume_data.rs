@@ -106,7 +106,7 @@ pub async fn replace_from_staging(state: &AppState, b: &BucketRecord) -> Result<
         tracing::warn!(bucket = %b.id, error = %e, "removing the export helper failed");
     }
     copied?;
-    state.docker.create_container(&spec).await?;
+    state.docker.create_container(&spec, false).await?;
     Ok(())
 }
 

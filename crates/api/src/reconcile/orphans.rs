@@ -67,8 +67,18 @@ pub async fn find_orphans(state: &AppState) -> Result<Orphans> {
             .collect(),
         volumes: volumes
             .into_iter()
-            .filter(|(_, id)| unknown(id))
-            .map(|(name, bucket_id)| OrphanVolume { name, bucket_id })
+            .filter(|v| unknown(&v.bucket_id))
+            // Made ahead for a bucket to come: the pool's, not an orphan.
+            .filter(|v| {
+                !(v.made_ahead
+                    && v.bucket_id
+                        .as_ref()
+                        .is_some_and(|id| state.pool.is_ready(id)))
+            })
+            .map(|v| OrphanVolume {
+                name: v.name,
+                bucket_id: v.bucket_id,
+            })
             .collect(),
     })
 }
