@@ -14,6 +14,7 @@ pub mod cloud;
 pub mod images;
 pub mod mongo;
 pub mod probe;
+pub mod runtime_suite;
 pub mod webdriver;
 
 use anyhow::{bail, Context, Result};
@@ -183,7 +184,7 @@ pub fn port_base() -> u16 {
 }
 
 /// A distinct slice of the host port range for each daemon of this test process.
-fn next_port_range() -> (u16, u16) {
+pub fn next_port_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Spread test processes apart too, so two binaries never share a slice.
     let base = port_base();

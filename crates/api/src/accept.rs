@@ -10,6 +10,7 @@
 //!
 //! Caveat: a cap per address counts a NAT or proxy in front of many clients as one client.
 
+use kalpana_domain::config::ConnLimits;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -22,27 +23,6 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-
-/// Limits on accepted connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    /// How long a client may take to send a request head (`KALPANA_HEADER_TIMEOUT_SECS`).
-    pub header_timeout: Duration,
-    /// Open connections per client address (`KALPANA_MAX_CONNECTIONS_PER_IP`).
-    pub per_address: usize,
-    /// Open connections in all (`KALPANA_MAX_CONNECTIONS`).
-    pub total: usize,
-}
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        ConnLimits {
-            header_timeout: Duration::from_secs(10),
-            per_address: 256,
-            total: 8192,
-        }
-    }
-}
 
 /// Open connections by client address.
 #[derive(Debug, Default)]

@@ -2,10 +2,12 @@
 //! `min_rate` on average once `grace` has passed) is cut off with [`BodyTimeout`], which the
 //! handlers answer with 408. Uploads of any size still pass as long as bytes keep flowing.
 
+use kalpana_domain::config::BodyPace;
+pub use kalpana_domain::upload::timed_out;
+use kalpana_domain::upload::BodyTimeout;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,39 +17,11 @@ use bytes::Bytes;
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 
-/// Limits on how a request body arrives.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyPace {
-    /// Longest wait for the next bytes.
-    pub idle: Duration,
-    /// How long a body may arrive at any pace before `min_rate` applies.
-    pub grace: Duration,
-    /// Slowest average rate accepted after `grace`, in bytes per second.
-    pub min_rate: u64,
-}
-
-/// The body stalled or trickled; see [`BodyPace`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BodyTimeout(String);
-
 /// Wraps every request body in the guard.
 pub async fn guard(State(pace): State<BodyPace>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let guarded = Body::new(Guarded::new(body, pace));
     next.run(Request::from_parts(parts, guarded)).await
-}
-
-/// Whether a body error (anywhere in its source chain) is the guard's timeout.
-pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<BodyTimeout>() {
-            return Some(t.0.clone());
-        }
-        cur = err.source();
-    }
-    None
 }
 
 struct Guarded {

@@ -5,16 +5,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-/// Everything that can go wrong in the daemon. Each variant documents its HTTP status.
+/// What a request can fail with: the domain's errors, and the few that only HTTP knows (a
+/// missing token, a body that stalls or is too large, a malformed request). Each is given its
+/// status in [`Error::status_and_code`], the one place that decides.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// 400: the request is malformed or breaks a rule.
+    /// 400: the request is malformed (a query, a header, a path).
     #[error("{0}")]
     BadRequest(String),
     /// 401: no or unknown bearer token.
     #[error("a valid bearer token is required")]
     Unauthorized,
-    /// 403: authenticated but not allowed (only for resources the caller can see).
+    /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
     /// 404: no such resource, or one the caller may not see.
@@ -23,57 +25,36 @@ pub enum Error {
     /// 409: conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
-    /// 413: the upload would take the bucket over its quota, or the body is too large.
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// 422: the operation is not one this kind of bucket can do.
-    #[error("{0}")]
-    NotSupported(String),
-    /// 422: an external bucket did not answer its credentials.
-    #[error("{0}")]
-    ExternalUnreachable(String),
-    /// 422: an endpoint the endpoint policy refuses.
-    #[error("{0}")]
-    EndpointNotAllowed(String),
     /// 408: the request body stalled or arrived too slowly.
     #[error("{0}")]
     RequestTimeout(String),
     /// 413: a JSON request body over the limit.
     #[error("{0}")]
     BodyTooLarge(String),
-    /// 416: the requested range is outside the object.
-    #[error("the requested range is not satisfiable for an object of this size")]
-    RangeNotSatisfiable,
-    /// 422: a domain's DNS record does not prove control of it.
-    #[error("{0}")]
-    VerificationFailed(String),
-    /// 429: the caller holds as many buckets or ports as one owner may.
-    #[error("{0}")]
-    OwnerLimit(String),
-    /// 422: understood but not possible (e.g. a feature the engine lacks).
+    /// 422: understood but not possible.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: a dependency (Docker, the store) is down or a resource is exhausted.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A cloud provider refused a dock's token (422).
-    #[error("{0}")]
-    ProviderRefused(String),
-    /// A cloud provider failed or answered garbage (502, its words shown).
-    #[error("{0}")]
-    ProviderFailed(String),
-    /// Docker-side failure; status depends on its kind.
-    #[error(transparent)]
-    Manager(#[from] kalpana_manager_core::Error),
-    /// S3-side failure: 502.
-    #[error(transparent)]
-    S3(#[from] kalpana_s3_ops::Error),
-    /// 500: the store failed in a way that is not the caller's fault.
-    #[error("store: {0}")]
-    Store(String),
     /// 500: anything else.
     #[error("internal: {0}")]
     Internal(String),
+    /// What the domain said.
+    #[error(transparent)]
+    Domain(#[from] Domain),
+}
+
+/// The domain's error, as the api sees it.
+pub use kalpana_domain::Error as Domain;
+
+impl From<kalpana_manager_core::Error> for Error {
+    fn from(e: kalpana_manager_core::Error) -> Self {
+        Error::Domain(e.into())
+    }
+}
+
+impl From<kalpana_s3_ops::Error> for Error {
+    fn from(e: kalpana_s3_ops::Error) -> Self {
+        Error::Domain(e.into())
+    }
 }
 
 /// Result with [`Error`] as default error.
@@ -83,75 +64,108 @@ impl Error {
     /// HTTP status and stable error code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use kalpana_manager_core::Error as M;
-        use kalpana_s3_ops::Error as S;
+        use Domain as D;
         match self {
-            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
-            Error::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Error::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Error::RangeNotSatisfiable => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
-            }
-            Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            Error::VerificationFailed(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed")
-            }
-            Error::OwnerLimit(_) => (StatusCode::TOO_MANY_REQUESTS, "owner_limit"),
-            Error::NotSupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_supported"),
-            Error::ExternalUnreachable(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "external_unreachable")
-            }
-            Error::EndpointNotAllowed(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
-            }
-            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::ProviderRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_refused"),
-            Error::ProviderFailed(_) => (StatusCode::BAD_GATEWAY, "provider_failed"),
-            Error::Manager(M::DockerUnavailable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable")
-            }
-            Error::Manager(M::NetworkNotIsolated(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "network_not_isolated")
-            }
-            Error::Manager(M::PortTaken { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "port_taken"),
-            Error::Manager(M::PortsExhausted(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted")
-            }
-            Error::Manager(M::UnknownEngine(_) | M::InvalidName { .. }) => {
+            Error::BadRequest(_) | Error::Domain(D::Invalid(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
-            Error::Manager(M::ImageUnavailable { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) | Error::Domain(D::Forbidden(_)) => {
+                (StatusCode::FORBIDDEN, "forbidden")
             }
-            Error::Manager(_) => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
-            Error::S3(S::Unreachable { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "bucket_unreachable")
+            Error::NotFound(_) | Error::Domain(D::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found")
             }
-            Error::S3(S::Body(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::S3(S::NotAllowed(_)) => {
+            Error::Conflict(_) | Error::Domain(D::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Error::RequestTimeout(_) | Error::Domain(D::BodyTimedOut(_)) => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout")
+            }
+            Error::Domain(D::BodyFailed(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Error::Unprocessable(_) | Error::Domain(D::Unprocessable(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")
+            }
+            Error::Internal(_) | Error::Domain(D::Internal(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            Error::Domain(D::QuotaExceeded(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+            Error::Domain(D::RangeNotSatisfiable) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            Error::Domain(D::VerificationFailed(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed")
+            }
+            Error::Domain(D::LimitReached(_)) => (StatusCode::TOO_MANY_REQUESTS, "owner_limit"),
+            Error::Domain(D::NotSupported { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "not_supported")
+            }
+            Error::Domain(D::ExternalUnreachable(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "external_unreachable")
+            }
+            Error::Domain(D::EndpointNotAllowed(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
             }
-            Error::S3(_) => (StatusCode::BAD_GATEWAY, "s3_error"),
-            Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
-            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::Domain(D::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Domain(D::ProviderRefused(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "provider_refused")
+            }
+            Error::Domain(D::ProviderFailed(_)) => (StatusCode::BAD_GATEWAY, "provider_failed"),
+            Error::Domain(D::Runtime(m)) => match m {
+                M::DockerUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable"),
+                M::NetworkNotIsolated(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "network_not_isolated")
+                }
+                M::PortTaken { .. } => (StatusCode::SERVICE_UNAVAILABLE, "port_taken"),
+                M::PortsExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "ports_exhausted"),
+                M::UnknownEngine(_) | M::InvalidName { .. } => {
+                    (StatusCode::BAD_REQUEST, "bad_request")
+                }
+                M::ImageUnavailable { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
+                }
+                M::Storage(s) => s3_status(s),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
+            },
+            Error::Domain(D::S3(s)) => s3_status(s),
+            Error::Domain(D::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         }
+    }
+
+    /// Whether this is a bucket's S3 server that could not be reached.
+    fn is_unreachable(&self) -> bool {
+        use kalpana_s3_ops::Error as S;
+        matches!(
+            self,
+            Error::Domain(Domain::S3(S::Unreachable { .. }))
+                | Error::Domain(Domain::Runtime(kalpana_manager_core::Error::Storage(
+                    S::Unreachable { .. }
+                )))
+        )
+    }
+}
+
+fn s3_status(e: &kalpana_s3_ops::Error) -> (StatusCode, &'static str) {
+    use kalpana_s3_ops::Error as S;
+    match e {
+        S::Unreachable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "bucket_unreachable"),
+        S::Body(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        S::NotAllowed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed"),
+        _ => (StatusCode::BAD_GATEWAY, "s3_error"),
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if let Error::S3(kalpana_s3_ops::Error::Unreachable { .. }) = &self {
+        let message = if self.is_unreachable() {
             // The endpoint and the SDK's words are the daemon's business, not the client's.
             tracing::warn!(error = %self, code, "bucket S3 server unreachable");
             "the bucket's S3 server is unreachable; try again shortly".to_string()
         } else if status.is_server_error()
             && status != StatusCode::SERVICE_UNAVAILABLE
-            && !matches!(self, Error::ProviderFailed(_))
+            && !matches!(self, Error::Domain(Domain::ProviderFailed(_)))
         {
             // Details of internal failures go to the log, not to the client.
             tracing::error!(error = %self, code, "request failed");
@@ -173,7 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_bucket_says_so_without_engine_or_sdk_details() {
-        let e = Error::S3(kalpana_s3_ops::Error::Unreachable {
+        let e = Error::from(kalpana_s3_ops::Error::Unreachable {
             endpoint: "http://127.0.0.1:40123".into(),
             message: "dispatch failure: io error: connection refused (os error 111)".into(),
         });

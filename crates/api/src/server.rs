@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use kalpana_manager_core::{DockerClient, PortAllocator};
+use kalpana_domain::context::CoreParts;
+use kalpana_domain::Core;
+use kalpana_manager_core::{DockerClient, DockerRuntime, PortAllocator, Runtime};
 
 use crate::app::{App, AppState};
 use crate::config::Config;
@@ -11,7 +13,8 @@ use crate::events::EventBus;
 use crate::secrets::MasterKey;
 use crate::{auth, reconcile, router, store, usage};
 
-/// Builds the shared state from configuration (opens the store, loads the master key).
+/// Builds the shared state from configuration (opens the store, loads the master key,
+/// connects the container runtime).
 pub async fn build_state(config: Config) -> Result<AppState> {
     private_dir(&config.data_dir)?;
     let master_key = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
@@ -29,31 +32,31 @@ pub async fn build_state(config: Config) -> Result<AppState> {
                 .collect(),
         )
     });
-    let state = AppState(Arc::new(App {
+    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(docker, &config.network, firewall));
+    let core = Core(Arc::new(CoreParts {
         config,
         store,
-        docker,
-        firewall,
-        ports,
-        allocation: tokio::sync::Mutex::new(()),
+        runtime,
+        events: EventBus::new(),
         locks: Default::default(),
+        master_key,
+        s3_clients: Default::default(),
         addresses: Default::default(),
+        ports,
         pool: Default::default(),
         reconciler: Default::default(),
-        defaults_lock: Default::default(),
-        caps_lock: Default::default(),
-        s3_clients: Default::default(),
-        master_key,
-        events: EventBus::new(),
-        callers: Default::default(),
         quotas: Default::default(),
         pending_usage: Default::default(),
-        fleet: Default::default(),
         followed_uploads: Default::default(),
         metrics: Default::default(),
-        shutdown: tokio::sync::watch::Sender::new(false),
+        tasks: Default::default(),
     }));
-    Ok(state)
+    Ok(AppState(Arc::new(App {
+        core,
+        fleet: Default::default(),
+        callers: Default::default(),
+        shutdown: tokio::sync::watch::Sender::new(false),
+    })))
 }
 
 /// Creates the data directory readable by its owner only (0700): it holds the master key and
@@ -76,26 +79,26 @@ pub async fn run(config: Config) -> Result<()> {
     let state = build_state(config).await?;
     let holder = crate::lease::holder(&state);
     crate::lease::acquire(&state, &holder).await?;
-    crate::lease::spawn_renewal(state.clone(), holder.clone());
+    crate::lease::spawn_renewal(state.core.clone(), holder.clone());
     // Only the lease holder writes: a refused second daemon must not touch the admin token.
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;
     }
-    crate::workspaces::migrate_links(&state).await?;
+    kalpana_domain::migrate::run(&state).await?;
     crate::snapshots::recover(&state).await?;
     crate::snapshots::mark_leaked(&state).await?;
-    crate::lifecycle::prepare_docker(&state).await?;
+    crate::lifecycle::prepare_runtime(&state).await?;
     reserve_ports(&state);
-    crate::lifecycle::pool::spawn_filler(state.clone());
+    crate::lifecycle::pool::spawn_filler(state.core.clone());
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }
-    reconcile::spawn(state.clone());
-    usage::spawn_periodic_sync(state.clone());
-    crate::pending_usage::spawn_flusher(state.clone());
-    crate::inventory::spawn_periodic_sync(state.clone());
-    crate::fleet::spawn_sampler(state.clone());
-    crate::snapshots::schedule::spawn(state.clone());
+    reconcile::spawn(state.core.clone());
+    usage::spawn_periodic_sync(state.core.clone());
+    crate::pending_usage::spawn_flusher(state.core.clone());
+    crate::inventory::spawn_periodic_sync(state.core.clone());
+    crate::fleet::spawn_sampler(state.core.clone(), state.fleet.clone());
+    crate::snapshots::schedule::spawn(state.core.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
@@ -129,6 +132,11 @@ pub async fn run(config: Config) -> Result<()> {
         } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period; exiting anyway");
         }
+    }
+    // Background work ends before the lease goes: nothing writes the store afterwards.
+    let aborted = state.tasks.shutdown(grace).await;
+    if aborted > 0 {
+        tracing::warn!(aborted, "background tasks still running after the grace period were stopped; the next start finishes what they began");
     }
     crate::pending_usage::flush_all(&state).await;
     // The next daemon on this store need not wait for the lease to run out.

@@ -50,6 +50,19 @@ pub enum Error {
         /// Who holds it, as far as the daemon can tell.
         holder: String,
     },
+    /// The S3 side of a data job failed (the archive's bucket).
+    #[error(transparent)]
+    Storage(#[from] kalpana_s3_ops::Error),
+    /// A data job failed part-way; `outcome` says what it had read or written by then.
+    #[error("{what} failed: {message}")]
+    Job {
+        /// What the job was doing.
+        what: &'static str,
+        /// Why it failed.
+        message: String,
+        /// What it moved before it failed.
+        outcome: Option<crate::runtime::JobOutcome>,
+    },
     /// The host firewall rules could not be read or written.
     #[error("host firewall: {0}")]
     Firewall(String),

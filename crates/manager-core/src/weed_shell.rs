@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::docker::DockerClient;
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+use crate::runtime::Runtime;
 
 /// How long one shell session may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,12 +31,21 @@ pub struct ShellIdentity {
     pub access_keys: Vec<String>,
 }
 
-/// `weed shell` in one bucket container.
-#[derive(Debug, Clone)]
+/// `weed shell` in one bucket's server.
+#[derive(Clone)]
 pub struct WeedShell {
-    docker: DockerClient,
-    container: String,
+    runtime: Arc<dyn Runtime>,
+    bucket: String,
     binary: String,
+}
+
+impl std::fmt::Debug for WeedShell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeedShell")
+            .field("bucket", &self.bucket)
+            .field("binary", &self.binary)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Refuses a key prefix the shell cannot carry (`;` ends a command, `,` an action).
@@ -94,11 +105,11 @@ struct Credential {
 }
 
 impl WeedShell {
-    /// The shell of container `container`, whose image runs `binary` (`/usr/bin/weed`).
-    pub fn new(docker: DockerClient, container: &str, binary: &str) -> Self {
+    /// The shell of bucket `bucket`'s server, whose image runs `binary` (`/usr/bin/weed`).
+    pub fn new(runtime: Arc<dyn Runtime>, bucket: &str, binary: &str) -> Self {
         WeedShell {
-            docker,
-            container: container.to_string(),
+            runtime,
+            bucket: bucket.to_string(),
             binary: binary.to_string(),
         }
     }
@@ -117,9 +128,9 @@ impl WeedShell {
         }
         let script = lines.join("\n") + "\n";
         let out = self
-            .docker
+            .runtime
             .exec(
-                &self.container,
+                &self.bucket,
                 &[self.binary.as_str(), "shell"],
                 script.as_bytes(),
                 TIMEOUT,

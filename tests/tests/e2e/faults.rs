@@ -528,7 +528,7 @@ async fn docker_going_away_is_503_reads_go_on_and_it_recovers() -> anyhow::Resul
         .await?;
     assert_eq!(status, 200, "{b}");
     assert_eq!(b["status"], "STOPPED");
-    assert!(d.log().contains("Docker is reachable again"));
+    assert!(d.log().contains("the container runtime is reachable again"));
     Ok(())
 }
 

@@ -24,6 +24,7 @@ mod ports;
 mod quotas;
 mod restores;
 mod routing;
+mod runtime;
 mod side_doors;
 mod snapshots;
 mod stats;

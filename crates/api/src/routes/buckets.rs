@@ -343,7 +343,7 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateBucket>,
 ) -> Result<Json<BucketView>> {
     lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
-    let _guard = state.locks.lock(&id).await;
+    let _guard = state.locks.bucket(&id).await;
     let mut b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
     if req.versioning.is_some()
         || req.encryption.is_some()
@@ -404,7 +404,7 @@ pub async fn update(
     let over_changed = crate::usage::mark_over_quota(&mut b);
     if let Err(e) = state.store.update_bucket(&b, None).await {
         state.pending_usage.add(&b.id, objects, bytes);
-        return Err(e);
+        return Err(e.into());
     }
     if over_changed {
         crate::usage::announce_quota(&state, &b);

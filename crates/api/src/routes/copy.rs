@@ -105,10 +105,11 @@ pub async fn copy(
         match stored {
             Err(e) if source_failed.load(std::sync::atomic::Ordering::SeqCst) => {
                 tracing::warn!(from = %src.id, key, error = %e, "copy source failed mid-stream");
-                return Err(Error::Unavailable(
+                return Err(crate::error::Domain::Unavailable(
                     "the source bucket's S3 server failed during the copy; nothing was stored"
                         .into(),
-                ));
+                )
+                .into());
             }
             other => other?,
         }
@@ -131,14 +132,14 @@ async fn copy_on_server(
     size: u64,
 ) -> Result<Stored> {
     if b.over_quota {
-        return Err(usage::over_quota(b));
+        return Err(usage::over_quota(b).into());
     }
     let client = backend::s3(state, b)?;
     let old = client.head_object(destination).await?;
     let old_size = old.as_ref().map_or(0, |o| o.size);
     let mut reservation = usage::Reservation::begin(state, b, destination, old_size);
     if !reservation.take(size) {
-        return Err(usage::over_quota(b));
+        return Err(usage::over_quota(b).into());
     }
     let copied = client.copy_object(key, destination).await?;
     usage::adjust(

@@ -128,7 +128,7 @@ pub async fn set(
 ) -> Result<Json<DefaultsView>> {
     purpose_ok(&purpose)?;
     let target = lifecycle::authorized(&state, &caller, &req.bucket_id, Access::Manage).await?;
-    let _one_at_a_time = state.defaults_lock.lock().await;
+    let _one_at_a_time = state.locks.defaults.lock().await;
     for b in scope(&state, &caller, target.team_id.as_deref()).await? {
         let holds = b.default_for.contains(&purpose);
         let wanted = b.id == target.id;
@@ -174,7 +174,7 @@ pub async fn drop(
     QueryParams(q): QueryParams<ScopeQuery>,
 ) -> Result<StatusCode> {
     purpose_ok(&purpose)?;
-    let _one_at_a_time = state.defaults_lock.lock().await;
+    let _one_at_a_time = state.locks.defaults.lock().await;
     for b in scope(&state, &caller, q.team_id.as_deref()).await? {
         if b.default_for.contains(&purpose) {
             caller.require(&b, Access::Manage)?;
@@ -186,11 +186,11 @@ pub async fn drop(
 
 /// Changes one bucket's defaults under its lock.
 async fn update(state: &AppState, id: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
-    let _guard = state.locks.lock(id).await;
+    let _guard = state.locks.bucket(id).await;
     let Some(mut b) = state.store.get_bucket(id).await? else {
         return Ok(());
     };
     change(&mut b);
     b.updated_at = now();
-    state.store.update_bucket(&b, None).await
+    Ok(state.store.update_bucket(&b, None).await?)
 }

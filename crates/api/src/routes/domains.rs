@@ -208,22 +208,23 @@ pub async fn verify(
         // Registered before verification existed: it gets its value now.
         d.verification_token = format!("kalpana-verify={}", new_token());
         state.store.update_domain(&d).await?;
-        return Err(Error::VerificationFailed(format!(
+        return Err(crate::error::Domain::VerificationFailed(format!(
             "publish a TXT record {record} holding {} and try again",
             d.verification_token
-        )));
+        ))
+        .into());
     }
     let found = dns::txt_records(server, &record, DNS_TIMEOUT).await?;
     if !found.iter().any(|t| t.trim() == d.verification_token) {
         tracing::info!(domain = %d.id, name = %d.name, records = found.len(), "domain verification failed");
-        return Err(Error::VerificationFailed(if found.is_empty() {
+        return Err(crate::error::Domain::VerificationFailed(if found.is_empty() {
             format!("no TXT record {record} was found; publish one holding the verification value and try again")
         } else {
             format!(
                 "the TXT record {record} does not hold the verification value (found {} other value(s))",
                 found.len()
             )
-        }));
+        }).into());
     }
     d.verified_at = Some(now());
     d.verified_by = Some("dns".into());

@@ -57,7 +57,7 @@ pub async fn stream(
                         continue;
                     }
                     if let Ok(data) = serde_json::to_string(&ev) {
-                        yield Ok(Event::default().event(ev.kind).data(data));
+                        yield Ok(Event::default().event(ev.kind.as_str()).data(data));
                     }
                 }
                 Err(RecvError::Lagged(n)) => {

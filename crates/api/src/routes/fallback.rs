@@ -57,7 +57,7 @@ async fn bucket_host(state: &AppState, host: &str) -> crate::error::Result<bool>
     if let Some(base) = state.config.routing.base_domain.as_deref() {
         if let Some(sub) = host.strip_suffix(&format!(".{base}")) {
             if !sub.contains('.') {
-                return state.store.subdomain_taken(sub).await;
+                return Ok(state.store.subdomain_taken(sub).await?);
             }
         }
     }

@@ -52,7 +52,7 @@ pub async fn healthz() -> Json<Health> {
     security(())
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (docker, store) = tokio::join!(crate::lifecycle::docker_ready(&state), state.store.ping());
+    let (docker, store) = tokio::join!(crate::lifecycle::runtime_ready(&state), state.store.ping());
     let status = if docker.is_ok() && store.is_ok() {
         StatusCode::OK
     } else {
@@ -82,7 +82,7 @@ pub async fn metrics(
     State(state): State<AppState>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
     let (docker, store, records) = tokio::join!(
-        crate::lifecycle::docker_ready(&state),
+        crate::lifecycle::runtime_ready(&state),
         state.store.ping(),
         crate::store::all_buckets(&*state.store)
     );

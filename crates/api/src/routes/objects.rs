@@ -28,8 +28,10 @@ const MAX_LIST: usize = 1000;
 fn s3_error(e: kalpana_s3_ops::Error) -> Error {
     match &e {
         kalpana_s3_ops::Error::S3 { status: 404, .. } => Error::NotFound("object"),
-        kalpana_s3_ops::Error::S3 { status: 416, .. } => Error::RangeNotSatisfiable,
-        _ => Error::S3(e),
+        kalpana_s3_ops::Error::S3 { status: 416, .. } => {
+            crate::error::Domain::RangeNotSatisfiable.into()
+        }
+        _ => e.into(),
     }
 }
 

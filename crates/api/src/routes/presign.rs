@@ -89,7 +89,7 @@ async fn presign(
         ));
     }
     if upload && b.over_quota {
-        return Err(usage::over_quota(&b));
+        return Err(usage::over_quota(&b).into());
     }
     let expires = Duration::from_secs(secs);
     if upload && b.quota_bytes().is_some() {
@@ -103,11 +103,11 @@ async fn presign(
             .quotas
             .promise(&b, len, std::time::Instant::now() + expires)
         {
-            return Err(Error::PayloadTooLarge(format!(
+            return Err(crate::error::Domain::QuotaExceeded(format!(
                 "an upload of {len} bytes would take bucket {} over its quota ({} bytes left, counting uploads in progress and unexpired presigned uploads)",
                 b.name,
                 state.quotas.remaining(&b).unwrap_or_default()
-            )));
+            )).into());
         }
     }
     if let Some(ct) = &req.content_type {

@@ -1,0 +1,68 @@
+//! How the daemon reaches each bucket's S3 server: the origin the runtime gave for it, and one
+//! pooled S3 client per bucket.
+
+use std::collections::HashMap;
+
+use kalpana_s3_ops::BucketClient;
+
+/// The origin by which the daemon reaches each running bucket server, learnt when the daemon
+/// starts it and whenever reconcile looks at it, forgotten when it goes down.
+#[derive(Default)]
+pub struct Addresses(std::sync::Mutex<HashMap<String, String>>);
+
+impl Addresses {
+    /// The origin of bucket `id`'s server, if known.
+    pub fn get(&self, id: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Records (or, with `None`, forgets) the origin of bucket `id`'s server.
+    pub fn set(&self, id: &str, origin: Option<String>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match origin {
+            Some(origin) => map.insert(id.to_string(), origin),
+            None => map.remove(id),
+        };
+    }
+}
+
+/// S3 clients by bucket id, each with the origin and access key it was made for.
+#[derive(Default)]
+pub struct S3Clients(std::sync::Mutex<HashMap<String, (String, String, BucketClient)>>);
+
+impl S3Clients {
+    /// The cached client of `bucket` for `origin` and `access_key`, made by `make` when missing
+    /// or made for something else.
+    pub fn get_or_make(
+        &self,
+        bucket: &str,
+        origin: &str,
+        access_key: &str,
+        make: impl FnOnce() -> crate::error::Result<BucketClient>,
+    ) -> crate::error::Result<BucketClient> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((o, k, c)) = map.get(bucket) {
+            if o == origin && k == access_key {
+                return Ok(c.clone());
+            }
+        }
+        let client = make()?;
+        map.insert(
+            bucket.to_string(),
+            (origin.to_string(), access_key.to_string(), client.clone()),
+        );
+        Ok(client)
+    }
+
+    /// Forgets the client of a deleted bucket.
+    pub fn forget(&self, bucket: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(bucket);
+    }
+}
