@@ -26,6 +26,8 @@ pub struct PendingUsage {
     changes: Mutex<HashMap<String, (i64, i64)>>,
     /// Per bucket: uploads streaming now, and uploads ever started (to see one come and go).
     uploads: Mutex<HashMap<String, (usize, u64)>>,
+    /// Per bucket: when a recount was last written.
+    recounted: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// An API upload streaming into a bucket; counted until dropped.
@@ -69,6 +71,23 @@ impl PendingUsage {
             Some(_) => None,
             None => Some(0),
         }
+    }
+
+    /// Notes that a recount of bucket `id` was written now.
+    pub fn recounted(&self, id: &str) {
+        self.recounted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), std::time::Instant::now());
+    }
+
+    /// Whether a recount of bucket `id` was written after `since`.
+    pub fn recounted_since(&self, id: &str, since: std::time::Instant) -> bool {
+        self.recounted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|at| *at >= since)
     }
 
     /// Adds a change to a bucket's counters.

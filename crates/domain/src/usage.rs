@@ -268,6 +268,7 @@ pub async fn sync_one(state: &Core, id: &str) -> Result<()> {
     b.stats_synced_at = Some(now());
     let over_changed = mark_over_quota(&mut b);
     state.store.update_bucket(&b, None).await?;
+    state.pending_usage.recounted(id);
     state.quotas.set_used(&b.id, bytes);
     if changed {
         tracing::info!(bucket = %b.id, objects = count, bytes, "bucket usage recounted");
@@ -304,6 +305,8 @@ pub fn follow_presigned(
     let core = state.clone();
     core.tasks.spawn_loop("presigned upload follower", async move {
         let started = Instant::now();
+        // Before the last look that did not see the upload: it landed after this.
+        let mut unseen_at = started;
         while Instant::now() < until {
             let pause = if started.elapsed() < std::time::Duration::from_secs(60) {
                 std::time::Duration::from_secs(2)
@@ -320,12 +323,26 @@ pub fn follow_presigned(
             let Ok(client) = crate::backend::s3(&state, &b) else {
                 continue;
             };
+            let looked_at = Instant::now();
             let Ok(Some(now)) = client.head_object(&key).await else {
+                unseen_at = looked_at;
                 continue;
             };
             let landed = before
                 .as_ref()
                 .is_none_or(|old| old.etag != now.etag || old.last_modified != now.last_modified);
+            if !landed {
+                unseen_at = looked_at;
+            }
+            if landed && state.pending_usage.recounted_since(&id, unseen_at) {
+                // A recount written since it may or may not have counted it: only another
+                // recount knows (adding it would count it twice).
+                if let Err(e) = sync_one(&state, &id).await {
+                    tracing::warn!(bucket = %id, error = %e, "recounting after a presigned upload failed");
+                }
+                tracing::info!(bucket = %id, key, size = now.size, "presigned upload landed beside a recount; recounted");
+                break;
+            }
             if landed {
                 let old_size = before.as_ref().map_or(0, |o| o.size);
                 if let Err(e) = adjust(
