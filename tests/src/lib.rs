@@ -489,7 +489,7 @@ impl Drop for Daemon {
 
 /// With `KALPANA_TEST_E2E_MONGODB_URI` set (`.ci/test` sets it for its MongoDB pass), the daemons
 /// keep their state in MongoDB, each in a database of its own; otherwise in the embedded store.
-fn mongodb_store(instance: &str) -> Option<String> {
+pub fn mongodb_store(instance: &str) -> Option<String> {
     let uri = std::env::var("KALPANA_TEST_E2E_MONGODB_URI").ok()?;
     let uri = uri.trim();
     if uri.is_empty() {

@@ -347,13 +347,7 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
     if b.port.is_none() {
         let _alloc = state.locks.allocation.lock().await;
         let ports = allocate_ports(state, b.engine).await?;
-        b.port = ports.first().copied();
-        b.console_port = ports.get(1).copied();
-        b.updated_at = now();
-        state
-            .store
-            .update_bucket(b, Some(BucketStatus::Creating))
-            .await?;
+        record_ports(state, b, &ports).await?;
     }
     let spec = spec_for(state, b)?;
     let t = Instant::now();
@@ -405,6 +399,18 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
     Ok(())
 }
 
+/// Gives a bucket being made `ports` (S3, then console) and writes them, which reserves them.
+/// Caller holds the allocation lock.
+async fn record_ports(state: &Core, b: &mut BucketRecord, ports: &[u16]) -> Result<()> {
+    b.port = ports.first().copied();
+    b.console_port = ports.get(1).copied();
+    b.updated_at = now();
+    state
+        .store
+        .update_bucket(b, Some(BucketStatus::Creating))
+        .await
+}
+
 /// How many times a new bucket whose port was taken before its container started is given
 /// other ports.
 const PORT_ATTEMPTS: u32 = 5;
@@ -426,13 +432,7 @@ async fn move_to_other_ports(state: &Core, b: &mut BucketRecord, taken: u16) -> 
                 ))
             })?;
         tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken before its container started; it gets another");
-        b.port = ports.first().copied();
-        b.console_port = ports.get(1).copied();
-        b.updated_at = now();
-        state
-            .store
-            .update_bucket(b, Some(BucketStatus::Creating))
-            .await?;
+        record_ports(state, b, &ports).await?;
     }
     let spec = spec_for(state, b)?;
     b.container_id = Some(state.runtime.create_server(&spec, false).await?);

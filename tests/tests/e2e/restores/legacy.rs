@@ -23,30 +23,6 @@ const REASON: &str = "snapshot archives taken before archives were sealed";
 /// The daemon's log line when it replaced them.
 const REPLACED_LINE: &str = "secrets given away by plain snapshot archives replaced";
 
-/// The store URI the harness gives a daemon of `instance` (`KALPANA_TEST_E2E_MONGODB_URI` with a
-/// database of the instance's own), or none for the embedded store.
-fn store_uri(instance: &str) -> Option<String> {
-    let uri = std::env::var("KALPANA_TEST_E2E_MONGODB_URI").ok()?;
-    let uri = uri.trim();
-    if uri.is_empty() {
-        return None;
-    }
-    let (base, query) = match uri.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (uri, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let hosts = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    let db = instance.replace('-', "_");
-    Some(match query {
-        Some(q) => format!("{hosts}/{db}?{q}"),
-        None => format!("{hosts}/{db}"),
-    })
-}
-
 /// The engine's node certificate of bucket `bid`, from inside its container.
 fn node_pem(bid: &str) -> anyhow::Result<Vec<u8>> {
     let out = Command::new("docker")
@@ -84,17 +60,6 @@ fn generation(bid: &str) -> String {
         "{{index .Config.Labels \"kalpana.generation\"}}",
     )
     .unwrap_or_default()
-}
-
-/// Whether these credentials can read `key` of bucket `bucket`.
-async fn reads(endpoint: &str, access: &str, secret: &str, bucket: &str, key: &str) -> bool {
-    s3_client(endpoint, access, secret)
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .is_ok()
 }
 
 /// The key `key_id` of bucket `bid`, as listed.
@@ -186,15 +151,18 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     assert_eq!(status, 201, "{put}");
 
     // Before: the key works, and the engine's certificate is what it is.
-    assert!(reads(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await);
+    assert!(super::can_read(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await);
     let pem_before = node_pem(&bid)?;
     let gen_before = generation(&bid);
 
     // The daemon goes down; its record of the snapshot is made one of format 1.
     d.kill();
     {
-        let store =
-            kalpana_api::store::open(store_uri(&d.instance).as_deref(), &d.data_dir).await?;
+        let store = kalpana_api::store::open(
+            kalpana_e2e::mongodb_store(&d.instance).as_deref(),
+            &d.data_dir,
+        )
+        .await?;
         let mut rec = store
             .get_snapshot(&sid)
             .await?
@@ -263,7 +231,7 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     })
     .await?;
     assert!(
-        !reads(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await,
+        !super::can_read(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await,
         "the key's old secret still reads"
     );
     let generation_now = generation(&bid);
@@ -314,7 +282,7 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     assert_ne!(access, old_access);
     assert_ne!(secret, old_secret);
     let t = Instant::now();
-    while !reads(&endpoint, &access, &secret, "legacy", "small.txt").await {
+    while !super::can_read(&endpoint, &access, &secret, "legacy", "small.txt").await {
         anyhow::ensure!(
             t.elapsed() < Duration::from_secs(10),
             "the rotated key does not read"
@@ -357,7 +325,7 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     assert_eq!(generation(&bid), gen_kept);
     assert_eq!(d.log().matches(REPLACED_LINE).count(), 1, "replaced again");
     let alice = d.api(&token);
-    assert!(reads(&endpoint, &access, &secret, "legacy", "small.txt").await);
+    assert!(super::can_read(&endpoint, &access, &secret, "legacy", "small.txt").await);
 
     // The plain snapshot restores: the bucket's objects exactly the snapshot's.
     alice
@@ -385,11 +353,11 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     assert_eq!(contents(&alice, &bid).await?, at_snapshot);
     // The restored engine held the key's leaked secret: it stays refused; the current one works.
     assert!(
-        !reads(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await,
+        !super::can_read(&endpoint, &old_access, &old_secret, "legacy", "small.txt").await,
         "the restore brought the leaked secret back"
     );
     assert!(
-        reads(&endpoint, &access, &secret, "legacy", "small.txt").await,
+        super::can_read(&endpoint, &access, &secret, "legacy", "small.txt").await,
         "the key's current secret no longer reads after the restore"
     );
 
