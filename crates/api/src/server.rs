@@ -33,6 +33,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         )
     });
     let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(docker, &config.network, firewall));
+    let pool = crate::lifecycle::pool::VolumePool::open(&config.data_dir);
     let core = Core(Arc::new(CoreParts {
         config,
         store,
@@ -43,7 +44,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         s3_clients: Default::default(),
         addresses: Default::default(),
         ports,
-        pool: Default::default(),
+        pool,
         reconciler: Default::default(),
         quotas: Default::default(),
         pending_usage: Default::default(),

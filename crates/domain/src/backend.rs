@@ -11,7 +11,7 @@ use crate::{external, lifecycle};
 
 /// The S3 client of a bucket, reused across requests.
 pub fn s3(state: &Core, b: &BucketRecord) -> Result<BucketClient> {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => lifecycle::s3_client(state, b),
         BucketKind::External => external::client(state, b),
     }
@@ -19,7 +19,7 @@ pub fn s3(state: &Core, b: &BucketRecord) -> Result<BucketClient> {
 
 /// A presigner for the origin clients use.
 pub fn presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => {
             let origin = lifecycle::public_origin(state, b).ok_or_else(|| {
                 Error::Conflict(format!("bucket {} has no public endpoint", b.name))
@@ -35,15 +35,15 @@ pub fn presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
 
 /// The S3 origin clients use for the bucket, if it has one.
 pub fn public_endpoint(state: &Core, b: &BucketRecord) -> Option<String> {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => lifecycle::public_origin(state, b),
-        BucketKind::External => b.external.as_ref().map(|x| x.endpoint.clone()),
+        BucketKind::External => b.external().map(|x| x.endpoint.clone()),
     }
 }
 
 /// The name of the bucket on its S3 server.
 pub fn s3_bucket_name(b: &BucketRecord) -> &str {
-    match &b.external {
+    match b.external() {
         Some(x) => &x.bucket_name,
         None => &b.name,
     }
@@ -52,7 +52,7 @@ pub fn s3_bucket_name(b: &BucketRecord) -> &str {
 /// Refuses an operation only managed buckets have (a container, a domain route, engine-side
 /// keys or snapshots): 422 `not_supported` naming the kind.
 pub fn require_managed(b: &BucketRecord, operation: &str) -> Result<()> {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => Ok(()),
         kind => Err(Error::NotSupported {
             kind: kind.as_str(),
@@ -65,7 +65,7 @@ pub fn require_managed(b: &BucketRecord, operation: &str) -> Result<()> {
 /// Deletes a bucket: a managed one with its container (and volume if asked), an external one
 /// by forgetting its registration (its remote objects stay).
 pub async fn delete(state: &Core, b: &BucketRecord, delete_volume: bool) -> Result<()> {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => lifecycle::delete(state, &b.id, delete_volume).await,
         BucketKind::External => external::forget(state, &b.id).await,
     }
@@ -124,7 +124,7 @@ pub async fn resources(
     state: &Core,
     b: &BucketRecord,
 ) -> Option<kalpana_manager_core::docker::ContainerStats> {
-    if b.kind != BucketKind::Managed {
+    if b.kind() != BucketKind::Managed {
         return None;
     }
     lifecycle::container_resources(state, b).await
@@ -133,14 +133,14 @@ pub async fn resources(
 /// Whether the periodic refresh looks at this bucket while it is not RUNNING (an external
 /// bucket in ERROR is checked until it answers again; a managed one is reconcile's).
 pub fn checked_while_down(b: &BucketRecord) -> bool {
-    b.kind == BucketKind::External
+    b.kind() == BucketKind::External
 }
 
 /// The periodic refresh of one bucket: a managed bucket is recounted from its S3 server and
 /// settings changed directly over S3 are put back; an external bucket is checked (RUNNING or
 /// ERROR), not recounted, since listing a provider's bucket costs its owner money.
 pub async fn refresh(state: &Core, b: &BucketRecord) {
-    match b.kind {
+    match b.kind() {
         BucketKind::Managed => {
             if let Err(e) = crate::usage::sync_one(state, &b.id).await {
                 tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");

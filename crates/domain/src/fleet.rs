@@ -256,7 +256,7 @@ pub async fn sampled_buckets(state: &Core) -> crate::error::Result<Vec<BucketRec
         })
         .await?
         .into_iter()
-        .filter(|b| b.kind == BucketKind::Managed && !b.deleting)
+        .filter(|b| b.kind() == BucketKind::Managed && !b.deleting)
         .collect())
 }
 

@@ -346,6 +346,94 @@ pub struct ExternalTarget {
     pub account_id: Option<String>,
 }
 
+/// What a managed bucket's server is made of on the runtime.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Container {
+    /// The runtime's id of its current container, once made.
+    pub container_id: Option<String>,
+    /// Its data volume.
+    pub volume_name: Option<String>,
+    /// The network its container joins.
+    pub network_name: Option<String>,
+    /// The name by which containers on that network reach it.
+    pub internal_host: Option<String>,
+}
+
+/// Where a bucket lives, and what only that place has: a managed bucket cannot carry an
+/// external target, nor an external one container fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredBackend", into = "StoredBackend")]
+pub enum Backend {
+    /// Its own S3 server in its own container.
+    Managed(Container),
+    /// A bucket on an S3-compatible service.
+    External(ExternalTarget),
+}
+
+/// How [`Backend`] is stored: flat fields of the bucket record, as before it was one enum, so
+/// records already stored read unchanged (no `kind` means managed, from before external
+/// buckets existed).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredBackend {
+    #[serde(default)]
+    kind: BucketKind,
+    #[serde(default)]
+    external: Option<ExternalTarget>,
+    #[serde(default)]
+    container_id: Option<String>,
+    #[serde(default)]
+    volume_name: Option<String>,
+    #[serde(default)]
+    network_name: Option<String>,
+    #[serde(default)]
+    internal_host: Option<String>,
+}
+
+impl TryFrom<StoredBackend> for Backend {
+    type Error = String;
+    fn try_from(s: StoredBackend) -> std::result::Result<Self, String> {
+        match (s.kind, s.external) {
+            (BucketKind::Managed, None) => Ok(Backend::Managed(Container {
+                container_id: s.container_id,
+                volume_name: s.volume_name,
+                network_name: s.network_name,
+                internal_host: s.internal_host,
+            })),
+            (BucketKind::External, Some(target)) => Ok(Backend::External(target)),
+            (BucketKind::Managed, Some(_)) => {
+                Err("a managed bucket record carries an external target".into())
+            }
+            (BucketKind::External, None) => {
+                Err("an external bucket record has no external target".into())
+            }
+        }
+    }
+}
+
+impl From<Backend> for StoredBackend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Managed(c) => StoredBackend {
+                kind: BucketKind::Managed,
+                external: None,
+                container_id: c.container_id,
+                volume_name: c.volume_name,
+                network_name: c.network_name,
+                internal_host: c.internal_host,
+            },
+            Backend::External(target) => StoredBackend {
+                kind: BucketKind::External,
+                external: Some(target),
+                container_id: None,
+                volume_name: None,
+                network_name: None,
+                internal_host: None,
+            },
+        }
+    }
+}
+
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -408,14 +496,6 @@ pub struct BucketRecord {
     pub linked_host: Option<String>,
     /// Subdomain label.
     pub subdomain: Option<String>,
-    /// Docker container id.
-    pub container_id: Option<String>,
-    /// Docker volume name.
-    pub volume_name: Option<String>,
-    /// Docker network name.
-    pub network_name: Option<String>,
-    /// Host name on the Docker network.
-    pub internal_host: Option<String>,
     /// Whether it has ever reached RUNNING (its volume then holds user data).
     pub provisioned: bool,
     /// Generation of the container configuration; bumped (record first) whenever the container
@@ -432,12 +512,10 @@ pub struct BucketRecord {
     /// Why its server went down, while it is being brought back ([`Phase::Restarting`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_reason: Option<String>,
-    /// Where the bucket lives (`managed` for records from before external buckets existed).
-    #[serde(default)]
-    pub kind: BucketKind,
-    /// The remote bucket of an external one.
-    #[serde(default)]
-    pub external: Option<ExternalTarget>,
+    /// Where the bucket lives, with what only that place has (stored flat, as `kind`,
+    /// `external` and the container fields beside the others).
+    #[serde(flatten)]
+    pub backend: Backend,
     /// Scoped access keys.
     #[serde(default)]
     pub keys: Vec<ScopedKey>,
@@ -508,18 +586,13 @@ impl BucketRecord {
             domain_id: None,
             linked_host: None,
             subdomain: None,
-            container_id: None,
-            volume_name: None,
-            network_name: None,
-            internal_host: None,
             provisioned: false,
             generation: 0,
             deleting: false,
             delete_volume: false,
             phase: None,
             down_reason: None,
-            kind: BucketKind::Managed,
-            external: None,
+            backend: Backend::Managed(Container::default()),
             default_for: Vec::new(),
             from_snapshot: None,
             snapshot_policy: None,
@@ -539,8 +612,117 @@ impl BucketRecord {
         self.max_size_gb.map(|gb| (gb * 1e9) as u64)
     }
 
+    /// Where it lives.
+    pub fn kind(&self) -> BucketKind {
+        match self.backend {
+            Backend::Managed(_) => BucketKind::Managed,
+            Backend::External(_) => BucketKind::External,
+        }
+    }
+
+    /// Its container's parts, if it is managed.
+    pub fn container(&self) -> Option<&Container> {
+        match &self.backend {
+            Backend::Managed(c) => Some(c),
+            Backend::External(_) => None,
+        }
+    }
+
+    /// Its container's parts to change, if it is managed.
+    pub fn container_mut(&mut self) -> Option<&mut Container> {
+        match &mut self.backend {
+            Backend::Managed(c) => Some(c),
+            Backend::External(_) => None,
+        }
+    }
+
+    /// Its remote bucket, if it is external.
+    pub fn external(&self) -> Option<&ExternalTarget> {
+        match &self.backend {
+            Backend::External(t) => Some(t),
+            Backend::Managed(_) => None,
+        }
+    }
+
     /// Host ports this record reserves.
     pub fn ports(&self) -> Vec<u16> {
         self.port.into_iter().chain(self.console_port).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the code before [`Backend`] wrote it: `kind`, `external` and the container
+    /// fields flat beside the others.
+    fn stored(extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::to_value(BucketRecord::new(
+            "b1".into(),
+            "photos".into(),
+            "u1".into(),
+            EngineKind::Seaweedfs,
+        ))
+        .expect("record to JSON");
+        let obj = v.as_object_mut().expect("object");
+        for key in [
+            "kind",
+            "external",
+            "containerId",
+            "volumeName",
+            "networkName",
+            "internalHost",
+        ] {
+            obj.remove(key);
+        }
+        for (k, x) in extra.as_object().expect("object") {
+            obj.insert(k.clone(), x.clone());
+        }
+        v
+    }
+
+    #[test]
+    fn records_stored_flat_read_as_one_backend_and_are_written_back_the_same() {
+        let managed = stored(serde_json::json!({
+            "kind": "managed", "external": null, "containerId": "c1",
+            "volumeName": "v1", "networkName": "n1", "internalHost": "h1",
+        }));
+        let b: BucketRecord = serde_json::from_value(managed.clone()).expect("managed reads");
+        assert_eq!(b.kind(), BucketKind::Managed);
+        assert_eq!(
+            b.container().and_then(|c| c.volume_name.as_deref()),
+            Some("v1")
+        );
+        assert_eq!(serde_json::to_value(&b).expect("writes"), managed);
+
+        let external = stored(serde_json::json!({
+            "kind": "external", "containerId": null, "volumeName": null,
+            "networkName": null, "internalHost": null,
+            "external": {"provider": "r2", "endpoint": "https://a.r2.cloudflarestorage.com",
+                "bucketName": "remote", "pathStyle": true, "accountId": "a"},
+        }));
+        let b: BucketRecord = serde_json::from_value(external.clone()).expect("external reads");
+        assert_eq!(b.external().map(|x| x.bucket_name.as_str()), Some("remote"));
+        assert!(b.container().is_none());
+        assert_eq!(serde_json::to_value(&b).expect("writes"), external);
+
+        // From before external buckets: no `kind`, no `external`.
+        let legacy = stored(serde_json::json!({ "containerId": "c1" }));
+        let b: BucketRecord = serde_json::from_value(legacy).expect("legacy reads");
+        assert_eq!(b.kind(), BucketKind::Managed);
+    }
+
+    #[test]
+    fn a_kind_without_its_parts_is_refused() {
+        let half_external = stored(serde_json::json!({ "kind": "external" }));
+        let e = serde_json::from_value::<BucketRecord>(half_external).expect_err("refused");
+        assert!(e.to_string().contains("no external target"), "{e}");
+        let managed_with_target = stored(serde_json::json!({
+            "kind": "managed",
+            "external": {"provider": "s3", "endpoint": "https://s3.amazonaws.com",
+                "bucketName": "x", "pathStyle": false, "accountId": null},
+        }));
+        let e = serde_json::from_value::<BucketRecord>(managed_with_target).expect_err("refused");
+        assert!(e.to_string().contains("carries an external target"), "{e}");
     }
 }

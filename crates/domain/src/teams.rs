@@ -62,7 +62,7 @@ pub async fn end_credentials(
         .await?;
     let mut ended = CredentialsEnded::default();
     for b in buckets.into_iter().filter(|b| !b.deleting) {
-        if b.kind == BucketKind::Managed {
+        if b.kind() == BucketKind::Managed {
             // Attachments first: a detach revokes the attachment's key as well.
             for a in b
                 .attachments
@@ -96,7 +96,7 @@ pub async fn end_credentials(
         }
         // Identities the daemon did not make go first, before the rotation's container
         // replacement: they would work meanwhile.
-        if b.kind == BucketKind::Managed {
+        if b.kind() == BucketKind::Managed {
             if let Err(e) = crate::keys::sweep_soon(state, &b.id).await {
                 // Recorded: the refresh sweeps once the engine answers.
                 tracing::warn!(bucket = %b.id, error = %e, "removing identities the daemon did not make failed; retried when the bucket runs");

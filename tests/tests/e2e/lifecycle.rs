@@ -153,6 +153,83 @@ async fn delete_without_volume_keeps_the_data_volume() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pool volumes labelled `kalpana.pool` for instance `instance`.
+fn pool_volumes(instance: &str) -> anyhow::Result<Vec<String>> {
+    let out = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter"])
+        .arg(format!("label=kalpana.instance={instance}"))
+        .args(["--filter", "label=kalpana.pool"])
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
+/// A volume made ahead keeps its `kalpana.pool` label once a bucket took it (Docker labels
+/// cannot change), so the data a bucket leaves when deleted without `deleteVolume` carries it
+/// too: a restart must not take that for a volume no bucket took, and remove it.
+#[tokio::test]
+async fn kept_data_on_a_volume_made_ahead_survives_a_restart() -> anyhow::Result<()> {
+    let mut d = Daemon::start().await?;
+    let started = std::time::Instant::now();
+    while pool_volumes(&d.instance)?.len() < 2 {
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the volume pool made no volumes in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "pooled" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    let volume = format!("kalpana-bucket-{id}-data");
+    assert_eq!(
+        docker_inspect(&volume, "{{index .Labels \"kalpana.pool\"}}")?,
+        "true",
+        "the bucket did not take a volume made ahead; this test shows nothing"
+    );
+    let (status, put) = alice
+        .put_object(&id, "keep.txt", b"kept".to_vec(), None)
+        .await?;
+    assert_eq!(status, 201, "{put}");
+    assert_eq!(alice.delete_bucket(&id, false).await?, 204);
+
+    d.kill();
+    d.spawn().await?;
+    // The new run removes what the last one made ahead and never gave out before it makes
+    // volumes of its own: once it has two again, that removal is over.
+    let started = std::time::Instant::now();
+    loop {
+        let left: Vec<String> = pool_volumes(&d.instance)?
+            .into_iter()
+            .filter(|v| *v != volume)
+            .collect();
+        if left.len() >= 2 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the restarted daemon's pool made no volumes in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        docker_exists("volume", &volume),
+        "the kept data volume was removed at restart"
+    );
+    let (status, o) = d.admin().send("GET", "/api/admin/orphans", None).await?;
+    assert_eq!(status, 200, "{o}");
+    assert!(
+        o["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == volume.as_str())),
+        "the kept data volume is not listed as an orphan: {o}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_names_are_400_duplicates_409_and_leave_nothing() -> anyhow::Result<()> {
     let d = Daemon::start().await?;

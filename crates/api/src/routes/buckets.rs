@@ -88,8 +88,13 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         (Some(host), Some(_)) => Some(routing.origin(&format!("console-{host}"))),
         (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
     };
+    let kind = b.kind();
+    let (container, external) = match b.backend {
+        crate::model::Backend::Managed(c) => (c, None),
+        crate::model::Backend::External(t) => (Default::default(), Some(t)),
+    };
     BucketView {
-        engine: match b.kind {
+        engine: match kind {
             crate::model::BucketKind::Managed => b.engine.as_str().to_string(),
             crate::model::BucketKind::External => "none".to_string(),
         },
@@ -121,14 +126,14 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         domain_id: b.domain_id,
         subdomain: b.subdomain,
         linked_host: b.linked_host,
-        container_id: b.container_id,
-        volume_name: b.volume_name,
-        network_name: b.network_name,
-        internal_host: b.internal_host,
-        kind: b.kind,
-        provider: b.external.as_ref().map(|x| x.provider),
-        external_bucket: b.external.as_ref().map(|x| x.bucket_name.clone()),
-        path_style: b.external.as_ref().is_none_or(|x| x.path_style),
+        container_id: container.container_id,
+        volume_name: container.volume_name,
+        network_name: container.network_name,
+        internal_host: container.internal_host,
+        kind,
+        provider: external.as_ref().map(|x| x.provider),
+        path_style: external.as_ref().is_none_or(|x| x.path_style),
+        external_bucket: external.map(|x| x.bucket_name),
         default_for: b.default_for,
         snapshot_policy: b.snapshot_policy,
         created_at: b.created_at,

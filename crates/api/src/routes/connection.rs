@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::PathParams;
-use crate::model::{BucketKind, BucketRecord};
+use crate::model::BucketRecord;
 use crate::openapi::{Failed, Refused};
 use crate::{backend, lifecycle};
 
@@ -110,14 +110,11 @@ pub async fn connection(
     let endpoint = backend::public_endpoint(&state, &b)
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no endpoint yet", b.name)))?;
     let bucket = backend::s3_bucket_name(&b).to_string();
-    let path_style = b.external.as_ref().is_none_or(|x| x.path_style);
-    let internal_endpoint = match b.kind {
-        BucketKind::Managed => b
-            .internal_host
-            .as_ref()
-            .map(|h| format!("http://{h}:{}", state.config.profile(b.engine).s3_port)),
-        BucketKind::External => None,
-    };
+    let path_style = b.external().is_none_or(|x| x.path_style);
+    let internal_endpoint = b
+        .container()
+        .and_then(|c| c.internal_host.as_ref())
+        .map(|h| format!("http://{h}:{}", state.config.profile(b.engine).s3_port));
     let env = BTreeMap::from([
         ("AWS_ENDPOINT_URL".to_string(), endpoint.clone()),
         ("AWS_ACCESS_KEY_ID".to_string(), b.access_key.clone()),

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::external::endpoint_policy::{CheckedEndpoint, EndpointPolicy};
 use crate::lifecycle::{self, CreateBucket};
-use crate::model::{new_id, now, BucketKind, BucketRecord, BucketStatus, ExternalTarget, Provider};
+use crate::model::{new_id, now, Backend, BucketRecord, BucketStatus, ExternalTarget, Provider};
 use crate::validate;
 
 pub mod endpoint_policy;
@@ -278,8 +278,7 @@ pub async fn create(state: &Core, caller: &Caller, req: CreateBucket) -> Result<
         status: BucketStatus::Running,
         status_message: Some(format!("reached in {} ms", started.elapsed().as_millis())),
         provisioned: true,
-        kind: BucketKind::External,
-        external: Some(target),
+        backend: Backend::External(target),
         ..BucketRecord::new(
             new_id(),
             req.name,
@@ -304,8 +303,8 @@ pub async fn replace_credentials(
     req: &ExternalRequest,
 ) -> Result<()> {
     let current = b
-        .external
-        .clone()
+        .external()
+        .cloned()
         .ok_or_else(|| Error::Invalid("`external` applies to external buckets only".into()))?;
     let merged = ExternalRequest {
         provider: req.provider.or(Some(current.provider)),
@@ -324,7 +323,7 @@ pub async fn replace_credentials(
     let (target, region, checked) = target_of(state, &merged)?;
     let (access_key, secret) = reach_with(state, &merged, &target, &region, &checked).await?;
     b.host = target.endpoint.clone();
-    b.external = Some(target);
+    b.backend = Backend::External(target);
     b.region = region;
     b.access_key = access_key;
     b.secret_key_enc = state.master_key.encrypt(&secret)?;
@@ -338,8 +337,8 @@ pub async fn replace_credentials(
 /// The endpoint and credentials of an external bucket.
 fn endpoint_of(state: &Core, b: &BucketRecord) -> Result<(ExternalTarget, Endpoint)> {
     let target = b
-        .external
-        .clone()
+        .external()
+        .cloned()
         .ok_or_else(|| Error::Internal(format!("external bucket {} has no target", b.id)))?;
     Ok((
         target.clone(),
@@ -354,11 +353,7 @@ fn endpoint_of(state: &Core, b: &BucketRecord) -> Result<(ExternalTarget, Endpoi
 
 /// The (cached) client of an external bucket.
 pub fn client(state: &Core, b: &BucketRecord) -> Result<BucketClient> {
-    let origin = b
-        .external
-        .as_ref()
-        .map(|x| x.endpoint.clone())
-        .unwrap_or_default();
+    let origin = b.external().map(|x| x.endpoint.clone()).unwrap_or_default();
     state
         .s3_clients
         .get_or_make(&b.id, &origin, &b.access_key, || {

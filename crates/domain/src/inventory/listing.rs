@@ -9,7 +9,7 @@ use super::model::{CloudProvider, InventoryQuery, InventoryRecord, ResourceKind}
 use crate::access::Caller;
 use crate::context::Core;
 use crate::error::{Error, Result};
-use crate::model::{BucketKind, BucketRecord};
+use crate::model::BucketRecord;
 use crate::store::BucketQuery;
 
 /// Largest page.
@@ -163,8 +163,8 @@ fn page<T>(rows: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> (Vec<T
 
 /// This daemon's bucket as an inventory entry.
 fn own(b: &BucketRecord) -> InventoryBucket {
-    let (source, provider, endpoint) = match (&b.kind, &b.external) {
-        (BucketKind::External, Some(x)) => (
+    let (source, provider, endpoint) = match b.external() {
+        Some(x) => (
             "external",
             serde_json::to_value(x.provider)
                 .ok()

@@ -441,7 +441,7 @@ pub async fn sweep_soon(state: &Core, id: &str) -> Result<()> {
         let Some(mut b) = state.store.get_bucket(id).await? else {
             return Ok(());
         };
-        if b.kind != crate::model::BucketKind::Managed || b.deleting {
+        if b.kind() != crate::model::BucketKind::Managed || b.deleting {
             return Ok(());
         }
         b.sweep_identities = true;

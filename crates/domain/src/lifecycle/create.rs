@@ -14,7 +14,7 @@ use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{new_id, now, BucketRecord, BucketStatus, TeamRole};
+use crate::model::{new_id, now, Backend, BucketRecord, BucketStatus, Container, TeamRole};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
@@ -104,11 +104,12 @@ pub async fn create(
     require_runtime(state).await?;
     let secret = new_secret_key();
     // A bucket of the default engine's image takes an id whose volume is made already.
-    let id = if profile.image == state.config.profile(state.config.engine).image {
-        state.pool.take().unwrap_or_else(new_id)
+    let pooled = if profile.image == state.config.profile(state.config.engine).image {
+        state.pool.take()
     } else {
-        new_id()
+        None
     };
+    let id = pooled.clone().unwrap_or_else(new_id);
     let mut record = BucketRecord {
         description: req.description,
         team_id: req.team_id,
@@ -123,34 +124,24 @@ pub async fn create(
         public_access: req.public_access.unwrap_or(false),
         max_size_gb: req.max_size_gb,
         status_message: Some("waiting to be provisioned".into()),
-        volume_name: Some(volume_name(&id)),
-        network_name: Some(state.config.network.clone()),
-        internal_host: Some(container_name(&id)),
+        backend: Backend::Managed(Container {
+            container_id: None,
+            volume_name: Some(volume_name(&id)),
+            network_name: Some(state.config.network.clone()),
+            internal_host: Some(container_name(&id)),
+        }),
         from_snapshot,
         snapshot_policy: req.snapshot_policy,
         ..BucketRecord::new(id.clone(), req.name.clone(), caller.user.id.clone(), engine)
     };
-    {
-        let _alloc = state.locks.allocation.lock().await;
-        record.subdomain = Some(match req.subdomain {
-            Some(sub) => {
-                if state.store.subdomain_taken(&sub).await? {
-                    return Err(Error::Conflict(format!(
-                        "subdomain {sub:?} is already taken"
-                    )));
-                }
-                sub
-            }
-            None => free_subdomain(state, &record).await?,
-        });
-        if !caller.user.admin {
-            check_owner_limits(state, &caller.user.id, engine).await?;
+    let recorded = record_new(state, caller, engine, req.subdomain, &mut record).await;
+    if let Some(id) = &pooled {
+        match &recorded {
+            Ok(()) => state.pool.claimed(id),
+            Err(_) => state.pool.give_back(id),
         }
-        let ports = allocate_ports(state, engine).await?;
-        record.port = ports.first().copied();
-        record.console_port = ports.get(1).copied();
-        state.store.insert_bucket(&record).await?;
     }
+    recorded?;
     tracing::info!(bucket = %record.id, name = %record.name, owner = %record.user_id, %engine,
         port = ?record.port, console_port = ?record.console_port, "bucket CREATING");
     state.events.publish(BucketEvent::of(
@@ -234,6 +225,37 @@ pub async fn apply_settings(client: &BucketClient, s: Settings) -> Result<()> {
     if let Some(e) = s.encryption {
         client.set_default_encryption(e).await?;
     }
+    Ok(())
+}
+
+/// Takes the subdomain and ports of new bucket `record` and inserts it, under the allocation
+/// lock (no two creates take the same ones).
+async fn record_new(
+    state: &Core,
+    caller: &Caller,
+    engine: EngineKind,
+    subdomain: Option<String>,
+    record: &mut BucketRecord,
+) -> Result<()> {
+    let _alloc = state.locks.allocation.lock().await;
+    record.subdomain = Some(match subdomain {
+        Some(sub) => {
+            if state.store.subdomain_taken(&sub).await? {
+                return Err(Error::Conflict(format!(
+                    "subdomain {sub:?} is already taken"
+                )));
+            }
+            sub
+        }
+        None => free_subdomain(state, record).await?,
+    });
+    if !caller.user.admin {
+        check_owner_limits(state, &caller.user.id, engine).await?;
+    }
+    let ports = allocate_ports(state, engine).await?;
+    record.port = ports.first().copied();
+    record.console_port = ports.get(1).copied();
+    state.store.insert_bucket(record).await?;
     Ok(())
 }
 
@@ -354,7 +376,8 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
     pull_image(state, b, &spec.engine.image).await?;
     step(state, b, "creating volume and container").await?;
     state.runtime.create_volume(&spec).await?;
-    b.volume_name = Some(volume_name(&b.id));
+    let volume = volume_name(&b.id);
+    set_container(b, |c| c.volume_name = Some(volume));
     tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "image, network and volume ready");
     if b.from_snapshot.as_ref().is_some_and(|f| !f.imported) {
         step(state, b, "filling the volume from the snapshot").await?;
@@ -362,7 +385,8 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
     }
     fault::point("provision.volume");
     let tls_written = state.pool.holds_fresh_certificates(&b.id);
-    b.container_id = Some(state.runtime.create_server(&spec, tls_written).await?);
+    let container = state.runtime.create_server(&spec, tls_written).await?;
+    set_container(b, |c| c.container_id = Some(container));
     tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, tls_written, "container created");
     b.updated_at = now();
     state
@@ -435,7 +459,8 @@ async fn move_to_other_ports(state: &Core, b: &mut BucketRecord, taken: u16) -> 
         record_ports(state, b, &ports).await?;
     }
     let spec = spec_for(state, b)?;
-    b.container_id = Some(state.runtime.create_server(&spec, false).await?);
+    let container = state.runtime.create_server(&spec, false).await?;
+    set_container(b, |c| c.container_id = Some(container));
     Ok(spec)
 }
 
@@ -536,7 +561,7 @@ async fn release_resources(state: &Core, b: &mut BucketRecord) {
     if let Err(e) = state.runtime.remove_volume(&b.id).await {
         tracing::warn!(bucket = %b.id, error = %e, "rollback: removing the volume failed");
     }
-    b.container_id = None;
+    set_container(b, |c| c.container_id = None);
     b.port = None;
     b.console_port = None;
 }
@@ -555,5 +580,13 @@ mod tests {
         );
         assert!(check_features(EngineKind::Minio, Some(true), Some(false), Some(true)).is_ok());
         assert!(check_features(EngineKind::Seaweedfs, Some(true), Some(true), Some(true)).is_ok());
+    }
+}
+
+/// Changes the container parts of managed bucket `b` (provisioning runs for managed buckets
+/// only; an external one has none to change).
+fn set_container(b: &mut BucketRecord, change: impl FnOnce(&mut Container)) {
+    if let Some(c) = b.container_mut() {
+        change(c);
     }
 }

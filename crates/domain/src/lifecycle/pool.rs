@@ -5,12 +5,18 @@
 //! one when it can, and makes its own otherwise.
 //!
 //! Guarantees: a prepared volume is given to one bucket only; its certificates are used by that
-//! bucket's first container only (later containers get fresh ones as before); a prepared volume
-//! no bucket took is removed when the daemon starts again (ids are not reused). Caveat: such a
-//! volume carries the bucket id label but not its name and owner (Docker volume labels cannot
-//! change).
+//! bucket's first container only (later containers get fresh ones as before). Every id whose
+//! volume is being made or waits for a bucket is written to a ledger file in the data directory
+//! before its volume is made, and leaves it only once a bucket record holds it; at start, the
+//! ledger's ids without a record are removed (ids are not reused), even with the pool off.
+//! Volumes are never removed by their `kalpana.pool` label alone: Docker volume labels cannot
+//! change, so the label stays on a volume a bucket took, and on the data such a bucket left when
+//! it was deleted without `deleteVolume=true`. Caveat: a ledger file lost with its data
+//! directory turns those volumes into orphans (listed, removed by an admin), never into data
+//! loss.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,13 +30,41 @@ const REFILL_AFTER: Duration = Duration::from_secs(3);
 #[derive(Default)]
 pub struct VolumePool {
     ready: Mutex<VecDeque<String>>,
-    preparing: Mutex<Option<String>>,
     fresh: Mutex<HashSet<String>>,
+    /// Ids no bucket record holds yet, as in the ledger file.
+    unclaimed: Mutex<BTreeSet<String>>,
+    ledger: Option<PathBuf>,
     wanted: tokio::sync::Notify,
 }
 
 impl VolumePool {
-    /// An id whose volume is made, if one is ready.
+    /// The pool whose ledger is `<data_dir>/volume-pool`, with the ids an earlier run left in
+    /// it (removed by [`spawn_filler`] unless a record holds them).
+    pub fn open(data_dir: &Path) -> Self {
+        let ledger = data_dir.join("volume-pool");
+        let unclaimed = match std::fs::read_to_string(&ledger) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => {
+                tracing::warn!(path = %ledger.display(), error = %e,
+                    "the volume pool's ledger cannot be read; volumes an earlier run made ahead are listed as orphans");
+                BTreeSet::new()
+            }
+        };
+        VolumePool {
+            unclaimed: Mutex::new(unclaimed),
+            ledger: Some(ledger),
+            ..Default::default()
+        }
+    }
+
+    /// An id whose volume is made, if one is ready. It stays unclaimed (in the ledger) until
+    /// [`VolumePool::claimed`] or [`VolumePool::give_back`].
     pub fn take(&self) -> Option<String> {
         let id = self
             .ready
@@ -45,6 +79,27 @@ impl VolumePool {
         Some(id)
     }
 
+    /// A bucket record now holds `id`: its volume is that bucket's.
+    pub fn claimed(&self, id: &str) {
+        self.forget(id);
+    }
+
+    /// A create that took `id` failed before its record was written: the volume waits for the
+    /// next one.
+    pub fn give_back(&self, id: &str) {
+        if !self.holds(id) {
+            return;
+        }
+        self.fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_front(id.to_string());
+    }
+
     /// Whether bucket `id`'s volume holds certificates no container has used yet (asked once,
     /// by its first container's creation).
     pub fn holds_fresh_certificates(&self, id: &str) -> bool {
@@ -54,48 +109,84 @@ impl VolumePool {
             .remove(id)
     }
 
-    /// Whether `id` is one of the ids waiting for a bucket, or being made ready (its volume
-    /// and its helper are no orphans).
+    /// Whether `id` is one the pool made (or is making, or an earlier run left) that no bucket
+    /// record holds yet: its volume and helper are no orphans.
     pub fn holds(&self, id: &str) -> bool {
-        self.preparing
+        self.unclaimed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_deref()
-            == Some(id)
-            || self
-                .ready
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .any(|r| r == id)
-    }
-
-    fn set_preparing(&self, id: Option<&str>) {
-        *self.preparing.lock().unwrap_or_else(|p| p.into_inner()) = id.map(String::from);
+            .contains(id)
     }
 
     fn ready_count(&self) -> usize {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    /// Writes `id` into the ledger before its volume is made; false when the ledger cannot be
+    /// written (then nothing is made ahead: the volume could not be found again).
+    fn remember(&self, id: &str) -> bool {
+        let mut set = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_string());
+        match self.write(&set) {
+            Ok(()) => true,
+            Err(e) => {
+                set.remove(id);
+                tracing::warn!(error = %e, "the volume pool's ledger cannot be written; no volume is made ahead");
+                false
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut set = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+        if set.remove(id) {
+            // A stale line only makes the next start look the id up and keep its volume.
+            if let Err(e) = self.write(&set) {
+                tracing::warn!(error = %e, "the volume pool's ledger cannot be written");
+            }
+        }
+    }
+
+    fn write(&self, set: &BTreeSet<String>) -> std::io::Result<()> {
+        let Some(path) = &self.ledger else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut text = String::new();
+        for id in set {
+            text.push_str(id);
+            text.push('\n');
+        }
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
-/// Removes the volumes a previous run made ahead and no bucket took, then keeps the pool full.
+/// Removes the volumes an earlier run made ahead and no bucket took, then keeps the pool full
+/// (the removal runs with the pool off too).
 pub fn spawn_filler(state: Core) {
     let size = state.config.volume_pool;
-    if size == 0 {
-        return;
-    }
     let core = state.clone();
     core.tasks.spawn_loop("volume pool", async move {
         if let Err(e) = drop_leftovers(&state).await {
             tracing::warn!(error = %e, "removing volumes made ahead by an earlier run failed");
+        }
+        if size == 0 {
+            return;
         }
         let mut backoff = Duration::from_secs(1);
         loop {
             while state.pool.ready_count() < size {
                 let profile = state.config.profile(state.config.engine);
                 let id = new_id();
-                state.pool.set_preparing(Some(&id));
+                if !state.pool.remember(&id) {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    continue;
+                }
                 let prepared = state
                     .runtime
                     .prepare_volume(
@@ -120,13 +211,14 @@ pub fn spawn_filler(state: Core) {
                         // The image may not be pulled yet, or Docker away: creates make their
                         // own volumes meanwhile.
                         tracing::debug!(error = %e, "making a volume ahead failed; trying later");
-                        let _ = state.runtime.drop_staging(&id).await;
-                        let _ = state.runtime.remove_volume(&id).await;
+                        let dropped = state.runtime.drop_staging(&id).await;
+                        if dropped.is_ok() && state.runtime.remove_volume(&id).await.is_ok() {
+                            state.pool.forget(&id);
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                 }
-                state.pool.set_preparing(None);
             }
             state.pool.wanted.notified().await;
             // Not beside the provisioning that took the volume: Docker does one thing at a
@@ -136,20 +228,32 @@ pub fn spawn_filler(state: Core) {
     });
 }
 
+/// Removes the ledger's ids an earlier run left that no record holds (their helper first: a
+/// daemon stopped while it made a volume ready leaves the helper, which holds the volume).
 async fn drop_leftovers(state: &Core) -> crate::error::Result<()> {
+    let left: Vec<String> = state
+        .pool
+        .unclaimed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
     let known: HashSet<String> = crate::store::all_buckets(&*state.store)
         .await?
         .into_iter()
         .map(|b| b.id)
         .collect();
-    for v in state.runtime.list_volumes().await? {
-        if v.made_ahead && v.bucket_id.as_ref().is_none_or(|id| !known.contains(id)) {
-            // A daemon stopped while it made the volume ready leaves its helper, which holds it.
-            if let Some(id) = &v.bucket_id {
-                state.runtime.drop_staging(id).await?;
-            }
-            state.runtime.remove_volume_named(&v.name).await?;
+    for id in left {
+        if !known.contains(&id) {
+            state.runtime.drop_staging(&id).await?;
+            state.runtime.remove_volume(&id).await?;
+            tracing::info!(bucket = %id, "volume made ahead by an earlier run and never taken: removed");
         }
+        state.pool.forget(&id);
     }
     Ok(())
 }

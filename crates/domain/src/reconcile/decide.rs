@@ -26,7 +26,7 @@ pub enum Plan {
 
 /// The plan for a record.
 pub fn plan(b: &BucketRecord) -> Plan {
-    if b.kind != BucketKind::Managed {
+    if b.kind() != BucketKind::Managed {
         return Plan::Nothing;
     }
     if b.deleting {
@@ -173,7 +173,13 @@ mod tests {
         deleting.deleting = true;
         assert_eq!(plan(&deleting), Plan::FinishDelete);
         let mut external = record(BucketStatus::Running);
-        external.kind = BucketKind::External;
+        external.backend = crate::model::Backend::External(crate::model::ExternalTarget {
+            provider: crate::model::Provider::Other,
+            endpoint: "https://s3.example.com".into(),
+            bucket_name: "remote".into(),
+            path_style: true,
+            account_id: None,
+        });
         assert_eq!(plan(&external), Plan::Nothing);
         external.deleting = true;
         assert_eq!(plan(&external), Plan::Nothing, "no container to delete");

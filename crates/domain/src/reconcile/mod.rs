@@ -30,15 +30,6 @@ const CONCURRENCY: usize = 8;
 /// How long an event's reconcile waits, so Docker's restart policy gets its turn first.
 const AFTER_EVENT: Duration = Duration::from_secs(1);
 
-/// What to do after a reconcile that succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Converged; the next trigger runs it again.
-    Done,
-    /// Look again after this long.
-    RequeueAfter(Duration),
-}
-
 /// The work queue and what the loop remembers between runs. Owned by the application state:
 /// nothing here is process-global.
 pub struct Reconciler {
@@ -118,14 +109,12 @@ pub fn enqueue(state: &Core, id: &str, delay: Duration) {
         let (next, again) = {
             let mut w = state.reconciler.work();
             w.running.remove(&id);
+            // A success has converged: the next event or periodic pass runs it again. Only a
+            // failure comes back by itself, with back-off.
             let next = match &result {
-                Ok(Action::Done) => {
+                Ok(()) => {
                     w.failures.remove(&id);
                     None
-                }
-                Ok(Action::RequeueAfter(d)) => {
-                    w.failures.remove(&id);
-                    Some(*d)
                 }
                 Err(_) => {
                     let n = w.failures.entry(id.clone()).or_default();
@@ -148,9 +137,9 @@ pub fn enqueue(state: &Core, id: &str, delay: Duration) {
 }
 
 /// Converges one bucket. Level-triggered: it is not told why it runs.
-pub async fn reconcile(state: &Core, id: &str) -> Result<Action> {
+pub async fn reconcile(state: &Core, id: &str) -> Result<()> {
     let Some(b) = state.store.get_bucket(id).await? else {
-        return Ok(Action::Done);
+        return Ok(());
     };
     match decide::plan(&b) {
         Plan::Nothing => {}
@@ -165,7 +154,7 @@ pub async fn reconcile(state: &Core, id: &str) -> Result<Action> {
         Plan::ConvergeRunning => converge_running(state, id).await?,
         Plan::ConvergeStopped => converge_stopped(state, id).await?,
     }
-    Ok(Action::Done)
+    Ok(())
 }
 
 /// A RUNNING bucket needs its container of the record's generation, running.

@@ -286,7 +286,7 @@ pub async fn mark_leaked(state: &Core) -> Result<()> {
         if b.deleting
             || b.rotate_leaked
             || done_after
-            || b.kind != crate::model::BucketKind::Managed
+            || b.kind() != crate::model::BucketKind::Managed
         {
             continue;
         }

@@ -140,7 +140,7 @@ pub async fn tick(state: &Core) -> Result<()> {
         let Some(policy) = b.snapshot_policy.clone() else {
             continue;
         };
-        if b.status != BucketStatus::Running || b.kind != BucketKind::Managed || b.deleting {
+        if b.status != BucketStatus::Running || b.kind() != BucketKind::Managed || b.deleting {
             continue;
         }
         let snapshots = state.store.list_snapshots(Some(&b.id)).await?;

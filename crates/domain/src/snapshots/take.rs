@@ -23,7 +23,7 @@ use super::{event, fail};
 pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
     let guard = state.locks.bucket(&s.bucket_id).await;
     let b = match state.store.get_bucket(&s.bucket_id).await? {
-        Some(b) if b.status == BucketStatus::Running && b.kind == BucketKind::Managed => b,
+        Some(b) if b.status == BucketStatus::Running && b.kind() == BucketKind::Managed => b,
         _ => return fail(state, None, s, "the bucket is no longer running".into()).await,
     };
     let Some(t) = state.store.get_bucket(&s.target.bucket_id).await? else {

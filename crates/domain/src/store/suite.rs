@@ -7,7 +7,10 @@ use kalpana_manager_core::EngineKind;
 
 use super::{BucketQuery, Store};
 use crate::error::Error;
-use crate::model::{new_id, now, BucketRecord, BucketStatus, Team, User, Workspace};
+use crate::model::{
+    new_id, now, Backend, BucketRecord, BucketStatus, Container, ExternalTarget, Provider, Team,
+    User, Workspace,
+};
 
 /// A bucket record with the given owner, name and ports, as a test fixture.
 pub fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
@@ -45,6 +48,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     teams(&*store).await;
     bucket_uniqueness(&*store).await;
     bucket_updates(&*store).await;
+    backends(&*store).await;
     listing(&*store).await;
     hosts_and_domains(&*store).await;
     workspaces(&*store).await;
@@ -300,6 +304,35 @@ async fn bucket_updates(s: &dyn Store) {
         Err(Error::NotFound(_))
     ));
     s.delete_bucket(&b.id).await.expect("delete");
+}
+
+/// Both kinds of bucket come back as they were stored, container parts and target included.
+async fn backends(s: &dyn Store) {
+    let mut managed = bucket("u1", "managed-parts", &[42010]);
+    managed.backend = Backend::Managed(Container {
+        container_id: Some("c-1".into()),
+        volume_name: Some("v-1".into()),
+        network_name: Some("n-1".into()),
+        internal_host: Some("h-1".into()),
+    });
+    let mut external = bucket("u1", "external-target", &[]);
+    external.backend = Backend::External(ExternalTarget {
+        provider: Provider::R2,
+        endpoint: "https://acc.r2.cloudflarestorage.com".into(),
+        bucket_name: "remote".into(),
+        path_style: true,
+        account_id: Some("acc".into()),
+    });
+    for b in [&managed, &external] {
+        s.insert_bucket(b).await.expect("insert");
+        let stored = s.get_bucket(&b.id).await.expect("get").expect("exists");
+        assert_eq!(
+            &stored, b,
+            "{}: the backend must come back as stored",
+            b.name
+        );
+        s.delete_bucket(&b.id).await.expect("delete");
+    }
 }
 
 async fn listing(s: &dyn Store) {
