@@ -79,13 +79,23 @@ pub struct Locks {
 }
 
 impl Locks {
-    /// Waits for and takes the lock of bucket `id` (without loading anything).
-    pub async fn bucket(&self, id: &str) -> OwnedMutexGuard<()> {
+    /// Waits for and takes the lock of bucket `id` without loading it: for changing its record,
+    /// [`Core::lock_bucket`] is the way.
+    pub(crate) async fn bucket(&self, id: &str) -> OwnedMutexGuard<()> {
+        self.named(id.to_string()).await
+    }
+
+    /// Waits for and takes the lock of dock `id` (one sync or change of a dock at a time).
+    pub async fn dock(&self, id: &str) -> OwnedMutexGuard<()> {
+        self.named(format!("dock:{id}")).await
+    }
+
+    async fn named(&self, id: String) -> OwnedMutexGuard<()> {
         let m = {
             let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
             // Drop locks nobody holds or waits for, so the map stays small.
             map.retain(|_, m| Arc::strong_count(m) > 1);
-            map.entry(id.to_string()).or_default().clone()
+            map.entry(id).or_default().clone()
         };
         m.lock_owned().await
     }
@@ -120,10 +130,15 @@ impl Locked {
         self.store.update_bucket(&self.record, None).await
     }
 
-    /// Writes the record as it is (its `updatedAt` kept: a migration changes how it is kept,
-    /// not what it says).
-    pub async fn store_unchanged(&mut self) -> Result<()> {
+    /// Writes the record with its `updatedAt` as it is (a recount or a migration is no change
+    /// anyone made to the bucket).
+    pub async fn write(&mut self) -> Result<()> {
         self.store.update_bucket(&self.record, None).await
+    }
+
+    /// The record as it is now; the lock goes.
+    pub fn unlock(self) -> BucketRecord {
+        self.record
     }
 
     /// Writes the record only if the stored one still has status `expect` (409 otherwise).

@@ -52,8 +52,7 @@ fn corrections(b: &BucketRecord, seen: ObservedSettings) -> (Settings, Vec<Strin
 /// differ. Returns whether anything was corrected. Holds the bucket's lock and reads the record
 /// afresh, so a `PATCH` in flight (which writes the server first) is never undone.
 pub async fn enforce(state: &Core, id: &str) -> Result<bool> {
-    let _guard = state.locks.bucket(id).await;
-    let Some(b) = state.store.get_bucket(id).await? else {
+    let Some(b) = state.lock_bucket_if(id).await? else {
         return Ok(false);
     };
     if b.status != BucketStatus::Running || b.deleting {

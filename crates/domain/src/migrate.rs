@@ -20,7 +20,7 @@ pub async fn run(state: &Core) -> Result<()> {
             continue;
         };
         if phase_from_message(&mut locked.record) {
-            locked.store_unchanged().await?;
+            locked.write().await?;
             moved += 1;
         }
     }

@@ -124,26 +124,22 @@ pub fn apply(b: &mut BucketRecord, objects: i64, bytes: i64) {
 /// Writes one bucket's pending changes to its record (taking the bucket's lock). A change that
 /// could not be written stays pending.
 pub async fn flush_one(state: &Core, id: &str) -> crate::Result<()> {
-    let _guard = state.locks.bucket(id).await;
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
+        state.pending_usage.take(id); // deleted meanwhile: nothing to count
+        return Ok(());
+    };
     let (objects, bytes) = state.pending_usage.take(id);
     if objects == 0 && bytes == 0 {
         return Ok(());
     }
-    let result = async {
-        let Some(mut b) = state.store.get_bucket(id).await? else {
-            return Ok(()); // deleted meanwhile: nothing to count
-        };
-        apply(&mut b, objects, bytes);
-        state.store.update_bucket(&b, None).await?;
-        // A bucket given a quota since these changes were made counts them in its ledger too.
-        state.quotas.set_used(id, b.total_size_bytes);
-        Ok(())
-    }
-    .await;
-    if result.is_err() {
+    apply(&mut b, objects, bytes);
+    if let Err(e) = b.write().await {
         state.pending_usage.add(id, objects, bytes);
+        return Err(e);
     }
-    result
+    // A bucket given a quota since these changes were made counts them in its ledger too.
+    state.quotas.set_used(id, b.total_size_bytes);
+    Ok(())
 }
 
 /// Writes every bucket's pending changes.

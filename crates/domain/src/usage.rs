@@ -200,14 +200,13 @@ pub async fn adjust(state: &Core, b: &BucketRecord, objects: i64, bytes: i64) ->
         return Ok(());
     }
     let id = &b.id;
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     b.object_count = b.object_count.saturating_add_signed(objects);
     b.total_size_bytes = b.total_size_bytes.saturating_add_signed(bytes);
     let over_changed = mark_over_quota(&mut b);
-    state.store.update_bucket(&b, None).await?;
+    b.write().await?;
     state.quotas.set_used(&b.id, b.total_size_bytes);
     if over_changed {
         announce_quota(state, &b);
@@ -256,8 +255,7 @@ pub async fn sync_one(state: &Core, id: &str) -> Result<()> {
         tracing::debug!(bucket = %id, "recount overlapped an API upload; not recorded");
         return Ok(());
     }
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     // The listing counted what API writes had not yet recorded.
@@ -267,7 +265,7 @@ pub async fn sync_one(state: &Core, id: &str) -> Result<()> {
     b.total_size_bytes = bytes;
     b.stats_synced_at = Some(now());
     let over_changed = mark_over_quota(&mut b);
-    state.store.update_bucket(&b, None).await?;
+    b.write().await?;
     state.pending_usage.recounted(id);
     state.quotas.set_used(&b.id, bytes);
     if changed {

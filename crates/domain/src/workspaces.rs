@@ -186,10 +186,9 @@ pub async fn migrate_links(state: &Core) -> Result<()> {
             }
         };
         if target != ws {
-            let _guard = state.locks.bucket(&b.id).await;
-            if let Some(mut latest) = state.store.get_bucket(&b.id).await? {
+            if let Some(mut latest) = state.lock_bucket_if(&b.id).await? {
                 latest.workspace_id = Some(target.clone());
-                state.store.update_bucket(&latest, None).await?;
+                latest.write().await?;
             }
         }
     }

@@ -12,10 +12,9 @@ use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::lifecycle::{self, CreateBucket};
-use crate::model::{now, BucketRecord, BucketStatus};
+use crate::model::{BucketRecord, BucketStatus};
 use crate::openapi::{Failed, Refused};
 use crate::store::BucketQuery;
-use crate::validate;
 
 /// How long `?wait=true` waits for a create to leave CREATING.
 const CREATE_WAIT: Duration = Duration::from_secs(300);
@@ -292,38 +291,6 @@ pub async fn get(
     Ok(Json(view(&state, b, None)))
 }
 
-/// Body of `PATCH /api/buckets/{id}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateBucket {
-    description: Option<String>,
-    #[serde(rename = "maxSizeGB")]
-    max_size_gb: Option<f64>,
-    versioning: Option<bool>,
-    encryption: Option<bool>,
-    public_access: Option<bool>,
-    /// New credentials (and optionally location) of an external bucket, checked before stored.
-    external: Option<crate::external::ExternalRequest>,
-    /// Snapshots on a schedule; `null` stops them.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<crate::snapshots::schedule::SnapshotPolicy>)]
-    snapshot_policy: Option<Option<crate::snapshots::schedule::SnapshotPolicy>>,
-    /// The workspace it belongs to (one the caller may put things in); `null` unlinks it.
-    /// Refused (409) while containers are attached to it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    workspace_id: Option<Option<String>>,
-}
-
-/// A field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `PATCH /api/buckets/{id}`: description, quota, S3 settings, snapshot policy and workspace; for an external bucket,
 /// description and `external` (new credentials, checked before anything is stored). Settings are written to a
 /// running bucket's S3 server before the record, so a failure changes nothing; a stopped
@@ -334,7 +301,7 @@ where
     tag = "buckets",
     operation_id = "update_bucket",
     params(("id" = String, Path, description = "bucket id")),
-    request_body = UpdateBucket,
+    request_body = lifecycle::UpdateBucket,
     responses(
         (status = 200, description = "the bucket", body = BucketView),
         (status = "4XX", response = Refused),
@@ -345,77 +312,9 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-    JsonBody(req): JsonBody<UpdateBucket>,
+    JsonBody(req): JsonBody<lifecycle::UpdateBucket>,
 ) -> Result<Json<BucketView>> {
-    lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
-    let _guard = state.locks.bucket(&id).await;
-    let mut b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
-    if req.versioning.is_some()
-        || req.encryption.is_some()
-        || req.public_access.is_some()
-        || req.max_size_gb.is_some()
-    {
-        crate::backend::require_managed(&b, "changing S3 settings or the quota")?;
-    }
-    if let Some(policy) = &req.snapshot_policy {
-        crate::backend::require_managed(&b, "snapshot policies")?;
-        if let Some(p) = policy {
-            crate::snapshots::schedule::check(&state, &caller, Some(&b.id), p).await?;
-        }
-    }
-    if let Some(ws) = &req.workspace_id {
-        crate::workspaces::check_link(&state, &caller, ws.as_deref()).await?;
-        if *ws != b.workspace_id && !b.attachments.is_empty() {
-            return Err(Error::Conflict(format!(
-                "bucket {} has containers of its workspace attached: detach them first",
-                b.name
-            )));
-        }
-    }
-    if let Some(ext) = &req.external {
-        crate::external::replace_credentials(&state, &mut b, ext).await?;
-    }
-    lifecycle::check_features(b.engine, req.versioning, req.encryption, req.public_access)?;
-    validate::quota(req.max_size_gb)?;
-    let changed = lifecycle::Settings {
-        versioning: req.versioning.filter(|v| *v != b.versioning),
-        public_access: req.public_access.filter(|v| *v != b.public_access),
-        encryption: req.encryption.filter(|v| *v != b.encryption),
-    };
-    if b.status == BucketStatus::Running {
-        let client = crate::backend::s3(&state, &b)?;
-        lifecycle::apply_settings(&client, changed).await?;
-    }
-    if let Some(d) = req.description {
-        b.description = Some(d);
-    }
-    if let Some(q) = req.max_size_gb {
-        b.max_size_gb = Some(q);
-    }
-    if let Some(policy) = req.snapshot_policy {
-        b.snapshot_policy = policy;
-    }
-    if let Some(ws) = req.workspace_id {
-        b.workspace_id = ws;
-    }
-    b.versioning = req.versioning.unwrap_or(b.versioning);
-    b.public_access = req.public_access.unwrap_or(b.public_access);
-    b.encryption = req.encryption.unwrap_or(b.encryption);
-    b.updated_at = now();
-    // Counted in the record now: a bucket given a quota is counted exactly from here on.
-    let (objects, bytes) = state.pending_usage.take(&b.id);
-    crate::pending_usage::apply(&mut b, objects, bytes);
-    // A changed quota may put the bucket over it, or back under it.
-    let over_changed = crate::usage::mark_over_quota(&mut b);
-    if let Err(e) = state.store.update_bucket(&b, None).await {
-        state.pending_usage.add(&b.id, objects, bytes);
-        return Err(e.into());
-    }
-    if over_changed {
-        crate::usage::announce_quota(&state, &b);
-    }
-    tracing::info!(bucket = %b.id, versioning = b.versioning, public_access = b.public_access,
-        encryption = b.encryption, max_size_gb = ?b.max_size_gb, "bucket settings updated");
+    let b = lifecycle::update(&state, &caller, &id, req).await?;
     Ok(Json(view(&state, b, None)))
 }
 

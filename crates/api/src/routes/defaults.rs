@@ -14,7 +14,7 @@ use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::lifecycle;
-use crate::model::{now, BucketRecord};
+use crate::model::BucketRecord;
 use crate::openapi::{Failed, Refused};
 use crate::store::BucketQuery;
 
@@ -186,11 +186,9 @@ pub async fn drop(
 
 /// Changes one bucket's defaults under its lock.
 async fn update(state: &AppState, id: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     change(&mut b);
-    b.updated_at = now();
-    Ok(state.store.update_bucket(&b, None).await?)
+    Ok(b.save().await?)
 }

@@ -375,8 +375,7 @@ pub fn presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
 
 /// Forgets an external bucket's registration. Its remote objects and bucket stay.
 pub async fn forget(state: &Core, id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
-    let Some(b) = state.store.get_bucket(id).await? else {
+    let Some(b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     state.store.delete_bucket(id).await?;
@@ -397,8 +396,7 @@ pub async fn check(state: &Core, id: &str) -> Result<()> {
     };
     let client = client(state, &b)?;
     let result = client.check_access().await;
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     match result {

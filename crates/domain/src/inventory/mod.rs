@@ -162,7 +162,7 @@ pub async fn list(state: &Core, caller: &Caller) -> Result<Vec<Dock>> {
 /// Deletes a dock and its synced records (waits for a sync of it to end).
 pub async fn delete(state: &Core, caller: &Caller, id: &str) -> Result<()> {
     manageable(state, caller, id).await?;
-    let _guard = state.locks.bucket(&lock_key(id)).await;
+    let _guard = state.locks.dock(id).await;
     let Some(dock) = state.store.get_dock(id).await? else {
         return Err(Error::NotFound("dock"));
     };
@@ -179,10 +179,6 @@ pub async fn sync_for(state: &Core, caller: &Caller, id: &str) -> Result<Dock> {
     sync(state, id).await
 }
 
-fn lock_key(dock_id: &str) -> String {
-    format!("dock:{dock_id}")
-}
-
 fn publish(state: &Core, dock: &Dock, status: &'static str, message: Option<String>) {
     state
         .events
@@ -192,7 +188,7 @@ fn publish(state: &Core, dock: &Dock, status: &'static str, message: Option<Stri
 /// Syncs one dock now (after any sync of it running). A provider failure is recorded on the
 /// dock (its last good inventory kept) and answered as `ProviderFailed`.
 pub async fn sync(state: &Core, id: &str) -> Result<Dock> {
-    let _guard = state.locks.bucket(&lock_key(id)).await;
+    let _guard = state.locks.dock(id).await;
     let Some(mut dock) = state.store.get_dock(id).await? else {
         return Err(Error::NotFound("dock"));
     };

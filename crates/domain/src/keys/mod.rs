@@ -18,10 +18,9 @@ use kalpana_s3_ops::scope::KeyScope;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
-use crate::lifecycle;
 use crate::model::{new_id, now, BucketRecord, BucketStatus, KeyAccess, PendingRevoke, ScopedKey};
 
 mod engine;
@@ -95,8 +94,7 @@ fn require_keys(b: &BucketRecord) -> Result<()> {
 /// the engine when the record cannot be written.
 pub async fn create(state: &Core, id: &str, req: NewKey) -> Result<(ScopedKey, String)> {
     validate(&req)?;
-    let _guard = state.locks.bucket(id).await;
-    let mut b = lifecycle::load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     require_keys(&b)?;
     if let Some(p) = &req.prefix {
         engine::check_prefix(state, &b, p)?;
@@ -137,8 +135,7 @@ pub async fn create(state: &Core, id: &str, req: NewKey) -> Result<(ScopedKey, S
         rotated: None,
     };
     b.keys.push(key.clone());
-    b.updated_at = now();
-    if let Err(e) = state.store.update_bucket(&b, None).await {
+    if let Err(e) = b.save().await {
         let _ = admin.revoke(&user, Some(&issued.access_key)).await;
         return Err(e);
     }
@@ -155,8 +152,7 @@ pub async fn create(state: &Core, id: &str, req: NewKey) -> Result<(ScopedKey, S
 /// Revokes a key: removed from the engine at once when the bucket runs, otherwise when it runs
 /// again (the record remembers it).
 pub async fn revoke(state: &Core, id: &str, key_id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
-    let mut b = lifecycle::load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     let Some(pos) = b.keys.iter().position(|k| k.id == key_id) else {
         return Err(Error::NotFound("key"));
     };
@@ -165,8 +161,7 @@ pub async fn revoke(state: &Core, id: &str, key_id: &str) -> Result<()> {
         user: key.engine_user(),
         access_key: key.access_key.clone(),
     });
-    b.updated_at = now();
-    state.store.update_bucket(&b, None).await?;
+    b.save().await?;
     tracing::info!(bucket = %b.id, key = %key.id, access_key = %key.access_key, "scoped key revoked");
     state.events.publish(BucketEvent::of(
         EventKind::Key,
@@ -180,7 +175,7 @@ pub async fn revoke(state: &Core, id: &str, key_id: &str) -> Result<()> {
 }
 
 /// Removes revoked keys from the engine of a running bucket. Caller holds the bucket's lock.
-pub(crate) async fn remove_pending(state: &Core, b: &mut BucketRecord) -> Result<()> {
+pub(crate) async fn remove_pending(state: &Core, b: &mut Locked) -> Result<()> {
     if b.revoke_pending.is_empty() {
         return Ok(());
     }
@@ -193,7 +188,7 @@ pub(crate) async fn remove_pending(state: &Core, b: &mut BucketRecord) -> Result
         }
     }
     b.revoke_pending = left;
-    state.store.update_bucket(b, None).await
+    b.write().await
 }
 
 /// Replaces the secret of key `key_id` of RUNNING bucket `id`: the engine gets a new access key
@@ -205,8 +200,7 @@ pub async fn rotate(
     key_id: &str,
     reason: &str,
 ) -> Result<(ScopedKey, String)> {
-    let _guard = state.locks.bucket(id).await;
-    let mut b = lifecycle::load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     require_keys(&b)?;
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
@@ -215,7 +209,7 @@ pub async fn rotate(
         )));
     }
     let key = rotate_locked(state, &mut b, key_id, reason).await?;
-    state.store.update_bucket(&b, None).await?;
+    b.write().await?;
     Ok(key)
 }
 
@@ -323,7 +317,7 @@ pub(crate) async fn sweep_foreign(state: &Core, b: &BucketRecord) -> Result<Vec<
 
 /// Removes the identities the daemon did not make from bucket `b`'s engine now if it runs, or
 /// records that they are to be removed when it runs again. Caller holds the bucket's lock.
-pub(crate) async fn sweep_locked(state: &Core, b: &mut BucketRecord) -> Result<()> {
+pub(crate) async fn sweep_locked(state: &Core, b: &mut Locked) -> Result<()> {
     if b.status == BucketStatus::Running {
         match sweep_foreign(state, b).await {
             Ok(_) if !b.sweep_identities => return Ok(()),
@@ -336,8 +330,7 @@ pub(crate) async fn sweep_locked(state: &Core, b: &mut BucketRecord) -> Result<(
     } else {
         b.sweep_identities = true;
     }
-    b.updated_at = now();
-    state.store.update_bucket(b, None).await
+    b.save().await
 }
 
 /// Whether a key has expired at `now`.
@@ -359,8 +352,7 @@ pub fn due(b: &BucketRecord) -> bool {
 
 /// Revokes expired keys and removes revoked ones from the engine of a running bucket.
 pub async fn enforce(state: &Core, id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     if b.status != BucketStatus::Running {
@@ -383,7 +375,7 @@ pub async fn enforce(state: &Core, id: &str) -> Result<()> {
         });
     }
     if !gone.is_empty() {
-        state.store.update_bucket(&b, None).await?;
+        b.write().await?;
     }
     remove_pending(state, &mut b).await?;
     if b.rotate_leaked {
@@ -392,8 +384,7 @@ pub async fn enforce(state: &Core, id: &str) -> Result<()> {
     if b.sweep_identities {
         sweep_foreign(state, &b).await?;
         b.sweep_identities = false;
-        b.updated_at = now();
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
     }
     Ok(())
 }
@@ -406,18 +397,17 @@ pub const LEAKED: &str = "snapshot archives taken before archives were sealed ho
 /// and node certificate (the generation is bumped: reconcile replaces the container, which gets
 /// fresh certificates). The engine's JWT keys and the root secret are not on the volume and were
 /// not in any archive. Caller holds the bucket's lock; the bucket runs.
-async fn rotate_leaked(state: &Core, b: &mut BucketRecord) -> Result<()> {
+async fn rotate_leaked(state: &Core, b: &mut Locked) -> Result<()> {
     let ids: Vec<String> = b.keys.iter().map(|k| k.id.clone()).collect();
     for id in &ids {
         rotate_locked(state, b, id, LEAKED).await?;
         // Written after each key: a failure part-way leaves the record true to the engine.
-        state.store.update_bucket(b, None).await?;
+        b.write().await?;
     }
     b.rotate_leaked = false;
     b.leaked_rotated_at = Some(now());
     b.generation += 1;
-    b.updated_at = now();
-    state.store.update_bucket(b, None).await?;
+    b.save().await?;
     tracing::warn!(bucket = %b.id, keys = ids.len(), generation = b.generation,
         "secrets given away by plain snapshot archives replaced; the container is replaced for new internal certificates");
     state.events.publish(BucketEvent::of(
@@ -437,16 +427,14 @@ async fn rotate_leaked(state: &Core, b: &mut BucketRecord) -> Result<()> {
 /// the bucket's lock.
 pub async fn sweep_soon(state: &Core, id: &str) -> Result<()> {
     {
-        let _guard = state.locks.bucket(id).await;
-        let Some(mut b) = state.store.get_bucket(id).await? else {
+        let Some(mut b) = state.lock_bucket_if(id).await? else {
             return Ok(());
         };
         if b.kind() != crate::model::BucketKind::Managed || b.deleting {
             return Ok(());
         }
         b.sweep_identities = true;
-        b.updated_at = now();
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
     }
     enforce(state, id).await
 }

@@ -106,11 +106,9 @@ pub async fn attach(
         created_by: Some(caller.user.id.clone()),
     };
     let recorded = async {
-        let _guard = state.locks.bucket(&b.id).await;
-        let mut latest = super::load(state, &b.id).await?;
+        let mut latest = state.lock_bucket(&b.id).await?;
         latest.attachments.push(attachment.clone());
-        latest.updated_at = now();
-        state.store.update_bucket(&latest, None).await?;
+        latest.save().await?;
         state.events.publish(BucketEvent::of(
             EventKind::Attachment,
             &latest,
@@ -144,16 +142,14 @@ pub async fn attach(
 /// attachment network.
 pub async fn detach(state: &Core, bucket_id: &str, attachment_id: &str) -> Result<()> {
     let (a, left) = {
-        let _guard = state.locks.bucket(bucket_id).await;
-        let mut b = super::load(state, bucket_id).await?;
+        let mut b = state.lock_bucket(bucket_id).await?;
         let pos = b
             .attachments
             .iter()
             .position(|a| a.id == attachment_id)
             .ok_or(Error::NotFound("attachment"))?;
         let a = b.attachments.remove(pos);
-        b.updated_at = now();
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
         state.events.publish(BucketEvent::of(
             EventKind::Attachment,
             &b,

@@ -10,11 +10,11 @@ use kalpana_s3_ops::BucketClient;
 use serde::Deserialize;
 
 use crate::access::Caller;
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{new_id, now, Backend, BucketRecord, BucketStatus, Container, TeamRole};
+use crate::model::{new_id, Backend, BucketRecord, BucketStatus, Container, TeamRole};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
@@ -334,8 +334,7 @@ async fn allocate_ports(state: &Core, engine: EngineKind) -> Result<Vec<u16>> {
 /// Idempotent: a daemon that died half-way runs it again from the top. On failure everything a
 /// never-provisioned bucket holds (container, volume, ports) is given back and it goes to ERROR.
 pub async fn provision(state: &Core, id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     if b.deleting || b.status != BucketStatus::Creating {
@@ -365,11 +364,11 @@ pub async fn provision(state: &Core, id: &str) -> Result<()> {
     }
 }
 
-async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
+async fn provision_steps(state: &Core, b: &mut Locked) -> Result<()> {
     if b.port.is_none() {
         let _alloc = state.locks.allocation.lock().await;
         let ports = allocate_ports(state, b.engine).await?;
-        record_ports(state, b, &ports).await?;
+        record_ports(b, &ports).await?;
     }
     let spec = spec_for(state, b)?;
     let t = Instant::now();
@@ -388,11 +387,7 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
     let container = state.runtime.create_server(&spec, tls_written).await?;
     set_container(b, |c| c.container_id = Some(container));
     tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, tls_written, "container created");
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await?;
+    b.save_if(BucketStatus::Creating).await?;
     tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "container recorded");
     fault::point("provision.container");
     step(state, b, "starting").await?;
@@ -425,14 +420,10 @@ async fn provision_steps(state: &Core, b: &mut BucketRecord) -> Result<()> {
 
 /// Gives a bucket being made `ports` (S3, then console) and writes them, which reserves them.
 /// Caller holds the allocation lock.
-async fn record_ports(state: &Core, b: &mut BucketRecord, ports: &[u16]) -> Result<()> {
+async fn record_ports(b: &mut Locked, ports: &[u16]) -> Result<()> {
     b.port = ports.first().copied();
     b.console_port = ports.get(1).copied();
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await
+    b.save_if(BucketStatus::Creating).await
 }
 
 /// How many times a new bucket whose port was taken before its container started is given
@@ -441,7 +432,7 @@ const PORT_ATTEMPTS: u32 = 5;
 
 /// Gives a new bucket other host ports than `taken` (which something else took between the
 /// allocation and the container's start) and a container that publishes them; returns the spec.
-async fn move_to_other_ports(state: &Core, b: &mut BucketRecord, taken: u16) -> Result<BucketSpec> {
+async fn move_to_other_ports(state: &Core, b: &mut Locked, taken: u16) -> Result<BucketSpec> {
     state.runtime.remove_server(&b.id).await?;
     {
         let _alloc = state.locks.allocation.lock().await;
@@ -456,7 +447,7 @@ async fn move_to_other_ports(state: &Core, b: &mut BucketRecord, taken: u16) -> 
                 ))
             })?;
         tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken before its container started; it gets another");
-        record_ports(state, b, &ports).await?;
+        record_ports(b, &ports).await?;
     }
     let spec = spec_for(state, b)?;
     let container = state.runtime.create_server(&spec, false).await?;
@@ -507,7 +498,7 @@ pub(super) async fn bring_up(
     super::attachments::reconnect(state, b).await
 }
 
-async fn step(state: &Core, b: &mut BucketRecord, what: &str) -> Result<()> {
+async fn step(state: &Core, b: &mut Locked, what: &str) -> Result<()> {
     b.status_message = Some(what.to_string());
     tracing::info!(bucket = %b.id, step = what, "provisioning");
     state.events.publish(BucketEvent::of(
@@ -566,6 +557,14 @@ async fn release_resources(state: &Core, b: &mut BucketRecord) {
     b.console_port = None;
 }
 
+/// Changes the container parts of managed bucket `b` (provisioning runs for managed buckets
+/// only; an external one has none to change).
+fn set_container(b: &mut BucketRecord, change: impl FnOnce(&mut Container)) {
+    if let Some(c) = b.container_mut() {
+        change(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,13 +579,5 @@ mod tests {
         );
         assert!(check_features(EngineKind::Minio, Some(true), Some(false), Some(true)).is_ok());
         assert!(check_features(EngineKind::Seaweedfs, Some(true), Some(true), Some(true)).is_ok());
-    }
-}
-
-/// Changes the container parts of managed bucket `b` (provisioning runs for managed buckets
-/// only; an external one has none to change).
-fn set_container(b: &mut BucketRecord, change: impl FnOnce(&mut Container)) {
-    if let Some(c) = b.container_mut() {
-        change(c);
     }
 }

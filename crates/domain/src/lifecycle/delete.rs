@@ -5,7 +5,7 @@ use crate::context::Core;
 use crate::error::Result;
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{now, BucketRecord};
+use crate::model::BucketRecord;
 
 use super::*;
 
@@ -13,15 +13,13 @@ use super::*;
 /// asked), then drop the record, which frees its ports. A failure leaves the mark for reconcile.
 pub async fn delete(state: &Core, id: &str, delete_volume: bool) -> Result<()> {
     require_runtime(state).await?;
-    let _guard = state.locks.bucket(id).await;
-    let Some(mut b) = state.store.get_bucket(id).await? else {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };
     if !b.deleting || (delete_volume && !b.delete_volume) {
         b.deleting = true;
         b.delete_volume |= delete_volume;
-        b.updated_at = now();
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
     }
     fault::point("delete.marked");
     finish_delete(state, &b).await

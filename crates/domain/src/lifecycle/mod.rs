@@ -11,10 +11,10 @@ use kalpana_manager_core::spec::{container_name, BucketSpec};
 use kalpana_s3_ops::{BucketClient, Endpoint};
 
 use crate::access::{Access, Caller};
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
-use crate::model::{now, BucketRecord, BucketStatus};
+use crate::model::{BucketRecord, BucketStatus};
 
 pub mod attachments;
 mod create;
@@ -22,12 +22,14 @@ mod delete;
 pub mod pool;
 mod replace;
 mod start_stop;
+mod update;
 pub mod volume_data;
 
 pub use create::*;
 pub use delete::*;
 pub use replace::*;
 pub use start_stop::*;
+pub use update::*;
 
 /// How long `docker stop` waits before it kills a bucket container.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -165,7 +167,7 @@ pub fn endpoint_at(state: &Core, b: &BucketRecord, origin: String) -> Result<End
 /// from that status.
 pub async fn set_status(
     state: &Core,
-    b: &mut BucketRecord,
+    b: &mut Locked,
     status: BucketStatus,
     message: Option<String>,
     expect: Option<BucketStatus>,
@@ -176,7 +178,7 @@ pub async fn set_status(
 /// [`set_status`] with the phase the bucket enters.
 pub async fn set_status_in(
     state: &Core,
-    b: &mut BucketRecord,
+    b: &mut Locked,
     status: BucketStatus,
     phase: Option<crate::model::Phase>,
     message: Option<String>,
@@ -189,11 +191,13 @@ pub async fn set_status_in(
         b.down_reason = None;
     }
     b.status_message = message;
-    b.updated_at = now();
     if status == BucketStatus::Running {
         b.provisioned = true;
     }
-    state.store.update_bucket(b, expect).await?;
+    match expect {
+        Some(from) => b.save_if(from).await?,
+        None => b.save().await?,
+    }
     // A restarted or replaced server would leave the pool with dead connections.
     state.s3_clients.forget(&b.id);
     if status != BucketStatus::Running {
@@ -215,22 +219,21 @@ pub async fn set_status_in(
     Ok(())
 }
 
-/// Loads a bucket by id; 404 when there is none.
-/// Loads a bucket's record; 404 when there is none.
-pub(crate) async fn load(state: &Core, id: &str) -> Result<BucketRecord> {
-    state
-        .store
-        .get_bucket(id)
-        .await?
-        .ok_or(Error::NotFound("bucket"))
-}
-
 /// Loads a bucket the caller may see; anything else is 404.
 pub async fn visible(state: &Core, caller: &Caller, id: &str) -> Result<BucketRecord> {
     match state.store.get_bucket(id).await? {
         Some(b) if caller.can_see(&b) && !b.deleting => Ok(b),
         _ => Err(Error::NotFound("bucket")),
     }
+}
+
+/// Whether the caller may do `needed` with loaded bucket `b`: 404 if they cannot see it, 403
+/// if their team role does not allow it.
+pub fn permit(caller: &Caller, b: &BucketRecord, needed: Access) -> Result<()> {
+    if !caller.can_see(b) || b.deleting {
+        return Err(Error::NotFound("bucket"));
+    }
+    caller.require(b, needed)
 }
 
 /// Loads a bucket the caller may do `needed` with: 404 if they cannot see it, 403 if their team

@@ -1,11 +1,11 @@
 //! Changes that replace a bucket's container on the same volume: a domain link (new router
 //! labels) and credential rotation (new keys).
 
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{now, BucketRecord, BucketStatus};
+use crate::model::{BucketRecord, BucketStatus};
 use crate::secrets::new_secret_key;
 
 use super::*;
@@ -21,13 +21,12 @@ pub async fn set_link(
 ) -> Result<BucketRecord> {
     only_managed(state, id, "a domain link").await?;
     require_runtime(state).await?;
-    let _guard = state.locks.bucket(id).await;
-    let mut b = load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     if b.status == BucketStatus::Creating {
         return Err(Error::Conflict("the bucket is still being created".into()));
     }
     if b.linked_host == host {
-        return Ok(b);
+        return Ok(b.record);
     }
     {
         // Same lock order as provisioning: the bucket's, then allocation's.
@@ -36,9 +35,8 @@ pub async fn set_link(
         b.domain_id = domain_id;
         b.linked_host = host;
         b.generation += 1;
-        b.updated_at = now();
         // The record first: a daemon that dies mid-way replaces the container from it.
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
     }
     tracing::info!(bucket = %b.id, host = ?b.linked_host, generation = b.generation,
         "domain link changed; replacing the container");
@@ -49,7 +47,7 @@ pub async fn set_link(
     ));
     fault::point("link.recorded");
     replace_container(state, &mut b, "the domain link").await?;
-    Ok(b)
+    Ok(b.record)
 }
 
 /// Rotates the bucket's secret key: the new secret is recorded (encrypted) first, then the
@@ -57,14 +55,12 @@ pub async fn set_link(
 pub async fn rotate_credentials(state: &Core, id: &str) -> Result<(BucketRecord, String)> {
     only_managed(state, id, "rotating credentials").await?;
     require_runtime(state).await?;
-    let _guard = state.locks.bucket(id).await;
-    let mut b = load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     require_provisioned(&b)?;
     let secret = new_secret_key();
     b.secret_key_enc = state.master_key.encrypt(&secret)?;
     b.generation += 1;
-    b.updated_at = now();
-    state.store.update_bucket(&b, None).await?;
+    b.save().await?;
     tracing::info!(bucket = %b.id, generation = b.generation, "credentials rotated; replacing the container");
     state.events.publish(BucketEvent::of(
         EventKind::Credentials,
@@ -73,13 +69,13 @@ pub async fn rotate_credentials(state: &Core, id: &str) -> Result<(BucketRecord,
     ));
     fault::point("rotate.recorded");
     replace_container(state, &mut b, "new credentials").await?;
-    Ok((b, secret))
+    Ok((b.record, secret))
 }
 
 /// Replaces a provisioned bucket's container with one of the record's configuration and brings
 /// it up if the bucket is RUNNING; on failure the bucket goes to ERROR saying `why` it was
 /// replaced.
-async fn replace_container(state: &Core, b: &mut BucketRecord, why: &str) -> Result<()> {
+async fn replace_container(state: &Core, b: &mut Locked, why: &str) -> Result<()> {
     if !b.provisioned {
         return Ok(());
     }

@@ -15,8 +15,7 @@ use super::*;
 pub async fn start(state: &Core, id: &str) -> Result<BucketRecord> {
     only_managed(state, id, "starting").await?;
     require_runtime(state).await?;
-    let guard = state.locks.bucket(id).await;
-    let mut b = load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     match b.status {
         BucketStatus::Creating => {
             return Err(Error::Conflict("the bucket is still being created".into()))
@@ -30,7 +29,7 @@ pub async fn start(state: &Core, id: &str) -> Result<BucketRecord> {
                 Some(BucketStatus::Error),
             )
             .await?;
-            drop(guard);
+            drop(b);
             let _ = provision(state, id).await;
             return state
                 .store
@@ -48,7 +47,7 @@ pub async fn start(state: &Core, id: &str) -> Result<BucketRecord> {
             if b.status != BucketStatus::Running || b.status_message.is_some() {
                 set_status(state, &mut b, BucketStatus::Running, None, Some(from)).await?;
             }
-            Ok(b)
+            Ok(b.record)
         }
         Err(e) if matches!(&e, Error::Runtime(m) if m.is_unavailable()) => Err(e),
         Err(e) => {
@@ -114,10 +113,9 @@ pub(super) async fn swap_container(
 pub async fn stop(state: &Core, id: &str) -> Result<BucketRecord> {
     only_managed(state, id, "stopping").await?;
     require_runtime(state).await?;
-    let _guard = state.locks.bucket(id).await;
-    let mut b = load(state, id).await?;
+    let mut b = state.lock_bucket(id).await?;
     if b.status == BucketStatus::Stopped {
-        return Ok(b);
+        return Ok(b.record);
     }
     require_provisioned(&b)?;
     // The intent first: object calls answer 409 "stopped" from now on rather than meet a server
@@ -153,5 +151,5 @@ pub async fn stop(state: &Core, id: &str) -> Result<BucketRecord> {
         Some(BucketStatus::Stopped),
     )
     .await?;
-    Ok(b)
+    Ok(b.record)
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use kalpana_manager_core::{ContainerEvent, ContainerState};
 
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::model::{now, BucketRecord, BucketStatus, Phase};
+use crate::model::{now, BucketStatus, Phase};
 
 pub mod decide;
 mod orphans;
@@ -144,8 +144,7 @@ pub async fn reconcile(state: &Core, id: &str) -> Result<()> {
     match decide::plan(&b) {
         Plan::Nothing => {}
         Plan::FinishDelete => {
-            let _guard = state.locks.bucket(id).await;
-            if let Some(b) = state.store.get_bucket(id).await? {
+            if let Some(b) = state.lock_bucket_if(id).await? {
                 lifecycle::finish_delete(state, &b).await?;
             }
         }
@@ -159,7 +158,6 @@ pub async fn reconcile(state: &Core, id: &str) -> Result<()> {
 
 /// A RUNNING bucket needs its container of the record's generation, running.
 async fn converge_running(state: &Core, id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
     let Some((mut b, actual)) = observe(state, id, Plan::ConvergeRunning).await? else {
         return Ok(());
     };
@@ -203,7 +201,6 @@ async fn converge_running(state: &Core, id: &str) -> Result<()> {
 /// A STOPPED bucket's container must not run (a start the daemon died in the middle of is rolled
 /// back: the caller never heard it succeed) and must be of the record's generation.
 async fn converge_stopped(state: &Core, id: &str) -> Result<()> {
-    let _guard = state.locks.bucket(id).await;
     let Some((mut b, actual)) = observe(state, id, Plan::ConvergeStopped).await? else {
         return Ok(());
     };
@@ -226,8 +223,7 @@ async fn converge_stopped(state: &Core, id: &str) -> Result<()> {
 
 /// Records at once that a RUNNING bucket's container died, before anything brings it back.
 async fn note_container_down(state: &Core, ev: &ContainerEvent) -> Result<()> {
-    let _guard = state.locks.bucket(&ev.bucket_id).await;
-    let Some(mut b) = state.store.get_bucket(&ev.bucket_id).await? else {
+    let Some(mut b) = state.lock_bucket_if(&ev.bucket_id).await? else {
         return Ok(());
     };
     if decide::plan(&b) != Plan::ConvergeRunning {
@@ -248,14 +244,14 @@ async fn note_container_down(state: &Core, ev: &ContainerEvent) -> Result<()> {
     mark_restarting(state, &mut b, &why).await
 }
 
-/// The record, if it still asks for `plan`, and what Docker shows of its container. The caller
-/// holds the bucket's lock.
+/// The record under the bucket's lock, if it still asks for `plan`, and what the runtime shows
+/// of its container.
 async fn observe(
     state: &Core,
     id: &str,
     plan: Plan,
-) -> Result<Option<(BucketRecord, Option<ContainerState>)>> {
-    let Some(b) = state.store.get_bucket(id).await? else {
+) -> Result<Option<(Locked, Option<ContainerState>)>> {
+    let Some(b) = state.lock_bucket_if(id).await? else {
         return Ok(None);
     };
     if decide::plan(&b) != plan {
@@ -267,7 +263,7 @@ async fn observe(
 }
 
 /// Records that a RUNNING bucket's container is down and being brought back, and why.
-async fn mark_restarting(state: &Core, b: &mut BucketRecord, why: &str) -> Result<()> {
+async fn mark_restarting(state: &Core, b: &mut Locked, why: &str) -> Result<()> {
     b.down_reason = Some(why.to_string());
     lifecycle::set_status_in(
         state,

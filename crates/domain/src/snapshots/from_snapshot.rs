@@ -6,10 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, volume_data};
-use crate::model::{now, BucketRecord, BucketStatus};
+use crate::model::{BucketRecord, BucketStatus};
 
 use super::archive::{archive_present, event, fill_job, matches_record, recount_later, tampered};
 use super::progress::Meter;
@@ -77,7 +77,7 @@ pub async fn check_source(
 /// Provisioning of a `fromSnapshot` bucket, before its container is made: the archive read into
 /// its volume, checked against the record (a mismatch fails the provisioning, which removes the
 /// volume).
-pub async fn import_for_new(state: &Core, b: &mut BucketRecord) -> Result<()> {
+pub async fn import_for_new(state: &Core, b: &mut Locked) -> Result<()> {
     let Some(mut from) = b.from_snapshot.clone().filter(|f| !f.imported) else {
         return Ok(());
     };
@@ -94,7 +94,7 @@ pub async fn import_for_new(state: &Core, b: &mut BucketRecord) -> Result<()> {
     }
     imported?;
     from.imported = true;
-    record_progress(state, b, from).await?;
+    record_progress(b, from).await?;
     event(
         state,
         b,
@@ -110,7 +110,7 @@ pub async fn import_for_new(state: &Core, b: &mut BucketRecord) -> Result<()> {
 /// Provisioning of a `fromSnapshot` bucket, once its engine serves: the objects moved from the
 /// source's S3 bucket name to the new one (copies on the server), and the source's keys removed
 /// from the engine, before anyone is given the bucket.
-pub async fn settle_new(state: &Core, b: &mut BucketRecord) -> Result<()> {
+pub async fn settle_new(state: &Core, b: &mut Locked) -> Result<()> {
     let Some(mut from) = b.from_snapshot.clone().filter(|f| !f.settled) else {
         return Ok(());
     };
@@ -120,7 +120,7 @@ pub async fn settle_new(state: &Core, b: &mut BucketRecord) -> Result<()> {
     // The new bucket has no keys yet: every identity in the engine came with the source's data.
     crate::keys::sweep_foreign(state, b).await?;
     from.settled = true;
-    record_progress(state, b, from).await?;
+    record_progress(b, from).await?;
     recount_later(state, &b.id);
     Ok(())
 }
@@ -167,11 +167,7 @@ async fn move_objects(state: &Core, b: &BucketRecord, source: &str) -> Result<()
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Records how far a `fromSnapshot` provisioning got (re-run from there after a crash).
-async fn record_progress(state: &Core, b: &mut BucketRecord, from: FromSnapshot) -> Result<()> {
+async fn record_progress(b: &mut Locked, from: FromSnapshot) -> Result<()> {
     b.from_snapshot = Some(from);
-    b.updated_at = now();
-    state
-        .store
-        .update_bucket(b, Some(BucketStatus::Creating))
-        .await
+    b.save_if(BucketStatus::Creating).await
 }

@@ -275,8 +275,7 @@ pub async fn mark_leaked(state: &Core) -> Result<()> {
         if s.format != 1 || marked.contains(&s.bucket_id) {
             continue;
         }
-        let _guard = state.locks.bucket(&s.bucket_id).await;
-        let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+        let Some(mut b) = state.lock_bucket_if(&s.bucket_id).await? else {
             continue;
         };
         let done_after = b
@@ -291,8 +290,7 @@ pub async fn mark_leaked(state: &Core) -> Result<()> {
             continue;
         }
         b.rotate_leaked = true;
-        b.updated_at = now();
-        state.store.update_bucket(&b, None).await?;
+        b.save().await?;
         tracing::warn!(bucket = %b.id, snapshot = %s.id, "a plain (format 1) snapshot archive holds this bucket's engine secrets; they are replaced as soon as it runs");
         marked.insert(s.bucket_id.clone());
     }

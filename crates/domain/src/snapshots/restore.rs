@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use crate::access::{Access, Caller};
-use crate::context::Core;
+use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, volume_data};
 use crate::model::{now, BucketRecord, BucketStatus};
@@ -36,8 +36,7 @@ pub async fn restore(state: &Core, caller: &Caller, bucket_id: &str, id: &str) -
     lifecycle::require_runtime(state).await?;
     let mut s = super::get(state, caller, bucket_id, id).await?;
     // The checks and the STAGING record as one step: two restores never share a staging volume.
-    let _guard = state.locks.bucket(&b.id).await;
-    let b = lifecycle::load(state, &b.id).await?;
+    let b = state.lock_bucket(&b.id).await?;
     restorable(&b)?;
     if super::busy(&state.store.list_snapshots(Some(&b.id)).await?) {
         return Err(Error::Conflict(format!(
@@ -159,8 +158,7 @@ async fn run(state: &Core, id: &str) -> Result<()> {
         Ok(bytes) => bytes,
         Err(why) => return called_off(&b, why).await,
     };
-    let _guard = state.locks.bucket(&s.bucket_id).await;
-    let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+    let Some(mut b) = state.lock_bucket_if(&s.bucket_id).await? else {
         return called_off(&b, "the bucket was deleted meanwhile".into()).await;
     };
     if let Err(e) = restorable(&b) {
@@ -206,7 +204,7 @@ async fn stage(state: &Core, b: &BucketRecord, s: &Snapshot) -> std::result::Res
 /// says, trying [`REPLACE_ATTEMPTS`] times; then removes keys the snapshot's engine knows but
 /// the bucket no longer has, records the outcome and drops the staging volume. Caller holds
 /// the lock.
-async fn replace(state: &Core, b: &mut BucketRecord, s: &Snapshot) -> Result<()> {
+async fn replace(state: &Core, b: &mut Locked, s: &Snapshot) -> Result<()> {
     let started = Instant::now();
     let mut attempt = 0;
     let outcome = loop {
@@ -293,8 +291,7 @@ pub async fn recover(state: &Core, snapshots: &[Snapshot]) -> Result<()> {
 
 /// Finishes a restore the dead daemon was replacing the data for, from its staging volume.
 async fn finish_interrupted(state: &Core, s: &Snapshot) -> Result<()> {
-    let _guard = state.locks.bucket(&s.bucket_id).await;
-    let Some(mut b) = state.store.get_bucket(&s.bucket_id).await? else {
+    let Some(mut b) = state.lock_bucket_if(&s.bucket_id).await? else {
         return record(
             state,
             &s.id,
@@ -319,7 +316,7 @@ async fn finish_interrupted(state: &Core, s: &Snapshot) -> Result<()> {
 /// restore to FAILED, both saying `message`.
 async fn fail_with_bucket(
     state: &Core,
-    b: &mut BucketRecord,
+    b: &mut Locked,
     id: &str,
     message: String,
     downtime_millis: Option<u64>,

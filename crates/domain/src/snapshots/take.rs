@@ -21,8 +21,7 @@ use super::{event, fail};
 /// meanwhile), pauses its container, streams the archive to the target, unpauses, records the
 /// outcome; a scheduled one then prunes the bucket's scheduled snapshots to its policy's `keep`.
 pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
-    let guard = state.locks.bucket(&s.bucket_id).await;
-    let b = match state.store.get_bucket(&s.bucket_id).await? {
+    let b = match state.lock_bucket_if(&s.bucket_id).await? {
         Some(b) if b.status == BucketStatus::Running && b.kind() == BucketKind::Managed => b,
         _ => return fail(state, None, s, "the bucket is no longer running".into()).await,
     };
@@ -73,7 +72,7 @@ pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
                     s.paused_millis.unwrap_or(0)
                 ),
             );
-            drop(guard);
+            let b = b.unlock();
             if s.scheduled {
                 super::schedule::prune(state, &b).await?;
             }
