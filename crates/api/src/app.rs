@@ -26,6 +26,8 @@ pub struct App {
     pub callers: crate::auth::CallerCache,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The store as the core sees it, closed for writes before the lease is released.
+    pub store_fence: Arc<kalpana_domain::store::fenced::FencedStore>,
 }
 
 /// Handlers reach the domain's parts (`state.store`, `state.config`, …) and hand `&state` to

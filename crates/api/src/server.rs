@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use kalpana_domain::context::CoreParts;
+use kalpana_domain::store::fenced::FencedStore;
 use kalpana_domain::Core;
 use kalpana_manager_core::{DockerClient, DockerRuntime, PortAllocator, Runtime};
 
@@ -18,7 +19,10 @@ use crate::{auth, reconcile, router, store, usage};
 pub async fn build_state(config: Config) -> Result<AppState> {
     private_dir(&config.data_dir)?;
     let master_key = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
-    let store = store::open(config.store.as_deref(), &config.data_dir).await?;
+    let store_fence = Arc::new(FencedStore::new(
+        store::open(config.store.as_deref(), &config.data_dir).await?,
+    ));
+    let store: Arc<dyn store::Store> = store_fence.clone();
     let docker = DockerClient::connect(&config.instance, config.pull_timeout)?;
     let ports = PortAllocator::new(config.port_range, config.bind_ip);
     let firewall = config.firewall.then(|| {
@@ -57,6 +61,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         fleet: Default::default(),
         callers: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
+        store_fence,
     })))
 }
 
@@ -140,9 +145,15 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!(aborted, "background tasks still running after the grace period were stopped; the next start finishes what they began");
     }
     crate::pending_usage::flush_all(&state).await;
+    // Whatever still runs (a request past the grace) must not write a store the next daemon
+    // may lead: refused from here on, and logged if tried.
+    state.store_fence.close();
     // The next daemon on this store need not wait for the lease to run out.
-    if let Err(e) = state.store.release_lease(&holder).await {
-        tracing::warn!(error = %e, "releasing the store lease failed; it runs out by itself");
+    match state.store.release_lease(&holder).await {
+        Ok(()) => tracing::info!(holder = %holder, "store lease released"),
+        Err(e) => {
+            tracing::warn!(error = %e, "releasing the store lease failed; it runs out by itself")
+        }
     }
     tracing::info!("shut down");
     Ok(())

@@ -605,6 +605,52 @@ async fn sigterm_finishes_a_download_and_exits_0() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A clean stop while buckets are being provisioned: that work ends, or stops where the next
+/// start picks it up, before the store lease is released. The store refuses (and logs) any
+/// write after the release, so a task or request left running would show here.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_provisioning_writes_nothing_after_the_lease_is_released() -> anyhow::Result<()>
+{
+    let mut d = Daemon::start().await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        // No `?wait=true`: the answer comes at once, provisioning goes on in the background.
+        let body = json!({ "name": format!("stopping-{i}") });
+        let (status, b) = alice.send("POST", "/api/buckets", Some(body)).await?;
+        assert_eq!(status, 201, "{b}");
+        assert_eq!(b["status"], "CREATING", "{b}");
+        ids.push(b["id"].as_str().expect("id").to_string());
+    }
+    d.signal("TERM")?;
+    let status = d.wait_exit(Duration::from_secs(60)).await?;
+    assert_eq!(status.code(), Some(0), "{status}");
+    let log = d.log();
+    let released = log
+        .find("store lease released")
+        .expect("the lease release is logged");
+    assert!(
+        !log.contains("store write after the daemon released its store lease"),
+        "something wrote the store after the lease was released:\n{}",
+        &log[released..]
+    );
+    let after: Vec<&str> = log[released..].lines().skip(1).collect();
+    assert!(
+        after.iter().all(|l| l.contains("shut down")),
+        "work went on after the lease was released: {after:#?}"
+    );
+
+    // What the stop cut short, the next start finishes.
+    let token = alice.raw().2.expect("token").to_string();
+    d.spawn().await?;
+    let alice = d.api(&token);
+    for id in &ids {
+        let b = converged(&alice, id).await?.expect("kept");
+        assert_eq!(b["status"], "RUNNING", "{b}");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_survives_sigkill_during_writes() -> anyhow::Result<()> {
     let mut d = Daemon::start().await?;

@@ -16,6 +16,7 @@ use crate::snapshots::model::Snapshot;
 pub const OWNER_AND_NAME: &str = "a bucket's owner and name never change";
 
 pub mod embedded;
+pub mod fenced;
 pub mod mongo;
 #[cfg(test)]
 pub mod suite;
