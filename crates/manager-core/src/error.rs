@@ -61,7 +61,7 @@ pub enum Error {
         /// Why it failed.
         message: String,
         /// What it moved before it failed.
-        outcome: Option<crate::runtime::JobOutcome>,
+        outcome: Option<crate::reports::JobOutcome>,
     },
     /// The host firewall rules could not be read or written.
     #[error("host firewall: {0}")]

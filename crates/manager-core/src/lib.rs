@@ -16,6 +16,7 @@ pub mod internal_tls;
 pub mod names;
 pub mod ports;
 pub mod readiness;
+pub mod reports;
 pub mod runtime;
 pub mod spec;
 pub mod stats;

@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::archive::{OpenKey, SealKey};
-use crate::docker::{
-    ContainerEvent, ContainerState, ContainerStats, ExecOutput, ManagedVolume, PullProgress,
-};
 use crate::error::Result;
+pub use crate::reports::JobOutcome;
+use crate::reports::{ContainerEvent, ContainerState, ExecOutput, ManagedVolume, PullProgress};
 use crate::spec::BucketSpec;
+use crate::stats::ContainerStats;
 use crate::stats::HostInfo;
 
 /// What a runtime can do beyond the common operations.
@@ -99,15 +99,6 @@ pub struct FillJob {
     pub open: OpenKey,
     /// Sees every stored byte read.
     pub progress: Progress,
-}
-
-/// The outcome of a data job: stored bytes moved and their SHA-256 (hex).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobOutcome {
-    /// Stored (sealed) bytes.
-    pub bytes: u64,
-    /// Their SHA-256, hex.
-    pub sha256: String,
 }
 
 /// Everything the domain asks of the place where bucket servers run.

@@ -368,6 +368,15 @@ impl BucketSpec {
     }
 }
 
+/// Which containers this daemon's spec made.
+impl crate::reports::ContainerState {
+    /// Whether the container is of the record's `generation` and of this daemon's container
+    /// spec; anything else is replaced (on the same volume).
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.unwrap_or(0) == generation && self.spec_revision == Some(SPEC_REVISION)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
