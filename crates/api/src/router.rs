@@ -23,7 +23,8 @@ use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
-    fleet, health, identities, inventory, keys, objects, presign, probe, snapshots, workspaces,
+    fleet, health, identities, inventory, keys, objects, presign, probe, snapshots, stats,
+    workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -70,8 +71,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(defaults::set, defaults::drop))
         .routes(routes!(presign::presigned_upload))
         .routes(routes!(presign::presigned_download))
-        .routes(routes!(objects::stats))
-        .routes(routes!(objects::sync_stats))
+        .routes(routes!(stats::stats))
+        .routes(routes!(stats::sync_stats))
         .routes(routes!(domains::create, domains::list))
         .routes(routes!(domains::verify))
         .routes(routes!(domains::approve))

@@ -13,7 +13,6 @@ use crate::secrets::hash_token;
 /// The authenticated user of a request, with the teams they belong to.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The user.
     pub user: User,
     /// Ids of the teams the user is a member of.
     pub teams: Vec<String>,

@@ -74,7 +74,6 @@ pub async fn delete(state: &Core, b: &BucketRecord, delete_volume: bool) -> Resu
 /// A bucket just registered: its record, the secret to show once (managed buckets make one;
 /// an external bucket's is the user's own and is never shown), and the provisioning task.
 pub struct Created {
-    /// The record.
     pub record: BucketRecord,
     /// The secret key, shown once.
     pub secret: Option<String>,

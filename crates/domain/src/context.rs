@@ -32,7 +32,6 @@ impl std::ops::Deref for Core {
 
 /// The parts of [`Core`].
 pub struct CoreParts {
-    /// Configuration.
     pub config: Config,
     /// Desired state.
     pub store: Arc<dyn Store>,

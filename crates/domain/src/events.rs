@@ -95,7 +95,7 @@ pub struct BucketEvent {
     pub status: &'static str,
     /// Status message or progress line.
     pub message: Option<String>,
-    /// When.
+    /// RFC 3339 (UTC), when the event was made.
     pub at: String,
     /// Owner (for filtering; not sent).
     #[serde(skip)]

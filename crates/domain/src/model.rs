@@ -62,7 +62,6 @@ impl BucketStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
-    /// Id.
     pub id: String,
     /// Display name.
     pub name: String,
@@ -70,7 +69,7 @@ pub struct User {
     pub admin: bool,
     /// SHA-256 of the user's API token; the token itself is never stored.
     pub token_hash: String,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
 }
 
@@ -166,11 +165,9 @@ impl Team {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Domain {
-    /// Id.
     pub id: String,
     /// DNS name, e.g. `files.example.com`.
     pub name: String,
-    /// Owner.
     pub user_id: String,
     /// Team whose members may use it.
     pub team_id: Option<String>,
@@ -183,7 +180,7 @@ pub struct Domain {
     /// Who or what verified it: `dns` or `admin:<user id>`.
     #[serde(default)]
     pub verified_by: Option<String>,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
 }
 
@@ -235,7 +232,7 @@ pub struct ScopedKey {
     pub prefix: Option<String>,
     /// When it stops working (revoked by the daemon within seconds).
     pub expires_at: Option<String>,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// The user who made it (and saw its secret); none for keys made before this was kept.
     #[serde(default)]
@@ -268,17 +265,15 @@ impl ScopedKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
-    /// Id.
     pub id: String,
     /// Docker id of the container.
     pub container_id: String,
-    /// Its name.
     pub container_name: String,
     /// The workspace its label names.
     pub workspace_id: String,
     /// The scoped key it was given.
     pub key_id: String,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// The user who attached it.
     #[serde(default)]
@@ -438,19 +433,16 @@ impl From<Backend> for StoredBackend {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketRecord {
-    /// Id.
     pub id: String,
     /// S3 bucket name.
     pub name: String,
     /// Free text.
     pub description: Option<String>,
-    /// Owner.
     pub user_id: String,
     /// Team whose members share it.
     pub team_id: Option<String>,
     /// Workspace it belongs to.
     pub workspace_id: Option<String>,
-    /// Engine.
     pub engine: EngineKind,
     /// Image the container runs.
     pub image: String,
@@ -460,11 +452,9 @@ pub struct BucketRecord {
     pub port: Option<u16>,
     /// Host port of the console (reserved while set).
     pub console_port: Option<u16>,
-    /// Access key.
     pub access_key: String,
     /// Secret key, encrypted with the master key.
     pub secret_key_enc: String,
-    /// S3 region.
     pub region: String,
     /// Versioning wanted.
     pub versioning: bool,
@@ -474,7 +464,6 @@ pub struct BucketRecord {
     pub public_access: bool,
     /// Quota in GB (10^9 bytes); fractions allowed.
     pub max_size_gb: Option<f64>,
-    /// Status.
     pub status: BucketStatus,
     /// Why the status is what it is.
     pub status_message: Option<String>,
@@ -547,9 +536,10 @@ pub struct BucketRecord {
     /// Snapshots on a schedule.
     #[serde(default)]
     pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
-    /// Last change.
+    /// RFC 3339 (UTC): when someone last changed the bucket; a recount or a migration
+    /// (`Locked::write`) leaves it as it is.
     pub updated_at: String,
 }
 

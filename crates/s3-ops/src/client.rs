@@ -22,9 +22,7 @@ pub struct Endpoint {
     pub url: String,
     /// Region to sign for.
     pub region: String,
-    /// Access key.
     pub access_key: String,
-    /// Secret key.
     pub secret_key: String,
 }
 

@@ -41,7 +41,6 @@ pub const MAX_SINGLE_PUT: u64 = PART_SIZE as u64;
 /// What S3 says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
-    /// Key.
     pub key: String,
     /// Size in bytes.
     pub size: u64,

@@ -19,4 +19,5 @@ pub mod objects;
 pub mod presign;
 pub mod probe;
 pub mod snapshots;
+pub mod stats;
 pub mod workspaces;

@@ -72,19 +72,16 @@ pub struct SyncStats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dock {
-    /// Id.
     pub id: String,
     /// Free text.
     pub name: String,
-    /// Provider.
     pub provider: CloudProvider,
-    /// Owner.
     pub user_id: String,
     /// Team whose members see it (the organisation of the seeds).
     pub team_id: Option<String>,
     /// The API token, encrypted.
     pub token_enc: String,
-    /// Creation time.
+    /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// When the last sync ended, well or not.
     pub last_synced_at: Option<String>,

@@ -24,7 +24,6 @@ pub const LABEL_WORKSPACE: &str = "kalpana.workspace.id";
 /// What an attachment answers: the container's connection, the secret shown once.
 #[derive(Debug)]
 pub struct Attached {
-    /// The attachment.
     pub attachment: Attachment,
     /// Environment for the container: endpoint, key, secret, region, bucket.
     pub env: BTreeMap<String, String>,

@@ -1,20 +1,16 @@
-//! Creating a bucket: the request, its checks, port and subdomain allocation, and provisioning
-//! (volume, container, start, readiness, the S3 bucket and its settings).
+//! Creating a bucket: the request, its checks, port and subdomain allocation, and the CREATING
+//! record; provisioning it is `provision`.
 
-use std::time::{Duration, Instant};
-
-use kalpana_manager_core::readiness::wait_http_ok;
-use kalpana_manager_core::spec::{volume_name, BucketSpec};
-use kalpana_manager_core::{EngineKind, PullProgress};
-use kalpana_s3_ops::BucketClient;
+use kalpana_manager_core::spec::volume_name;
+use kalpana_manager_core::EngineKind;
 use serde::Deserialize;
 
 use crate::access::Caller;
-use crate::context::{Core, Locked};
+use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{new_id, Backend, BucketRecord, BucketStatus, Container, TeamRole};
+use crate::model::{new_id, Backend, BucketRecord, Container, TeamRole};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
@@ -183,51 +179,6 @@ pub fn check_features(
     Ok(())
 }
 
-/// Which bucket settings to write to the S3 server.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Settings {
-    /// Versioning on/off.
-    pub versioning: Option<bool>,
-    /// Anonymous read on/off.
-    pub public_access: Option<bool>,
-    /// Default encryption on/off.
-    pub encryption: Option<bool>,
-}
-
-impl Settings {
-    /// Every setting as the record wants it.
-    pub fn all_of(b: &BucketRecord) -> Self {
-        Settings {
-            versioning: Some(b.versioning),
-            public_access: Some(b.public_access),
-            encryption: Some(b.encryption),
-        }
-    }
-
-    /// Only the settings that differ from a new S3 bucket's defaults (all off).
-    pub fn enabled_in(b: &BucketRecord) -> Self {
-        Settings {
-            versioning: b.versioning.then_some(true),
-            public_access: b.public_access.then_some(true),
-            encryption: b.encryption.then_some(true),
-        }
-    }
-}
-
-/// Writes bucket settings to the S3 server inside the container.
-pub async fn apply_settings(client: &BucketClient, s: Settings) -> Result<()> {
-    if let Some(v) = s.versioning {
-        client.set_versioning(v).await?;
-    }
-    if let Some(p) = s.public_access {
-        client.set_public_read(p).await?;
-    }
-    if let Some(e) = s.encryption {
-        client.set_default_encryption(e).await?;
-    }
-    Ok(())
-}
-
 /// Takes the subdomain and ports of new bucket `record` and inserts it, under the allocation
 /// lock (no two creates take the same ones).
 async fn record_new(
@@ -310,7 +261,7 @@ async fn check_owner_limits(state: &Core, owner: &str, engine: EngineKind) -> Re
 }
 
 /// How many host ports a bucket of `engine` reserves (S3, and the console where there is one).
-fn port_count(state: &Core, engine: EngineKind) -> usize {
+pub(super) fn port_count(state: &Core, engine: EngineKind) -> usize {
     if state.config.profile(engine).console_port.is_some() {
         2
     } else {
@@ -319,7 +270,7 @@ fn port_count(state: &Core, engine: EngineKind) -> usize {
 }
 
 /// Allocates the host ports an engine needs. Must be called with `state.allocation` held.
-async fn allocate_ports(state: &Core, engine: EngineKind) -> Result<Vec<u16>> {
+pub(super) async fn allocate_ports(state: &Core, engine: EngineKind) -> Result<Vec<u16>> {
     let count = port_count(state, engine);
     let reserved = state.store.reserved_ports().await?;
     let ports = state.ports.allocate(count, &reserved).map_err(|e| {
@@ -328,241 +279,6 @@ async fn allocate_ports(state: &Core, engine: EngineKind) -> Result<Vec<u16>> {
         ))
     })?;
     Ok(ports)
-}
-
-/// Provisions a CREATING bucket: image, network, volume, container, start, readiness, S3 bucket.
-/// Idempotent: a daemon that died half-way runs it again from the top. On failure everything a
-/// never-provisioned bucket holds (container, volume, ports) is given back and it goes to ERROR.
-pub async fn provision(state: &Core, id: &str) -> Result<()> {
-    let Some(mut b) = state.lock_bucket_if(id).await? else {
-        return Ok(());
-    };
-    if b.deleting || b.status != BucketStatus::Creating {
-        return Ok(());
-    }
-    let started = Instant::now();
-    match provision_steps(state, &mut b).await {
-        Ok(()) => {
-            tracing::info!(bucket = %b.id, elapsed_ms = started.elapsed().as_millis() as u64, "bucket provisioned");
-            set_status(
-                state,
-                &mut b,
-                BucketStatus::Running,
-                None,
-                Some(BucketStatus::Creating),
-            )
-            .await
-        }
-        Err(e) => {
-            let message = e.to_string();
-            if !b.provisioned {
-                release_resources(state, &mut b).await;
-            }
-            set_status(state, &mut b, BucketStatus::Error, Some(message), None).await?;
-            Err(e)
-        }
-    }
-}
-
-async fn provision_steps(state: &Core, b: &mut Locked) -> Result<()> {
-    if b.port.is_none() {
-        let _alloc = state.locks.allocation.lock().await;
-        let ports = allocate_ports(state, b.engine).await?;
-        record_ports(b, &ports).await?;
-    }
-    let spec = spec_for(state, b)?;
-    let t = Instant::now();
-    pull_image(state, b, &spec.engine.image).await?;
-    step(state, b, "creating volume and container").await?;
-    state.runtime.create_volume(&spec).await?;
-    let volume = volume_name(&b.id);
-    set_container(b, |c| c.volume_name = Some(volume));
-    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "image, network and volume ready");
-    if b.from_snapshot.as_ref().is_some_and(|f| !f.imported) {
-        step(state, b, "filling the volume from the snapshot").await?;
-        crate::snapshots::from_snapshot::import_for_new(state, b).await?;
-    }
-    fault::point("provision.volume");
-    let tls_written = state.pool.holds_fresh_certificates(&b.id);
-    let container = state.runtime.create_server(&spec, tls_written).await?;
-    set_container(b, |c| c.container_id = Some(container));
-    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, tls_written, "container created");
-    b.save_if(BucketStatus::Creating).await?;
-    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "container recorded");
-    fault::point("provision.container");
-    step(state, b, "starting").await?;
-    let mut spec = spec;
-    let mut attempts = 0;
-    loop {
-        match bring_up(state, b, &spec, Settings::enabled_in(b)).await {
-            // A new bucket's port is in nobody's configuration yet: another one will do.
-            Err(Error::Runtime(kalpana_manager_core::Error::PortTaken { port, .. }))
-                if attempts < PORT_ATTEMPTS =>
-            {
-                attempts += 1;
-                spec = move_to_other_ports(state, b, port).await?;
-            }
-            other => break other?,
-        }
-    }
-    if b.from_snapshot.as_ref().is_some_and(|f| !f.settled) {
-        step(
-            state,
-            b,
-            "moving the snapshot's objects to the bucket's name",
-        )
-        .await?;
-        crate::snapshots::from_snapshot::settle_new(state, b).await?;
-    }
-    fault::point("provision.ready");
-    Ok(())
-}
-
-/// Gives a bucket being made `ports` (S3, then console) and writes them, which reserves them.
-/// Caller holds the allocation lock.
-async fn record_ports(b: &mut Locked, ports: &[u16]) -> Result<()> {
-    b.port = ports.first().copied();
-    b.console_port = ports.get(1).copied();
-    b.save_if(BucketStatus::Creating).await
-}
-
-/// How many times a new bucket whose port was taken before its container started is given
-/// other ports.
-const PORT_ATTEMPTS: u32 = 5;
-
-/// Gives a new bucket other host ports than `taken` (which something else took between the
-/// allocation and the container's start) and a container that publishes them; returns the spec.
-async fn move_to_other_ports(state: &Core, b: &mut Locked, taken: u16) -> Result<BucketSpec> {
-    state.runtime.remove_server(&b.id).await?;
-    {
-        let _alloc = state.locks.allocation.lock().await;
-        let mut reserved = state.store.reserved_ports().await?;
-        reserved.insert(taken);
-        let ports = state
-            .ports
-            .allocate(port_count(state, b.engine), &reserved)
-            .map_err(|e| {
-                Error::Unavailable(format!(
-                    "{e}: delete unused buckets or widen KALPANA_PORT_RANGE"
-                ))
-            })?;
-        tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken before its container started; it gets another");
-        record_ports(b, &ports).await?;
-    }
-    let spec = spec_for(state, b)?;
-    let container = state.runtime.create_server(&spec, false).await?;
-    set_container(b, |c| c.container_id = Some(container));
-    Ok(spec)
-}
-
-/// Starts the container, waits for the S3 server, makes sure the S3 bucket exists and carries
-/// `settings`.
-pub(super) async fn bring_up(
-    state: &Core,
-    b: &BucketRecord,
-    spec: &BucketSpec,
-    settings: Settings,
-) -> Result<()> {
-    let t = Instant::now();
-    state.runtime.start_server(&b.id).await?;
-    let started = state.runtime.inspect_server(&b.id).await?;
-    observed(state, b, started.as_ref());
-    let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
-    let at_start = t.elapsed();
-    wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
-    tracing::debug!(bucket = %b.id, start_ms = at_start.as_millis() as u64,
-        ready_ms = t.elapsed().as_millis() as u64, "container started and serving");
-    let client = s3_client(state, b)?;
-    // Signed requests can lag the health answer by a few milliseconds.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match client.create_bucket().await {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(bucket = %b.id, error = %e, "create bucket not yet accepted");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    apply_settings(&client, settings).await?;
-    tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "S3 bucket made and set");
-    // Identities owed a sync (a restore of a stopped bucket) before anyone uses the engine; the
-    // key refresh records it done, or tries again.
-    if b.sweep_identities {
-        if let Err(e) = crate::keys::sweep_foreign(state, b).await {
-            tracing::warn!(bucket = %b.id, error = %e, "bringing the engine's identities in line with the record failed; the key refresh tries again");
-        }
-    }
-    // A new container of a bucket with attached workspace containers joins them again.
-    super::attachments::reconnect(state, b).await
-}
-
-async fn step(state: &Core, b: &mut Locked, what: &str) -> Result<()> {
-    b.status_message = Some(what.to_string());
-    tracing::info!(bucket = %b.id, step = what, "provisioning");
-    state.events.publish(BucketEvent::of(
-        EventKind::Progress,
-        b,
-        Some(what.to_string()),
-    ));
-    Ok(())
-}
-
-async fn pull_image(state: &Core, b: &BucketRecord, image: &str) -> Result<()> {
-    let bus = state.events.clone();
-    let record = b.clone();
-    let mut last_line = String::new();
-    let mut last_sent = Instant::now() - Duration::from_secs(10);
-    let mut report = move |p: PullProgress| {
-        let line = match (p.current, p.total) {
-            (Some(c), Some(t)) if t > 0 => format!(
-                "pulling {}: {} {} {}/{} bytes",
-                p.image,
-                p.layer.as_deref().unwrap_or(""),
-                p.status,
-                c,
-                t
-            ),
-            _ => format!(
-                "pulling {}: {} {}",
-                p.image,
-                p.layer.as_deref().unwrap_or(""),
-                p.status
-            ),
-        };
-        // Byte counters change many times a second; report a new status at once and
-        // byte progress at most once a second.
-        if p.status != last_line || last_sent.elapsed() >= Duration::from_secs(1) {
-            tracing::info!(bucket = %record.id, progress = %line, "image pull");
-            bus.publish(BucketEvent::of(EventKind::ImagePull, &record, Some(line)));
-            last_line = p.status.clone();
-            last_sent = Instant::now();
-        }
-    };
-    state.runtime.ensure_image(image, &mut report).await?;
-    Ok(())
-}
-
-/// Removes a never-provisioned bucket's container and volume and gives back its ports.
-async fn release_resources(state: &Core, b: &mut BucketRecord) {
-    if let Err(e) = state.runtime.remove_server(&b.id).await {
-        tracing::warn!(bucket = %b.id, error = %e, "rollback: removing the container failed");
-    }
-    if let Err(e) = state.runtime.remove_volume(&b.id).await {
-        tracing::warn!(bucket = %b.id, error = %e, "rollback: removing the volume failed");
-    }
-    set_container(b, |c| c.container_id = None);
-    b.port = None;
-    b.console_port = None;
-}
-
-/// Changes the container parts of managed bucket `b` (provisioning runs for managed buckets
-/// only; an external one has none to change).
-fn set_container(b: &mut BucketRecord, change: impl FnOnce(&mut Container)) {
-    if let Some(c) = b.container_mut() {
-        change(c);
-    }
 }
 
 #[cfg(test)]

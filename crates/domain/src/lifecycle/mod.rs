@@ -2,7 +2,7 @@
 //! intent to the store before it touches Docker, holds the bucket's lock, and publishes each
 //! status change as an event and a log line. This module holds what every operation shares (locks,
 //! access gates, status changes, origins and S3 clients, the Docker checks); the operations are
-//! split by kind: `create` (and provisioning), `start_stop`, `replace` (domain link, rotation),
+//! split by kind: `create`, `provision`, `start_stop`, `replace` (domain link, rotation),
 //! `delete`. Nothing outside this module and `reconcile` calls Docker.
 
 use std::time::Duration;
@@ -20,14 +20,18 @@ pub mod attachments;
 mod create;
 mod delete;
 pub mod pool;
+mod provision;
 mod replace;
+mod settings;
 mod start_stop;
 mod update;
 pub mod volume_data;
 
 pub use create::*;
 pub use delete::*;
+pub use provision::*;
 pub use replace::*;
+pub use settings::*;
 pub use start_stop::*;
 pub use update::*;
 

@@ -20,7 +20,6 @@ use super::progress::Meter;
 pub struct FromSnapshot {
     /// The bucket the snapshot is of.
     pub bucket_id: String,
-    /// The snapshot.
     pub snapshot_id: String,
     /// The S3 bucket name inside the archive (the source bucket's name).
     pub source_name: String,

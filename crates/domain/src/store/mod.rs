@@ -206,11 +206,8 @@ pub async fn open(uri: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> 
 /// How many records of each kind a store holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Users.
     pub users: usize,
-    /// Teams.
     pub teams: usize,
-    /// Buckets.
     pub buckets: usize,
     /// Reserved host ports.
     pub ports: usize,

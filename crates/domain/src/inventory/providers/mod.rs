@@ -18,7 +18,6 @@ pub enum ProviderError {
     /// The token was refused (401/403).
     #[error("{provider} refused the token ({status}): {message}")]
     Refused {
-        /// Provider.
         provider: &'static str,
         /// HTTP status.
         status: u16,
@@ -28,7 +27,6 @@ pub enum ProviderError {
     /// Any other failed answer.
     #[error("{provider} answered {status}: {message}")]
     Failed {
-        /// Provider.
         provider: &'static str,
         /// HTTP status.
         status: u16,
@@ -38,7 +36,6 @@ pub enum ProviderError {
     /// No answer.
     #[error("{provider} is unreachable: {message}")]
     Unreachable {
-        /// Provider.
         provider: &'static str,
         /// What failed.
         message: String,
@@ -46,7 +43,6 @@ pub enum ProviderError {
     /// An answer that is not what the provider documents.
     #[error("{provider} answered something unexpected: {message}")]
     Garbage {
-        /// Provider.
         provider: &'static str,
         /// What was wrong.
         message: String,
