@@ -23,7 +23,7 @@ pub struct App {
     /// Resource samples of bucket servers and hosts.
     pub fleet: Arc<kalpana_domain::fleet::Fleet>,
     /// Authenticated callers by token hash.
-    pub callers: crate::auth::CallerCache,
+    pub callers: crate::caller_cache::CallerCache,
     /// Turns `true` once shutdown begins, so endless responses (event streams) end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The store as the core sees it, closed for writes before the lease is released.

@@ -18,6 +18,7 @@ pub mod accept;
 pub mod app;
 pub mod auth;
 pub mod body_guard;
+pub mod caller_cache;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -31,9 +32,9 @@ pub mod server;
 // The domain, under the names the routes use.
 pub use kalpana_domain::external::endpoint_policy;
 pub use kalpana_domain::{
-    backend, caps, config, dns, drift, events, external, fault, fleet, inventory, keys, lease,
-    lifecycle, model, pending_usage, reconcile, secrets, snapshots, store, teams, upload, usage,
-    validate, workspaces,
+    backend, caps, clients, config, dns, drift, events, external, fault, fleet, inventory, keys,
+    kinds, lease, lifecycle, model, pending_usage, reconcile, requests, secrets, snapshots, store,
+    teams, upload, usage, validate, workspaces,
 };
 
 pub use error::{Error, Result};

@@ -1,66 +1,11 @@
-//! The backend seam: where a bucket's S3 is, whatever its kind. Routes and background tasks get a
-//! bucket's S3 client, presigner and endpoint from here and never ask `kind` themselves; the
-//! managed backend is `lifecycle` (a container per bucket), the external one `external`.
-
-use kalpana_s3_ops::{BucketClient, Presigner};
+//! Operations whose work depends on a bucket's kind: create, delete, refresh, resources. The
+//! managed backend is `lifecycle` (a container per bucket), the external one `external`; a
+//! bucket's S3 client and endpoint come from `clients`.
 
 use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::model::{BucketKind, BucketRecord};
 use crate::{external, lifecycle};
-
-/// The S3 client of a bucket, reused across requests.
-pub fn s3(state: &Core, b: &BucketRecord) -> Result<BucketClient> {
-    match b.kind() {
-        BucketKind::Managed => lifecycle::s3_client(state, b),
-        BucketKind::External => external::client(state, b),
-    }
-}
-
-/// A presigner for the origin clients use.
-pub fn presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
-    match b.kind() {
-        BucketKind::Managed => {
-            let origin = lifecycle::public_origin(state, b).ok_or_else(|| {
-                Error::Conflict(format!("bucket {} has no public endpoint", b.name))
-            })?;
-            Ok(Presigner::new(
-                &lifecycle::endpoint_at(state, b, origin)?,
-                &b.name,
-            ))
-        }
-        BucketKind::External => external::presigner(state, b),
-    }
-}
-
-/// The S3 origin clients use for the bucket, if it has one.
-pub fn public_endpoint(state: &Core, b: &BucketRecord) -> Option<String> {
-    match b.kind() {
-        BucketKind::Managed => lifecycle::public_origin(state, b),
-        BucketKind::External => b.external().map(|x| x.endpoint.clone()),
-    }
-}
-
-/// The name of the bucket on its S3 server.
-pub fn s3_bucket_name(b: &BucketRecord) -> &str {
-    match b.external() {
-        Some(x) => &x.bucket_name,
-        None => &b.name,
-    }
-}
-
-/// Refuses an operation only managed buckets have (a container, a domain route, engine-side
-/// keys or snapshots): 422 `not_supported` naming the kind.
-pub fn require_managed(b: &BucketRecord, operation: &str) -> Result<()> {
-    match b.kind() {
-        BucketKind::Managed => Ok(()),
-        kind => Err(Error::NotSupported {
-            kind: kind.as_str(),
-            operation: operation.to_string(),
-            bucket: b.name.clone(),
-        }),
-    }
-}
 
 /// Deletes a bucket: a managed one with its container (and volume if asked), an external one
 /// by forgetting its registration (its remote objects stay).
@@ -85,7 +30,7 @@ pub struct Created {
 pub async fn create(
     state: &Core,
     caller: &crate::access::Caller,
-    req: lifecycle::CreateBucket,
+    req: crate::requests::CreateBucket,
 ) -> Result<Created> {
     crate::workspaces::check_link(state, caller, req.workspace_id.as_deref()).await?;
     match req.kind.unwrap_or_default() {

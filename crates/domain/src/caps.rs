@@ -7,6 +7,7 @@
 use tokio::sync::MutexGuard;
 
 use crate::access::Caller;
+pub use crate::config::Caps;
 use crate::context::Core;
 use crate::error::{Error, Result};
 
@@ -35,28 +36,6 @@ impl Kind {
             Kind::Workspaces => "KALPANA_MAX_WORKSPACES_PER_USER",
             Kind::Teams => "KALPANA_MAX_TEAMS_PER_USER",
             Kind::Domains => "KALPANA_MAX_DOMAINS_PER_USER",
-        }
-    }
-}
-
-/// The per-user caps (`KALPANA_MAX_WORKSPACES_PER_USER` 20, `KALPANA_MAX_TEAMS_PER_USER` 10,
-/// `KALPANA_MAX_DOMAINS_PER_USER` 20).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caps {
-    /// Workspaces one user may own.
-    pub workspaces: usize,
-    /// Teams one user may own.
-    pub teams: usize,
-    /// Domains one user may register.
-    pub domains: usize,
-}
-
-impl Default for Caps {
-    fn default() -> Self {
-        Caps {
-            workspaces: 20,
-            teams: 10,
-            domains: 20,
         }
     }
 }

@@ -121,7 +121,7 @@ pub struct Config {
     /// overlaps the kernel's ephemeral ports (`KALPANA_RESERVE_PORTS`, default true; needs root).
     pub reserve_ports: bool,
     /// Workspaces, teams and domains one user may make (admins exempt).
-    pub caps: crate::caps::Caps,
+    pub caps: Caps,
     /// Percent of the port range no single owner may take (`KALPANA_PORT_RESERVE_PERCENT`,
     /// default 10), so one owner cannot lock everyone else out.
     pub port_reserve_percent: u8,
@@ -506,7 +506,7 @@ impl Config {
             firewall: vars.parse("KALPANA_FIREWALL", true)?,
             volume_pool: vars.parse("KALPANA_VOLUME_POOL", 2)?,
             reserve_ports: vars.parse("KALPANA_RESERVE_PORTS", true)?,
-            caps: crate::caps::Caps {
+            caps: Caps {
                 workspaces: vars.parse("KALPANA_MAX_WORKSPACES_PER_USER", 20)?,
                 teams: vars.parse("KALPANA_MAX_TEAMS_PER_USER", 10)?,
                 domains: vars.parse("KALPANA_MAX_DOMAINS_PER_USER", 20)?,
@@ -561,6 +561,28 @@ impl Config {
             "127.0.0.1".to_string()
         } else {
             self.bind_ip.to_string()
+        }
+    }
+}
+
+/// The per-user caps (`KALPANA_MAX_WORKSPACES_PER_USER` 20, `KALPANA_MAX_TEAMS_PER_USER` 10,
+/// `KALPANA_MAX_DOMAINS_PER_USER` 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Workspaces one user may own.
+    pub workspaces: usize,
+    /// Teams one user may own.
+    pub teams: usize,
+    /// Domains one user may register.
+    pub domains: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            workspaces: 20,
+            teams: 10,
+            domains: 20,
         }
     }
 }

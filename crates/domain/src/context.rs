@@ -52,7 +52,7 @@ pub struct CoreParts {
     /// Ids of new buckets whose volumes are made ahead.
     pub pool: crate::lifecycle::pool::VolumePool,
     /// The reconcile loop's work queue.
-    pub reconciler: crate::reconcile::Reconciler,
+    pub reconciler: crate::reconcile::state::Reconciler,
     /// Bytes in flight and promised per bucket, checked against quotas.
     pub quotas: crate::usage::Ledger,
     /// Usage changes of buckets without a quota, not yet written to the store.

@@ -59,7 +59,7 @@ pub async fn enforce(state: &Core, id: &str) -> Result<bool> {
         return Ok(false);
     }
     let b = &b;
-    let client = crate::backend::s3(state, b)?;
+    let client = crate::clients::s3(state, b)?;
     let seen = client.observed_settings().await?;
     let (fix, what) = corrections(b, seen);
     if what.is_empty() {

@@ -429,6 +429,34 @@ impl From<Backend> for StoredBackend {
     }
 }
 
+/// What the bucket was made from, on a bucket created with `fromSnapshot`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FromSnapshot {
+    /// The bucket the snapshot is of.
+    pub bucket_id: String,
+    pub snapshot_id: String,
+    /// The S3 bucket name inside the archive (the source bucket's name).
+    pub source_name: String,
+    /// The archive is in the new bucket's volume.
+    pub imported: bool,
+    /// The data moved to the new bucket's name and the source's keys removed.
+    pub settled: bool,
+}
+
+/// When a bucket's snapshots are taken by themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotPolicy {
+    /// Hours between snapshots (fractions allowed, at least `KALPANA_SNAPSHOT_MIN_EVERY_SECS`).
+    pub every_hours: f64,
+    /// How many successful scheduled snapshots are kept.
+    pub keep: u32,
+    /// Where they go (default `KALPANA_SNAPSHOT_BUCKET`).
+    #[serde(default)]
+    pub target_bucket_id: Option<String>,
+}
+
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -532,10 +560,10 @@ pub struct BucketRecord {
     pub default_for: Vec<String>,
     /// The snapshot it was made from, and how far that got.
     #[serde(default)]
-    pub from_snapshot: Option<crate::snapshots::from_snapshot::FromSnapshot>,
+    pub from_snapshot: Option<FromSnapshot>,
     /// Snapshots on a schedule.
     #[serde(default)]
-    pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
+    pub snapshot_policy: Option<SnapshotPolicy>,
     /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// RFC 3339 (UTC): when someone last changed the bucket; a recount or a migration

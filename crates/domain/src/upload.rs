@@ -64,7 +64,7 @@ pub async fn prepare(state: &Core, b: &BucketRecord, key: &str) -> Result<Upload
     if b.over_quota {
         return Err(usage::over_quota(b));
     }
-    let client = crate::backend::s3(state, b)?;
+    let client = crate::clients::s3(state, b)?;
     if b.quota_bytes().is_none() {
         let lookup = {
             let (client, key) = (client.clone(), key.to_string());

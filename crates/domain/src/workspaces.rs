@@ -61,7 +61,7 @@ pub async fn create(
             "name must be 1-64 characters without control characters".into(),
         ));
     }
-    crate::lifecycle::may_create_in(caller, team_id.as_deref())?;
+    crate::requests::may_create_in(caller, team_id.as_deref())?;
     let _cap = crate::caps::reserve(state, caller, crate::caps::Kind::Workspaces).await?;
     let w = Workspace {
         id: new_id(),

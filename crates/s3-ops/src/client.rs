@@ -12,7 +12,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NotAllowed, Result};
 
 /// Where and how to reach one bucket's S3 server. `Debug` leaves the secret out.
 #[derive(Clone)]
@@ -94,22 +94,6 @@ impl ResolveDns for FilteringResolver {
         })
     }
 }
-
-/// A host name that resolved only to addresses the endpoint policy refuses.
-#[derive(Debug)]
-pub struct NotAllowed(String, Vec<IpAddr>);
-
-impl std::fmt::Display for NotAllowed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} resolves to {:?}, which the endpoint policy does not allow",
-            self.0, self.1
-        )
-    }
-}
-
-impl std::error::Error for NotAllowed {}
 
 impl BucketClient {
     /// A client for `bucket` at `endpoint`: path-style, static credentials, checksums only where

@@ -61,7 +61,7 @@ impl Error {
             _ => {
                 let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
                 while let Some(e) = source {
-                    if let Some(refused) = e.downcast_ref::<crate::client::NotAllowed>() {
+                    if let Some(refused) = e.downcast_ref::<NotAllowed>() {
                         return Error::NotAllowed(refused.to_string());
                     }
                     source = e.source();
@@ -84,3 +84,19 @@ impl Error {
         }
     }
 }
+
+/// A host name that resolved only to addresses the endpoint policy refuses.
+#[derive(Debug)]
+pub struct NotAllowed(pub(crate) String, pub(crate) Vec<std::net::IpAddr>);
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} resolves to {:?}, which the endpoint policy does not allow",
+            self.0, self.1
+        )
+    }
+}
+
+impl std::error::Error for NotAllowed {}

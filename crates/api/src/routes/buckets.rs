@@ -11,9 +11,10 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::lifecycle::{self, CreateBucket};
+use crate::lifecycle;
 use crate::model::{BucketRecord, BucketStatus};
 use crate::openapi::{Failed, Refused};
+use crate::requests::CreateBucket;
 use crate::store::BucketQuery;
 
 /// How long `?wait=true` waits for a create to leave CREATING.
@@ -71,7 +72,7 @@ pub struct BucketView {
     /// Purposes it is the default bucket for.
     default_for: Vec<String>,
     /// Snapshots on a schedule.
-    snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
+    snapshot_policy: Option<crate::model::SnapshotPolicy>,
     created_at: String,
     updated_at: String,
 }
@@ -80,7 +81,7 @@ pub struct BucketView {
 pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -> BucketView {
     state.pending_usage.overlay(&mut b);
     let routing = &state.config.routing;
-    let endpoint = crate::backend::public_endpoint(state, &b);
+    let endpoint = crate::clients::public_endpoint(state, &b);
     let routed = lifecycle::routed_host(state, &b);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,

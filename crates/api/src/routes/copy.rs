@@ -15,7 +15,7 @@ use crate::openapi::{Failed, Refused};
 use crate::routes::objects::key_segment_max;
 use crate::upload::{self, Stored};
 use crate::validate::KeyUse;
-use crate::{backend, lifecycle, usage, validate};
+use crate::{lifecycle, usage, validate};
 
 /// S3 copies at most this much in one server-side request; larger objects are streamed.
 const MAX_SERVER_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -74,7 +74,7 @@ pub async fn copy(
             "the destination is the source: give another destinationKey or bucket".into(),
         ));
     }
-    let source = backend::s3(&state, &src)?;
+    let source = crate::clients::s3(&state, &src)?;
     let info = source
         .head_object(&key)
         .await?
@@ -134,7 +134,7 @@ async fn copy_on_server(
     if b.over_quota {
         return Err(usage::over_quota(b).into());
     }
-    let client = backend::s3(state, b)?;
+    let client = crate::clients::s3(state, b)?;
     let old = client.head_object(destination).await?;
     let old_size = old.as_ref().map_or(0, |o| o.size);
     let mut reservation = usage::Reservation::begin(state, b, destination, old_size);

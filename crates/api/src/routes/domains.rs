@@ -119,7 +119,7 @@ pub async fn create(
         )));
     }
     // A team's domains are registered by its members, not its viewers.
-    crate::lifecycle::may_create_in(&caller, req.team_id.as_deref())?;
+    crate::requests::may_create_in(&caller, req.team_id.as_deref())?;
     let _cap = crate::caps::reserve(&state, &caller, crate::caps::Kind::Domains).await?;
     let d = Domain {
         id: new_id(),

@@ -277,7 +277,7 @@ pub async fn list(
                 .ok_or_else(|| Error::BadRequest("cursor is not one this API handed out".into()))
         })
         .transpose()?;
-    let page = crate::backend::s3(&state, &b)?
+    let page = crate::clients::s3(&state, &b)?
         .list_objects(
             q.prefix.as_deref().filter(|p| !p.is_empty()),
             q.delimiter.as_deref().filter(|d| !d.is_empty()),
@@ -348,7 +348,7 @@ pub async fn get(
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
-    let d = crate::backend::s3(&state, &b)?
+    let d = crate::clients::s3(&state, &b)?
         .get_object(&key, range.as_deref())
         .await
         .map_err(s3_error)?;
@@ -385,7 +385,7 @@ pub async fn head(
 ) -> Result<Response> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let info = crate::backend::s3(&state, &b)?
+    let info = crate::clients::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -426,7 +426,7 @@ pub async fn metadata(
 ) -> Result<Json<MetadataView>> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let o = crate::backend::s3(&state, &b)?
+    let o = crate::clients::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -460,7 +460,7 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let client = crate::backend::s3(&state, &b)?;
+    let client = crate::clients::s3(&state, &b)?;
     let old = client.head_object(&key).await?;
     client.delete_object(&key).await?;
     if let Some(old) = old {

@@ -114,10 +114,10 @@ async fn presign(
         HeaderValue::from_str(ct)
             .map_err(|_| Error::BadRequest("contentType is not a valid header value".into()))?;
     }
-    let presigner = crate::backend::presigner(state, &b)?;
+    let presigner = crate::clients::presigner(state, &b)?;
     let signed = if upload {
         // What the key holds now, so the upload can be told apart when it lands.
-        let before = crate::backend::s3(state, &b)?.head_object(&req.key).await?;
+        let before = crate::clients::s3(state, &b)?.head_object(&req.key).await?;
         let signed = presigner.presign_put(
             &req.key,
             expires,

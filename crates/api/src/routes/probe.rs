@@ -11,8 +11,8 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::Result;
 use crate::extract::{PathParams, QueryParams};
+use crate::lifecycle;
 use crate::openapi::{Failed, Refused};
-use crate::{backend, lifecycle};
 
 /// Query of the connection test.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -63,7 +63,7 @@ pub async fn test(
     let needed = if q.write { Access::Write } else { Access::Read };
     let b = lifecycle::authorized(&state, &caller, &id, needed).await?;
     let started = Instant::now();
-    let client = backend::s3(&state, &b);
+    let client = crate::clients::s3(&state, &b);
     let (can_read, mut message) = match &client {
         Ok(c) => match c.check_access().await {
             Ok(()) => (true, "listing works".to_string()),

@@ -7,59 +7,18 @@
 use std::time::Instant;
 
 use kalpana_s3_ops::{BucketClient, Endpoint, Presigner, RemoteOptions};
-use serde::Deserialize;
 
 use crate::access::Caller;
 use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::external::endpoint_policy::{CheckedEndpoint, EndpointPolicy};
-use crate::lifecycle::{self, CreateBucket};
+use crate::lifecycle;
 use crate::model::{new_id, now, Backend, BucketRecord, BucketStatus, ExternalTarget, Provider};
+use crate::requests::{CreateBucket, ExternalRequest};
 use crate::validate;
 
 pub mod endpoint_policy;
-
-/// Where an external bucket is and how to sign in: the `external` object of
-/// `POST /api/buckets` (and of `PATCH`, to replace credentials). `Debug` leaves the secret out.
-#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExternalRequest {
-    /// `s3`, `r2` or `other`.
-    pub provider: Option<Provider>,
-    /// The bucket's name on the service.
-    pub bucket_name: Option<String>,
-    /// Region (`s3`: default us-east-1; `r2`: always `auto`; `other`: default us-east-1).
-    pub region: Option<String>,
-    /// S3 endpoint (origin); required for `other`, derived for `s3` and `r2`.
-    pub endpoint: Option<String>,
-    /// Cloudflare account id (`r2`).
-    pub account_id: Option<String>,
-    /// Access key id.
-    pub access_key_id: Option<String>,
-    /// Secret access key: stored encrypted, never shown again.
-    pub secret_access_key: Option<String>,
-    /// Path-style addressing (default: true for `other` and `r2`, false for `s3`).
-    pub path_style: Option<bool>,
-}
-
-impl std::fmt::Debug for ExternalRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExternalRequest")
-            .field("provider", &self.provider)
-            .field("bucket_name", &self.bucket_name)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("account_id", &self.account_id)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("path_style", &self.path_style)
-            .finish()
-    }
-}
 
 fn required<'a>(v: &'a Option<String>, what: &str) -> Result<&'a str> {
     v.as_deref()
@@ -244,7 +203,7 @@ pub fn provider_words(e: &kalpana_s3_ops::Error) -> String {
 /// nothing is stored otherwise.
 pub async fn create(state: &Core, caller: &Caller, req: CreateBucket) -> Result<BucketRecord> {
     validate::bucket_name(&req.name)?;
-    lifecycle::may_create_in(caller, req.team_id.as_deref())?;
+    crate::requests::may_create_in(caller, req.team_id.as_deref())?;
     for (set, field) in [
         (req.engine.is_some(), "engine"),
         (req.subdomain.is_some(), "subdomain"),
@@ -288,7 +247,7 @@ pub async fn create(state: &Core, caller: &Caller, req: CreateBucket) -> Result<
     };
     state.store.insert_bucket(&record).await?;
     tracing::info!(bucket = %record.id, name = %record.name, endpoint = %record.host,
-        remote = %crate::backend::s3_bucket_name(&record), "external bucket registered");
+        remote = %crate::kinds::s3_bucket_name(&record), "external bucket registered");
     state
         .events
         .publish(BucketEvent::of(EventKind::Created, &record, None));

@@ -4,13 +4,12 @@
 use crate::access::Caller;
 use crate::context::Core;
 use crate::error::{Error, Result};
-use crate::events::BucketEvent;
 use crate::model::{new_id, now};
 
 use super::model::{CloudProvider, Dock};
 use super::provider_api::{base_url, http, provider_error};
 use super::providers::{adapter, ProviderClient};
-use super::sync::sync;
+use super::sync::{publish, sync};
 
 /// Longest API token accepted.
 const MAX_TOKEN: usize = 1024;
@@ -37,7 +36,7 @@ async fn manageable(state: &Core, caller: &Caller, id: &str) -> Result<Dock> {
     if caller.user.admin || d.user_id == caller.user.id {
         return Ok(d);
     }
-    crate::lifecycle::may_create_in(caller, d.team_id.as_deref())
+    crate::requests::may_create_in(caller, d.team_id.as_deref())
         .map_err(|_| Error::Forbidden("a viewer cannot change the team's docks".into()))?;
     Ok(d)
 }
@@ -69,7 +68,7 @@ pub async fn create(state: &Core, caller: &Caller, req: NewDock) -> Result<Dock>
             "apiToken must be 1-{MAX_TOKEN} characters without control characters"
         )));
     }
-    crate::lifecycle::may_create_in(caller, req.team_id.as_deref())?;
+    crate::requests::may_create_in(caller, req.team_id.as_deref())?;
     let a = adapter(req.provider);
     let mut client = ProviderClient::new(http()?, a, &base_url(state, req.provider), token.clone());
     let check = client.url(a.check_path());
@@ -135,10 +134,4 @@ pub async fn delete(state: &Core, caller: &Caller, id: &str) -> Result<()> {
 pub async fn sync_for(state: &Core, caller: &Caller, id: &str) -> Result<Dock> {
     manageable(state, caller, id).await?;
     sync(state, id).await
-}
-
-pub(super) fn publish(state: &Core, dock: &Dock, status: &'static str, message: Option<String>) {
-    state
-        .events
-        .publish(BucketEvent::of_dock(dock, status, message));
 }

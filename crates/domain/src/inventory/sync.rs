@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::context::Core;
 use crate::error::{Error, Result};
+use crate::events::BucketEvent;
 use crate::model::now;
 
-use super::docks::publish;
 use super::model::{Dock, SyncStats};
 use super::plan::plan;
 use super::provider_api::{base_url, http};
@@ -144,4 +144,11 @@ fn is_due(d: &Dock, every: Duration) -> bool {
     time::OffsetDateTime::parse(last, &Rfc3339)
         .map(|t| time::OffsetDateTime::now_utc() - t >= every)
         .unwrap_or(true)
+}
+
+/// Tells subscribers a dock's sync status.
+pub(super) fn publish(state: &Core, dock: &Dock, status: &'static str, message: Option<String>) {
+    state
+        .events
+        .publish(BucketEvent::of_dock(dock, status, message));
 }

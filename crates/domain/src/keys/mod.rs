@@ -87,7 +87,7 @@ pub fn validate(req: &NewKey) -> Result<()> {
 
 /// Refuses keys on a bucket the daemon does not run (external buckets have their provider's).
 fn require_keys(b: &BucketRecord) -> Result<()> {
-    crate::backend::require_managed(b, "scoped keys")
+    crate::kinds::require_managed(b, "scoped keys")
 }
 
 /// Makes a key on a RUNNING bucket; returns it and its secret (shown once). Nothing is left in
@@ -418,7 +418,7 @@ async fn rotate_leaked(state: &Core, b: &mut Locked) -> Result<()> {
             ids.len()
         )),
     ));
-    crate::reconcile::enqueue(state, &b.id, std::time::Duration::ZERO);
+    state.reconciler.request(&b.id);
     Ok(())
 }
 

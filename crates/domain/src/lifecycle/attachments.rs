@@ -39,7 +39,7 @@ pub async fn attach(
     access: KeyAccess,
     prefix: Option<String>,
 ) -> Result<Attached> {
-    crate::backend::require_managed(b, "attaching containers")?;
+    crate::kinds::require_managed(b, "attaching containers")?;
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
             "bucket {} is not running: start it to attach containers",

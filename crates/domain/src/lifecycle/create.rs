@@ -3,66 +3,18 @@
 
 use kalpana_manager_core::spec::volume_name;
 use kalpana_manager_core::EngineKind;
-use serde::Deserialize;
 
 use crate::access::Caller;
 use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::events::{BucketEvent, EventKind};
 use crate::fault;
-use crate::model::{new_id, Backend, BucketRecord, Container, TeamRole};
+use crate::model::{new_id, Backend, BucketRecord, Container};
+use crate::requests::{may_create_in, CreateBucket};
 use crate::secrets::{new_access_key, new_secret_key};
 use crate::validate;
 
 use super::*;
-
-/// The body of `POST /api/buckets`.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateBucket {
-    /// S3 bucket name.
-    pub name: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// Team that shares it (the caller must be a member).
-    pub team_id: Option<String>,
-    /// Workspace.
-    pub workspace_id: Option<String>,
-    /// Versioning.
-    pub versioning: Option<bool>,
-    /// Server-side encryption.
-    pub encryption: Option<bool>,
-    /// Anonymous read.
-    pub public_access: Option<bool>,
-    /// Quota in GB (10^9 bytes); fractions allowed.
-    #[serde(rename = "maxSizeGB")]
-    pub max_size_gb: Option<f64>,
-    /// Engine (default from configuration).
-    pub engine: Option<String>,
-    /// Subdomain label (default derived from the name).
-    pub subdomain: Option<String>,
-    /// `managed` (default: its own container) or `external`.
-    pub kind: Option<crate::model::BucketKind>,
-    /// Where an external bucket is, and its credentials.
-    pub external: Option<crate::external::ExternalRequest>,
-    /// Make it from a snapshot: same objects, new credentials.
-    pub from_snapshot: Option<crate::snapshots::from_snapshot::FromSnapshotRequest>,
-    /// Take snapshots on a schedule.
-    pub snapshot_policy: Option<crate::snapshots::schedule::SnapshotPolicy>,
-}
-
-/// Whether the caller may create a bucket in `team` (any member but a viewer; 404 for a team
-/// they are not in).
-pub fn may_create_in(caller: &Caller, team: Option<&str>) -> Result<()> {
-    match team.map(|t| caller.role_in(t)) {
-        None => Ok(()),
-        Some(None) => Err(Error::NotFound("team")),
-        Some(Some(TeamRole::Viewer)) => Err(Error::Forbidden(
-            "a team viewer cannot create buckets, workspaces or domains in the team".into(),
-        )),
-        Some(Some(_)) => Ok(()),
-    }
-}
 
 /// Validates the request, reserves ports and name atomically, writes the CREATING record and
 /// starts provisioning in the background. Returns the record and the secret key (shown once).

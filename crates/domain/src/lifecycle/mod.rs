@@ -257,7 +257,7 @@ pub async fn authorized(
 /// Docker is asked anything. A bucket's kind never changes, so no lock is needed.
 async fn only_managed(state: &Core, id: &str, operation: &str) -> Result<()> {
     match state.store.get_bucket(id).await? {
-        Some(b) => crate::backend::require_managed(&b, operation),
+        Some(b) => crate::kinds::require_managed(&b, operation),
         None => Ok(()),
     }
 }

@@ -21,11 +21,11 @@ pub struct UpdateBucket {
     pub encryption: Option<bool>,
     pub public_access: Option<bool>,
     /// New credentials (and optionally location) of an external bucket, checked before stored.
-    pub external: Option<crate::external::ExternalRequest>,
+    pub external: Option<crate::requests::ExternalRequest>,
     /// Snapshots on a schedule; `null` stops them.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<crate::snapshots::schedule::SnapshotPolicy>)]
-    pub snapshot_policy: Option<Option<crate::snapshots::schedule::SnapshotPolicy>>,
+    #[schema(value_type = Option<crate::model::SnapshotPolicy>)]
+    pub snapshot_policy: Option<Option<crate::model::SnapshotPolicy>>,
     /// The workspace it belongs to (one the caller may put things in); `null` unlinks it.
     /// Refused (409) while containers are attached to it.
     #[serde(default, deserialize_with = "present")]
@@ -60,10 +60,10 @@ pub async fn update(
         || req.public_access.is_some()
         || req.max_size_gb.is_some()
     {
-        crate::backend::require_managed(&b, "changing S3 settings or the quota")?;
+        crate::kinds::require_managed(&b, "changing S3 settings or the quota")?;
     }
     if let Some(policy) = &req.snapshot_policy {
-        crate::backend::require_managed(&b, "snapshot policies")?;
+        crate::kinds::require_managed(&b, "snapshot policies")?;
         if let Some(p) = policy {
             crate::snapshots::schedule::check(state, caller, Some(&b.id), p).await?;
         }
@@ -88,7 +88,7 @@ pub async fn update(
         encryption: req.encryption.filter(|v| *v != b.encryption),
     };
     if b.status == BucketStatus::Running {
-        let client = crate::backend::s3(state, &b)?;
+        let client = crate::clients::s3(state, &b)?;
         super::apply_settings(&client, changed).await?;
     }
     if let Some(d) = req.description {

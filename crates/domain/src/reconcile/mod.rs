@@ -1,5 +1,5 @@
-//! The reconcile loop, in the shape of a Kubernetes controller: `reconcile(bucket) ->
-//! Result<Action>` converges Docker (actual state) on the store (desired state) for one bucket,
+//! The reconcile loop, in the shape of a Kubernetes controller: `reconcile(bucket)`
+//! converges Docker (actual state) on the store (desired state) for one bucket,
 //! level-triggered (it is not told why it runs); an error policy retries a failing bucket with
 //! back-off; a work queue runs at most one reconcile per bucket at a time, folds a burst of
 //! triggers for one bucket into one more run, and bounds how many buckets run at once. Triggers:
@@ -7,8 +7,6 @@
 //! The decisions themselves are pure functions in `decide` (unit-tested); this module carries
 //! them out.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,57 +19,14 @@ use crate::model::{now, BucketStatus, Phase};
 
 pub mod decide;
 mod orphans;
+pub mod state;
 
 use decide::{Plan, RunningStep, RESTARTING};
-pub use orphans::{find_orphans, remove_orphan, OrphanContainer, OrphanVolume, Orphans};
+pub use orphans::{find_orphans, remove_orphan};
+pub use state::{OrphanContainer, OrphanVolume, Orphans, Reconciler};
 
-/// Most buckets reconciled at once.
-const CONCURRENCY: usize = 8;
 /// How long an event's reconcile waits, so Docker's restart policy gets its turn first.
 const AFTER_EVENT: Duration = Duration::from_secs(1);
-
-/// The work queue and what the loop remembers between runs. Owned by the application state:
-/// nothing here is process-global.
-pub struct Reconciler {
-    work: Mutex<Work>,
-    slots: tokio::sync::Semaphore,
-    /// The orphans last reported, so a standing orphan is not logged every pass.
-    last_orphans: Mutex<Option<Orphans>>,
-}
-
-impl Default for Reconciler {
-    fn default() -> Self {
-        Reconciler {
-            work: Mutex::default(),
-            slots: tokio::sync::Semaphore::new(CONCURRENCY),
-            last_orphans: Mutex::default(),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Work {
-    /// Buckets waiting for their run.
-    queued: HashSet<String>,
-    /// Buckets being reconciled now.
-    running: HashSet<String>,
-    /// Buckets triggered while running: one more run once this one ends.
-    again: HashSet<String>,
-    /// Consecutive failures per bucket, for the back-off.
-    failures: HashMap<String, u32>,
-}
-
-impl Reconciler {
-    fn work(&self) -> std::sync::MutexGuard<'_, Work> {
-        self.work.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Buckets queued or running now (for tests and metrics).
-    pub fn pending(&self) -> usize {
-        let w = self.work();
-        w.queued.len() + w.running.len()
-    }
-}
 
 /// Queues a reconcile of bucket `id` after `delay`. A bucket already queued is not queued twice;
 /// one being reconciled runs once more when it is done.
@@ -305,6 +260,14 @@ pub async fn reconcile_all(state: &Core) -> Result<()> {
 /// full pass whenever the event stream is reopened after it broke, ended or Docker was away
 /// (events may have been missed).
 pub fn spawn(state: Core) {
+    if let Some(mut requested) = state.reconciler.take_requests() {
+        let served = state.clone();
+        state.tasks.spawn_loop("reconcile requests", async move {
+            while let Some(id) = requested.recv().await {
+                enqueue(&served, &id, Duration::ZERO);
+            }
+        });
+    }
     let periodic = state.clone();
     state.tasks.spawn_loop("reconcile pass", async move {
         loop {

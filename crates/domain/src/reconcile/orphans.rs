@@ -3,45 +3,10 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
-
 use crate::context::Core;
 use crate::error::Result;
 
-/// Managed resources of this daemon instance that no bucket record accounts for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Orphans {
-    /// Containers labelled for this instance without a bucket record.
-    pub containers: Vec<OrphanContainer>,
-    /// Volumes labelled for this instance without a bucket record (including the data kept by
-    /// a delete without `deleteVolume=true`).
-    pub volumes: Vec<OrphanVolume>,
-}
-
-/// A container without a bucket record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrphanContainer {
-    /// Container name.
-    pub name: String,
-    /// Container id.
-    pub id: String,
-    /// The bucket id on its label, if any.
-    pub bucket_id: Option<String>,
-    /// Docker's status word.
-    pub status: String,
-}
-
-/// A volume without a bucket record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrphanVolume {
-    /// Volume name.
-    pub name: String,
-    /// The bucket id on its label, if any.
-    pub bucket_id: Option<String>,
-}
+use super::state::{OrphanContainer, OrphanVolume, Orphans};
 
 /// Lists managed containers and volumes whose bucket has no record. Never removes anything.
 pub async fn find_orphans(state: &Core) -> Result<Orphans> {

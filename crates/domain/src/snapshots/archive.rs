@@ -47,7 +47,7 @@ pub(super) async fn archive_present(state: &Core, s: &Snapshot) -> Result<()> {
         }
         Some(t) => t,
     };
-    match crate::backend::s3(state, &t)?
+    match crate::clients::s3(state, &t)?
         .head_object(&s.target.key)
         .await?
     {
@@ -71,7 +71,7 @@ pub(super) async fn fill_job(state: &Core, s: &Snapshot, meter: &Meter) -> Resul
         .get_bucket(&s.target.bucket_id)
         .await?
         .ok_or_else(|| Error::Unprocessable("the bucket holding the archive is gone".into()))?;
-    let client = crate::backend::s3(state, &t)?;
+    let client = crate::clients::s3(state, &t)?;
     let range = format!("bytes=0-{}", super::sealed::HEADER_SPAN - 1);
     let mut head = client.get_object(&s.target.key, Some(&range)).await?;
     let mut first = Vec::new();

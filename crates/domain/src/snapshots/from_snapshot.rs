@@ -3,8 +3,6 @@
 //! then, once its engine serves, the objects moved from the source's S3 bucket name to the new
 //! one and the source's keys removed, before anyone is given the bucket.
 
-use serde::{Deserialize, Serialize};
-
 use crate::access::Caller;
 use crate::context::{Core, Locked};
 use crate::error::{Error, Result};
@@ -13,31 +11,9 @@ use crate::model::{BucketRecord, BucketStatus};
 
 use super::archive::{archive_present, event, fill_job, matches_record, recount_later, tampered};
 use super::progress::Meter;
+use crate::requests::FromSnapshotRequest;
 
-/// What the bucket was made from, on a bucket created with `fromSnapshot`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FromSnapshot {
-    /// The bucket the snapshot is of.
-    pub bucket_id: String,
-    pub snapshot_id: String,
-    /// The S3 bucket name inside the archive (the source bucket's name).
-    pub source_name: String,
-    /// The archive is in the new bucket's volume.
-    pub imported: bool,
-    /// The data moved to the new bucket's name and the source's keys removed.
-    pub settled: bool,
-}
-
-/// `fromSnapshot` of a create request.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FromSnapshotRequest {
-    /// The bucket the snapshot is of (the caller must manage it).
-    pub bucket_id: String,
-    /// The snapshot (DONE).
-    pub snapshot_id: String,
-}
+pub use crate::model::FromSnapshot;
 
 /// Checks a `fromSnapshot` request: a DONE snapshot of a managed bucket the caller manages, whose
 /// archive is in place, of the engine asked for (if one is). Returns what the new bucket

@@ -99,7 +99,7 @@ pub async fn create(
         ));
     }
     let b = lifecycle::running(state, caller, bucket_id, Access::Manage).await?;
-    crate::backend::require_managed(&b, "snapshots")?;
+    crate::kinds::require_managed(&b, "snapshots")?;
     let t = target(state, caller, &b, target_bucket_id).await?;
     accept(state, &b, &t, &caller.user.id, note, false).await
 }
@@ -223,7 +223,7 @@ pub async fn delete(state: &Core, caller: &Caller, bucket_id: &str, id: &str) ->
 async fn remove(state: &Core, s: &Snapshot) -> Result<()> {
     if let Some(t) = state.store.get_bucket(&s.target.bucket_id).await? {
         if t.status == BucketStatus::Running {
-            let client = crate::backend::s3(state, &t)?;
+            let client = crate::clients::s3(state, &t)?;
             if let Some(o) = client.head_object(&s.target.key).await? {
                 client.delete_object(&s.target.key).await?;
                 crate::usage::adjust(state, &t, -1, -(o.size as i64)).await?;

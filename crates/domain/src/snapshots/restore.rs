@@ -32,7 +32,7 @@ const REPLACE_ATTEMPTS: u32 = 3;
 /// background.
 pub async fn restore(state: &Core, caller: &Caller, bucket_id: &str, id: &str) -> Result<Snapshot> {
     let b = lifecycle::authorized(state, caller, bucket_id, Access::Manage).await?;
-    crate::backend::require_managed(&b, "restores")?;
+    crate::kinds::require_managed(&b, "restores")?;
     lifecycle::require_runtime(state).await?;
     let mut s = super::get(state, caller, bucket_id, id).await?;
     // The checks and the STAGING record as one step: two restores never share a staging volume.

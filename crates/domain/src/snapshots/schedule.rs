@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -19,18 +18,7 @@ use crate::model::{BucketKind, BucketRecord, BucketStatus};
 use super::model::{Snapshot, SnapshotStatus};
 use super::MAX_PER_BUCKET;
 
-/// When a bucket's snapshots are taken by themselves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SnapshotPolicy {
-    /// Hours between snapshots (fractions allowed, at least `KALPANA_SNAPSHOT_MIN_EVERY_SECS`).
-    pub every_hours: f64,
-    /// How many successful scheduled snapshots are kept.
-    pub keep: u32,
-    /// Where they go (default `KALPANA_SNAPSHOT_BUCKET`).
-    #[serde(default)]
-    pub target_bucket_id: Option<String>,
-}
+pub use crate::model::SnapshotPolicy;
 
 /// Checks a policy asked for on bucket `bucket_id` by `caller`: sane numbers, and a target the
 /// caller can write to (or the configured snapshot bucket).

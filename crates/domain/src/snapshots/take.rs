@@ -95,7 +95,7 @@ async fn archive(
     s: &Snapshot,
     meter: &Meter,
 ) -> Result<()> {
-    let target = crate::backend::s3(state, t)?;
+    let target = crate::clients::s3(state, t)?;
     // An upload into the target as far as its recounts go: the parts of the archive already
     // sent are not counted as objects of its own while the archive is written.
     let _in_flight = state.pending_usage.upload_started(&t.id);

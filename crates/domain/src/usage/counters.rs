@@ -65,7 +65,7 @@ pub async fn sync_one(state: &Core, id: &str) -> Result<()> {
         return Ok(());
     }
     let before = state.pending_usage.quiet_mark(id);
-    let (count, bytes) = crate::backend::s3(state, &b)?.usage().await?;
+    let (count, bytes) = crate::clients::s3(state, &b)?.usage().await?;
     if before.is_none() || state.pending_usage.quiet_mark(id) != before {
         // An API upload overlapped the listing: its parts may be in the count and its object
         // about to be added to it. The next recount, in a quiet moment, is trusted instead.

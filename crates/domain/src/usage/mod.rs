@@ -7,8 +7,10 @@ mod counters;
 mod ledger;
 mod presigned;
 mod refresh_loop;
+mod reservation;
 
 pub use counters::{adjust, announce_quota, mark_over_quota, sync_one};
-pub use ledger::{over_quota, Ledger, Reservation};
+pub use ledger::Ledger;
 pub use presigned::follow_presigned;
 pub use refresh_loop::{recount_every, spawn_periodic_sync};
+pub use reservation::{over_quota, Reservation};

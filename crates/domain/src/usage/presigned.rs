@@ -48,7 +48,7 @@ pub fn follow_presigned(
             if b.status != BucketStatus::Running {
                 continue;
             }
-            let Ok(client) = crate::backend::s3(&state, &b) else {
+            let Ok(client) = crate::clients::s3(&state, &b) else {
                 continue;
             };
             let looked_at = Instant::now();

@@ -15,26 +15,24 @@
 //! directory turns those volumes into orphans (listed, removed by an admin), never into data
 //! loss.
 
+mod filler;
+
+pub use filler::spawn_filler;
+
 use std::collections::{BTreeSet, HashSet, VecDeque};
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
-
-use crate::context::Core;
-use crate::model::new_id;
-
-/// How long after a volume was taken the pool makes the next one.
-const REFILL_AFTER: Duration = Duration::from_secs(3);
 
 /// The ids ready for new buckets, and those taken whose first container is still to come.
 #[derive(Default)]
 pub struct VolumePool {
-    ready: Mutex<VecDeque<String>>,
+    pub(crate) ready: Mutex<VecDeque<String>>,
     fresh: Mutex<HashSet<String>>,
     /// Ids no bucket record holds yet, as in the ledger file.
-    unclaimed: Mutex<BTreeSet<String>>,
+    pub(crate) unclaimed: Mutex<BTreeSet<String>>,
     ledger: Option<PathBuf>,
-    wanted: tokio::sync::Notify,
+    pub(crate) wanted: tokio::sync::Notify,
 }
 
 impl VolumePool {
@@ -118,13 +116,13 @@ impl VolumePool {
             .contains(id)
     }
 
-    fn ready_count(&self) -> usize {
+    pub(crate) fn ready_count(&self) -> usize {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Writes `id` into the ledger before its volume is made; false when the ledger cannot be
     /// written (then nothing is made ahead: the volume could not be found again).
-    fn remember(&self, id: &str) -> bool {
+    pub(crate) fn remember(&self, id: &str) -> bool {
         let mut set = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
         set.insert(id.to_string());
         match self.write(&set) {
@@ -137,7 +135,7 @@ impl VolumePool {
         }
     }
 
-    fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         let mut set = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
         if set.remove(id) {
             // A stale line only makes the next start look the id up and keep its volume.
@@ -163,97 +161,4 @@ impl VolumePool {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
     }
-}
-
-/// Removes the volumes an earlier run made ahead and no bucket took, then keeps the pool full
-/// (the removal runs with the pool off too).
-pub fn spawn_filler(state: Core) {
-    let size = state.config.volume_pool;
-    let core = state.clone();
-    core.tasks.spawn_loop("volume pool", async move {
-        if let Err(e) = drop_leftovers(&state).await {
-            tracing::warn!(error = %e, "removing volumes made ahead by an earlier run failed");
-        }
-        if size == 0 {
-            return;
-        }
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            while state.pool.ready_count() < size {
-                let profile = state.config.profile(state.config.engine);
-                let id = new_id();
-                if !state.pool.remember(&id) {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
-                    continue;
-                }
-                let prepared = state
-                    .runtime
-                    .prepare_volume(
-                        &id,
-                        &profile.image,
-                        profile.data_path,
-                        profile.internal_security,
-                    )
-                    .await;
-                match prepared {
-                    Ok(()) => {
-                        tracing::debug!(bucket = %id, "volume made ahead for a new bucket");
-                        state
-                            .pool
-                            .ready
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push_back(id);
-                        backoff = Duration::from_secs(1);
-                    }
-                    Err(e) => {
-                        // The image may not be pulled yet, or Docker away: creates make their
-                        // own volumes meanwhile.
-                        tracing::debug!(error = %e, "making a volume ahead failed; trying later");
-                        let dropped = state.runtime.drop_staging(&id).await;
-                        if dropped.is_ok() && state.runtime.remove_volume(&id).await.is_ok() {
-                            state.pool.forget(&id);
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                    }
-                }
-            }
-            state.pool.wanted.notified().await;
-            // Not beside the provisioning that took the volume: Docker does one thing at a
-            // time well, and that create is waiting for it.
-            tokio::time::sleep(REFILL_AFTER).await;
-        }
-    });
-}
-
-/// Removes the ledger's ids an earlier run left that no record holds (their helper first: a
-/// daemon stopped while it made a volume ready leaves the helper, which holds the volume).
-async fn drop_leftovers(state: &Core) -> crate::error::Result<()> {
-    let left: Vec<String> = state
-        .pool
-        .unclaimed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .cloned()
-        .collect();
-    if left.is_empty() {
-        return Ok(());
-    }
-    let known: HashSet<String> = crate::store::all_buckets(&*state.store)
-        .await?
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    for id in left {
-        if !known.contains(&id) {
-            state.runtime.drop_staging(&id).await?;
-            state.runtime.remove_volume(&id).await?;
-            tracing::info!(bucket = %id, "volume made ahead by an earlier run and never taken: removed");
-        }
-        state.pool.forget(&id);
-    }
-    Ok(())
 }

@@ -8,15 +8,14 @@
 //! S3 server itself puts the counters right. Buckets with a quota are written at once, since
 //! the quota ledger must start from exact figures.
 
+mod flush;
+
+pub use flush::{flush_all, flush_one, spawn_flusher};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use crate::context::Core;
 use crate::model::BucketRecord;
-
-/// How often pending changes are written.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Object and byte changes per bucket id not yet in the store, and the API uploads streaming
 /// now per bucket (a recount that overlaps one would count its parts, then the upload again
@@ -119,49 +118,6 @@ impl PendingUsage {
 pub fn apply(b: &mut BucketRecord, objects: i64, bytes: i64) {
     b.object_count = b.object_count.saturating_add_signed(objects);
     b.total_size_bytes = b.total_size_bytes.saturating_add_signed(bytes);
-}
-
-/// Writes one bucket's pending changes to its record (taking the bucket's lock). A change that
-/// could not be written stays pending.
-pub async fn flush_one(state: &Core, id: &str) -> crate::Result<()> {
-    let Some(mut b) = state.lock_bucket_if(id).await? else {
-        state.pending_usage.take(id); // deleted meanwhile: nothing to count
-        return Ok(());
-    };
-    let (objects, bytes) = state.pending_usage.take(id);
-    if objects == 0 && bytes == 0 {
-        return Ok(());
-    }
-    apply(&mut b, objects, bytes);
-    if let Err(e) = b.write().await {
-        state.pending_usage.add(id, objects, bytes);
-        return Err(e);
-    }
-    // A bucket given a quota since these changes were made counts them in its ledger too.
-    state.quotas.set_used(id, b.total_size_bytes);
-    Ok(())
-}
-
-/// Writes every bucket's pending changes.
-pub async fn flush_all(state: &Core) {
-    for id in state.pending_usage.ids() {
-        if let Err(e) = flush_one(state, &id).await {
-            tracing::warn!(bucket = %id, error = %e, "writing usage counters failed; kept for the next try");
-        }
-    }
-}
-
-/// Writes pending changes every second until the daemon stops.
-pub fn spawn_flusher(state: Core) {
-    let core = state.clone();
-    core.tasks.spawn_loop("usage flusher", async move {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            flush_all(&state).await;
-        }
-    });
 }
 
 #[cfg(test)]
