@@ -110,7 +110,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// only (no inline script or style); images, media and frames may also be `blob:` URLs the
 /// console made from object bytes it fetched with the token (previews); requests may also go to
 /// bucket endpoints (large uploads go straight to the engine with a presigned URL).
-fn csp(config: &crate::config::Config) -> String {
+fn csp(config: &kalpana_domain::config::Config) -> String {
     let mut connect = vec![
         "'self'".to_string(),
         format!("http://{}:*", config.public_host),

@@ -29,12 +29,4 @@ pub mod router;
 pub mod routes;
 pub mod server;
 
-// The domain, under the names the routes use.
-pub use kalpana_domain::external::endpoint_policy;
-pub use kalpana_domain::{
-    backend, caps, clients, config, dns, drift, events, external, fault, fleet, inventory, keys,
-    kinds, lease, lifecycle, model, pending_usage, reconcile, requests, secrets, snapshots, store,
-    teams, upload, usage, validate, workspaces,
-};
-
 pub use error::{Error, Result};

@@ -69,12 +69,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Mcp { url, token } => kalpana_api::mcp::run(url, token).await?,
         Command::Serve { config } => {
-            use kalpana_api::config::{Config, Vars};
+            use kalpana_domain::config::{Config, Vars};
             let config = Config::from_vars(&Vars::load(config.as_deref())?)?;
             kalpana_api::server::run(config).await?;
         }
         Command::MigrateStore { from, to } => {
-            use kalpana_api::store;
+            use kalpana_domain::store;
             let here = std::path::Path::new(".");
             let source = store::open(Some(&from), here).await?;
             let target = store::open(Some(&to), here).await?;

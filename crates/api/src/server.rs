@@ -8,11 +8,12 @@ use kalpana_domain::Core;
 use kalpana_manager_core::{DockerClient, DockerRuntime, PortAllocator, Runtime};
 
 use crate::app::{App, AppState};
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::events::EventBus;
-use crate::secrets::MasterKey;
-use crate::{auth, reconcile, router, store, usage};
+use crate::{auth, router};
+use kalpana_domain::config::Config;
+use kalpana_domain::events::EventBus;
+use kalpana_domain::secrets::MasterKey;
+use kalpana_domain::{reconcile, store, usage};
 
 /// Builds the shared state from configuration (opens the store, loads the master key,
 /// connects the container runtime).
@@ -37,7 +38,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         )
     });
     let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(docker, &config.network, firewall));
-    let pool = crate::lifecycle::pool::VolumePool::open(&config.data_dir);
+    let pool = kalpana_domain::lifecycle::pool::VolumePool::open(&config.data_dir);
     let core = Core(Arc::new(CoreParts {
         config,
         store,
@@ -81,30 +82,30 @@ fn private_dir(dir: &std::path::Path) -> Result<()> {
 /// Runs the daemon until SIGTERM or Ctrl-C, then finishes in-flight requests and returns.
 pub async fn run(config: Config) -> Result<()> {
     let listen = config.listen.clone();
-    crate::fault::check_config()?;
+    kalpana_domain::fault::check_config()?;
     let state = build_state(config).await?;
-    let holder = crate::lease::holder(&state);
-    crate::lease::acquire(&state, &holder).await?;
-    crate::lease::spawn_renewal(state.core.clone(), holder.clone());
+    let holder = kalpana_domain::lease::holder(&state);
+    kalpana_domain::lease::acquire(&state, &holder).await?;
+    kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone());
     // Only the lease holder writes: a refused second daemon must not touch the admin token.
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;
     }
     kalpana_domain::migrate::run(&state).await?;
-    crate::snapshots::recover(&state).await?;
-    crate::snapshots::mark_leaked(&state).await?;
-    crate::lifecycle::prepare_runtime(&state).await?;
+    kalpana_domain::snapshots::recover(&state).await?;
+    kalpana_domain::snapshots::mark_leaked(&state).await?;
+    kalpana_domain::lifecycle::prepare_runtime(&state).await?;
     reserve_ports(&state);
-    crate::lifecycle::pool::spawn_filler(state.core.clone());
+    kalpana_domain::lifecycle::pool::spawn_filler(state.core.clone());
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }
     reconcile::spawn(state.core.clone());
     usage::spawn_periodic_sync(state.core.clone());
-    crate::pending_usage::spawn_flusher(state.core.clone());
-    crate::inventory::spawn_periodic_sync(state.core.clone());
-    crate::fleet::spawn_sampler(state.core.clone(), state.fleet.clone());
-    crate::snapshots::schedule::spawn(state.core.clone());
+    kalpana_domain::pending_usage::spawn_flusher(state.core.clone());
+    kalpana_domain::inventory::spawn_periodic_sync(state.core.clone());
+    kalpana_domain::fleet::spawn_sampler(state.core.clone(), state.fleet.clone());
+    kalpana_domain::snapshots::schedule::spawn(state.core.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
@@ -144,7 +145,7 @@ pub async fn run(config: Config) -> Result<()> {
     if aborted > 0 {
         tracing::warn!(aborted, "background tasks still running after the grace period were stopped; the next start finishes what they began");
     }
-    crate::pending_usage::flush_all(&state).await;
+    kalpana_domain::pending_usage::flush_all(&state).await;
     // Whatever still runs (a request past the grace) must not write a store the next daemon
     // may lead: refused from here on, and logged if tried.
     state.store_fence.close();

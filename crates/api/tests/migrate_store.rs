@@ -1,7 +1,7 @@
 //! The `migrate-store` command, run as the binary: every record copied, a second run refused.
 
-use kalpana_api::model::BucketRecord;
-use kalpana_api::store::{embedded::EmbeddedStore, Store};
+use kalpana_domain::model::BucketRecord;
+use kalpana_domain::store::{embedded::EmbeddedStore, Store};
 use kalpana_manager_core::EngineKind;
 
 /// A bucket record holding two ports, as the store suite's fixture does.
@@ -12,7 +12,7 @@ fn bucket(owner: &str, name: &str, ports: &[u16]) -> BucketRecord {
         access_key: "AK".into(),
         secret_key_enc: "sealed".into(),
         ..BucketRecord::new(
-            kalpana_api::model::new_id(),
+            kalpana_domain::model::new_id(),
             name.to_string(),
             owner.to_string(),
             EngineKind::Seaweedfs,
@@ -30,23 +30,23 @@ async fn migrate_store_copies_every_record() {
     {
         let src = EmbeddedStore::open(&src_path).expect("open");
         for i in 0..3 {
-            src.put_user(&kalpana_api::model::User {
+            src.put_user(&kalpana_domain::model::User {
                 id: format!("u{i}"),
                 name: format!("user {i}"),
                 admin: i == 0,
                 token_hash: format!("hash{i}"),
-                created_at: kalpana_api::model::now(),
+                created_at: kalpana_domain::model::now(),
             })
             .await
             .expect("user");
         }
-        src.put_team(&kalpana_api::model::Team {
+        src.put_team(&kalpana_domain::model::Team {
             id: "t1".into(),
             name: "ops".into(),
             owner_id: "u0".into(),
             members: vec!["u0".into(), "u1".into()],
             roles: Default::default(),
-            created_at: kalpana_api::model::now(),
+            created_at: kalpana_domain::model::now(),
         })
         .await
         .expect("team");
@@ -59,27 +59,27 @@ async fn migrate_store_copies_every_record() {
             b.subdomain = Some(format!("bucket-{i}"));
             src.insert_bucket(&b).await.expect("bucket");
         }
-        let dock = kalpana_api::inventory::model::Dock {
+        let dock = kalpana_domain::inventory::model::Dock {
             id: "d1".into(),
             name: "prod".into(),
-            provider: kalpana_api::inventory::model::CloudProvider::Linode,
+            provider: kalpana_domain::inventory::model::CloudProvider::Linode,
             user_id: "u1".into(),
             team_id: None,
             token_enc: "sealed".into(),
-            created_at: kalpana_api::model::now(),
+            created_at: kalpana_domain::model::now(),
             last_synced_at: None,
             last_sync_error: None,
             last_good_sync_at: None,
             last_sync: None,
         };
         src.put_dock(&dock).await.expect("dock");
-        let mut record = kalpana_api::inventory::providers::linode::map(&serde_json::json!({
+        let mut record = kalpana_domain::inventory::providers::linode::map(&serde_json::json!({
             "label": "photos", "region": "us-sea", "cluster": "us-sea-1", "size": 5, "objects": 1
         }))
         .expect("map");
         record.id = "r1".into();
         record.dock_id = "d1".into();
-        src.write_inventory(&kalpana_api::inventory::model::InventoryWrite {
+        src.write_inventory(&kalpana_domain::inventory::model::InventoryWrite {
             insert: vec![record],
             ..Default::default()
         })
@@ -107,15 +107,15 @@ async fn migrate_store_copies_every_record() {
     let src = EmbeddedStore::open(&src_path).expect("src");
     let dst = EmbeddedStore::open(&dst_path).expect("dst");
     let (a, b) = (
-        kalpana_api::store::count(&src).await.expect("count"),
-        kalpana_api::store::count(&dst).await.expect("count"),
+        kalpana_domain::store::count(&src).await.expect("count"),
+        kalpana_domain::store::count(&dst).await.expect("count"),
     );
     assert_eq!(a, b);
     assert_eq!(
-        kalpana_api::store::all_buckets(&src)
+        kalpana_domain::store::all_buckets(&src)
             .await
             .expect("src buckets"),
-        kalpana_api::store::all_buckets(&dst)
+        kalpana_domain::store::all_buckets(&dst)
             .await
             .expect("dst buckets")
     );
@@ -129,5 +129,5 @@ async fn migrate_store_copies_every_record() {
         .output()
         .expect("run again");
     assert!(!again.status.success());
-    assert_eq!(kalpana_api::store::count(&dst).await.expect("count"), b);
+    assert_eq!(kalpana_domain::store::count(&dst).await.expect("count"), b);
 }

@@ -92,15 +92,15 @@ pub(crate) fn engine_identities(bucket_id: &str) -> anyhow::Result<Vec<(String, 
 pub(crate) async fn open_sealed(d: &Daemon, archive: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     let hex_key = std::fs::read_to_string(d.data_dir.join("master.key"))?;
     let scratch = tempfile::tempdir()?;
-    let master = kalpana_api::secrets::MasterKey::load(Some(hex_key.trim()), scratch.path())?;
+    let master = kalpana_domain::secrets::MasterKey::load(Some(hex_key.trim()), scratch.path())?;
     // In pieces of an odd size, as a download arrives.
     let pieces: Vec<std::io::Result<bytes::Bytes>> = archive
         .chunks(100_003)
         .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
         .collect();
-    let stream: kalpana_api::snapshots::sealed::ByteStream =
+    let stream: kalpana_domain::snapshots::sealed::ByteStream =
         Box::pin(futures::stream::iter(pieces));
-    let mut opened = kalpana_api::snapshots::sealed::open(master, stream);
+    let mut opened = kalpana_domain::snapshots::sealed::open(master, stream);
     let mut out = Vec::new();
     while let Some(chunk) = opened.next().await {
         out.extend_from_slice(&chunk?);

@@ -2,7 +2,7 @@
 //! workspace is a 404; deleting one is refused while buckets are linked; v1 records, whose
 //! `workspaceId` was any string, get workspaces at start-up.
 
-use kalpana_api::model::{new_id, now, BucketRecord, BucketStatus, User};
+use kalpana_domain::model::{new_id, now, BucketRecord, BucketStatus, User};
 use kalpana_e2e::{Daemon, DaemonOptions};
 use serde_json::json;
 
@@ -118,7 +118,7 @@ async fn v1_workspace_strings_become_workspaces_at_start() -> anyhow::Result<()>
     ];
     let mut ids = Vec::new();
     {
-        let store = kalpana_api::store::open(None, &data_dir).await?;
+        let store = kalpana_domain::store::open(None, &data_dir).await?;
         for (i, token) in tokens.iter().enumerate() {
             let user = format!("v1-user-{i}");
             store
@@ -126,7 +126,7 @@ async fn v1_workspace_strings_become_workspaces_at_start() -> anyhow::Result<()>
                     id: user.clone(),
                     name: user.clone(),
                     admin: false,
-                    token_hash: kalpana_api::secrets::hash_token(token),
+                    token_hash: kalpana_domain::secrets::hash_token(token),
                     created_at: now(),
                 })
                 .await?;

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::PathParams;
 use crate::openapi::{Failed, Refused};
-use crate::reconcile::{find_orphans, Orphans};
+use kalpana_domain::reconcile::{find_orphans, Orphans};
 
 /// `GET /api/admin/orphans`: managed containers and volumes without a bucket record.
 #[utoipa::path(
@@ -85,7 +85,7 @@ async fn remove_orphan(
 ) -> Result<StatusCode> {
     caller.require_admin()?;
     let volume = matches!(kind, Kind::Volume);
-    if !crate::reconcile::remove_orphan(state, volume, name).await? {
+    if !kalpana_domain::reconcile::remove_orphan(state, volume, name).await? {
         return Err(Error::NotFound(if volume {
             "orphan volume"
         } else {

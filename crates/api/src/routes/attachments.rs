@@ -11,9 +11,9 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
-use crate::lifecycle::{self, attachments};
-use crate::model::KeyAccess;
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::lifecycle::{self, attachments};
+use kalpana_domain::model::KeyAccess;
 
 /// Body of `POST /api/buckets/{id}/attachments`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -48,7 +48,10 @@ pub struct AttachmentList {
     attachments: Vec<AttachmentView>,
 }
 
-fn view(a: crate::model::Attachment, env: Option<BTreeMap<String, String>>) -> AttachmentView {
+fn view(
+    a: kalpana_domain::model::Attachment,
+    env: Option<BTreeMap<String, String>>,
+) -> AttachmentView {
     AttachmentView {
         id: a.id,
         container: a.container_name,

@@ -11,11 +11,11 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::lifecycle;
-use crate::model::{BucketRecord, BucketStatus};
 use crate::openapi::{Failed, Refused};
-use crate::requests::CreateBucket;
-use crate::store::BucketQuery;
+use kalpana_domain::lifecycle;
+use kalpana_domain::model::{BucketRecord, BucketStatus};
+use kalpana_domain::requests::CreateBucket;
+use kalpana_domain::store::BucketQuery;
 
 /// How long `?wait=true` waits for a create to leave CREATING.
 const CREATE_WAIT: Duration = Duration::from_secs(300);
@@ -48,7 +48,7 @@ pub struct BucketView {
     status: &'static str,
     status_message: Option<String>,
     /// What the bucket is in the middle of: `stopping`, `restarting`, or null.
-    phase: Option<crate::model::Phase>,
+    phase: Option<kalpana_domain::model::Phase>,
     object_count: u64,
     total_size_bytes: u64,
     /// The last recount found more bytes than `maxSizeGB` allows (written directly over S3).
@@ -62,9 +62,9 @@ pub struct BucketView {
     network_name: Option<String>,
     internal_host: Option<String>,
     /// `managed` or `external`.
-    kind: crate::model::BucketKind,
+    kind: kalpana_domain::model::BucketKind,
     /// The service of an external bucket.
-    provider: Option<crate::model::Provider>,
+    provider: Option<kalpana_domain::model::Provider>,
     /// The bucket's name on that service.
     external_bucket: Option<String>,
     /// Whether requests to it are path-style.
@@ -72,7 +72,7 @@ pub struct BucketView {
     /// Purposes it is the default bucket for.
     default_for: Vec<String>,
     /// Snapshots on a schedule.
-    snapshot_policy: Option<crate::model::SnapshotPolicy>,
+    snapshot_policy: Option<kalpana_domain::model::SnapshotPolicy>,
     created_at: String,
     updated_at: String,
 }
@@ -81,7 +81,7 @@ pub struct BucketView {
 pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -> BucketView {
     state.pending_usage.overlay(&mut b);
     let routing = &state.config.routing;
-    let endpoint = crate::clients::public_endpoint(state, &b);
+    let endpoint = kalpana_domain::clients::public_endpoint(state, &b);
     let routed = lifecycle::routed_host(state, &b);
     let console_url = match (&routed, b.console_port) {
         (_, None) => None,
@@ -90,13 +90,13 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
     };
     let kind = b.kind();
     let (container, external) = match b.backend {
-        crate::model::Backend::Managed(c) => (c, None),
-        crate::model::Backend::External(t) => (Default::default(), Some(t)),
+        kalpana_domain::model::Backend::Managed(c) => (c, None),
+        kalpana_domain::model::Backend::External(t) => (Default::default(), Some(t)),
     };
     BucketView {
         engine: match kind {
-            crate::model::BucketKind::Managed => b.engine.as_str().to_string(),
-            crate::model::BucketKind::External => "none".to_string(),
+            kalpana_domain::model::BucketKind::Managed => b.engine.as_str().to_string(),
+            kalpana_domain::model::BucketKind::External => "none".to_string(),
         },
         status: b.status.as_str(),
         endpoint,
@@ -171,7 +171,7 @@ pub async fn create(
     QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(req): JsonBody<CreateBucket>,
 ) -> Result<(StatusCode, Json<BucketView>)> {
-    let created = crate::backend::create(&state, &caller, req).await?;
+    let created = kalpana_domain::backend::create(&state, &caller, req).await?;
     let mut record = created.record;
     if let (true, Some(handle)) = (q.wait, created.provisioning) {
         // The provisioning task goes on even if this request is dropped or times out.
@@ -348,7 +348,7 @@ pub async fn delete(
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode> {
     let b = lifecycle::authorized(&state, &caller, &id, Access::Manage).await?;
-    crate::backend::delete(&state, &b, q.delete_volume).await?;
+    kalpana_domain::backend::delete(&state, &b, q.delete_volume).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

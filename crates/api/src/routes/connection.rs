@@ -11,9 +11,9 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::PathParams;
-use crate::lifecycle;
-use crate::model::BucketRecord;
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::lifecycle;
+use kalpana_domain::model::BucketRecord;
 
 /// What stands for the secret key in snippets.
 const SECRET_PLACEHOLDER: &str = "<your secret key>";
@@ -107,9 +107,9 @@ pub async fn connection(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<ConnectionView>> {
     let b = lifecycle::authorized(&state, &caller, &id, Access::Read).await?;
-    let endpoint = crate::clients::public_endpoint(&state, &b)
+    let endpoint = kalpana_domain::clients::public_endpoint(&state, &b)
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no endpoint yet", b.name)))?;
-    let bucket = crate::kinds::s3_bucket_name(&b).to_string();
+    let bucket = kalpana_domain::kinds::s3_bucket_name(&b).to_string();
     let path_style = b.external().is_none_or(|x| x.path_style);
     let internal_endpoint = b
         .container()

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
 use crate::openapi::{Failed, Refused};
 use crate::routes::objects::key_segment_max;
-use crate::upload::{self, Stored};
-use crate::validate::KeyUse;
-use crate::{lifecycle, usage, validate};
+use kalpana_domain::upload::{self, Stored};
+use kalpana_domain::validate::KeyUse;
+use kalpana_domain::{lifecycle, usage, validate};
 
 /// S3 copies at most this much in one server-side request; larger objects are streamed.
 const MAX_SERVER_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -74,7 +74,7 @@ pub async fn copy(
             "the destination is the source: give another destinationKey or bucket".into(),
         ));
     }
-    let source = crate::clients::s3(&state, &src)?;
+    let source = kalpana_domain::clients::s3(&state, &src)?;
     let info = source
         .head_object(&key)
         .await?
@@ -126,7 +126,7 @@ pub async fn copy(
 /// A copy inside one bucket by the S3 server, priced against the bucket's quota like an upload.
 async fn copy_on_server(
     state: &AppState,
-    b: &crate::model::BucketRecord,
+    b: &kalpana_domain::model::BucketRecord,
     key: &str,
     destination: &str,
     size: u64,
@@ -134,7 +134,7 @@ async fn copy_on_server(
     if b.over_quota {
         return Err(usage::over_quota(b).into());
     }
-    let client = crate::clients::s3(state, b)?;
+    let client = kalpana_domain::clients::s3(state, b)?;
     let old = client.head_object(destination).await?;
     let old_size = old.as_ref().map_or(0, |o| o.size);
     let mut reservation = usage::Reservation::begin(state, b, destination, old_size);

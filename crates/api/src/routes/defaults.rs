@@ -13,10 +13,10 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::lifecycle;
-use crate::model::BucketRecord;
 use crate::openapi::{Failed, Refused};
-use crate::store::BucketQuery;
+use kalpana_domain::lifecycle;
+use kalpana_domain::model::BucketRecord;
+use kalpana_domain::store::BucketQuery;
 
 /// The scope of a default: the caller's personal buckets, or one team's.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -9,8 +9,10 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
-use crate::inventory::{self, model::CloudProvider, model::Dock, model::SyncStats, NewDock};
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::inventory::{
+    self, model::CloudProvider, model::Dock, model::SyncStats, NewDock,
+};
 
 /// Body of `POST /api/docks`.
 #[derive(Deserialize, utoipa::ToSchema)]

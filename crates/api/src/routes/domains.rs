@@ -9,12 +9,12 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::lifecycle;
-use crate::model::{new_id, now, Domain};
 use crate::openapi::{Failed, Refused};
 use crate::routes::buckets::{view, BucketView};
-use crate::secrets::new_token;
-use crate::{dns, validate};
+use kalpana_domain::lifecycle;
+use kalpana_domain::model::{new_id, now, Domain};
+use kalpana_domain::secrets::new_token;
+use kalpana_domain::{dns, validate};
 
 /// Body of `POST /api/domains`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -119,8 +119,9 @@ pub async fn create(
         )));
     }
     // A team's domains are registered by its members, not its viewers.
-    crate::requests::may_create_in(&caller, req.team_id.as_deref())?;
-    let _cap = crate::caps::reserve(&state, &caller, crate::caps::Kind::Domains).await?;
+    kalpana_domain::requests::may_create_in(&caller, req.team_id.as_deref())?;
+    let _cap =
+        kalpana_domain::caps::reserve(&state, &caller, kalpana_domain::caps::Kind::Domains).await?;
     let d = Domain {
         id: new_id(),
         name,

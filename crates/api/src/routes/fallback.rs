@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::store::all_buckets;
+use kalpana_domain::store::all_buckets;
 
 /// Seconds a client should wait before retrying a bucket that is coming back.
 const RETRY_AFTER_SECS: u32 = 2;

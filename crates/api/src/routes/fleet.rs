@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::QueryParams;
-use crate::fleet::{parse_duration, HostSample, Point};
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::fleet::{parse_duration, HostSample, Point};
 
 /// A running bucket and its latest sample.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -72,7 +72,7 @@ pub struct FleetView {
 pub async fn fleet(State(state): State<AppState>, caller: Caller) -> Result<Json<FleetView>> {
     caller.require_admin()?;
     let mut totals = FleetTotals::default();
-    let buckets: Vec<FleetBucket> = crate::fleet::sampled_buckets(&state)
+    let buckets: Vec<FleetBucket> = kalpana_domain::fleet::sampled_buckets(&state)
         .await?
         .into_iter()
         .map(|b| {
@@ -145,7 +145,7 @@ pub fn duration_param(name: &str, value: Option<&str>) -> Result<Option<Duration
 
 /// Unix milliseconds `back` ago.
 pub fn since_ms(back: Duration) -> i64 {
-    crate::fleet::unix_ms(time::OffsetDateTime::now_utc() - back)
+    kalpana_domain::fleet::unix_ms(time::OffsetDateTime::now_utc() - back)
 }
 
 /// `GET /api/fleet/metrics`: the kept series, per bucket.
@@ -176,7 +176,7 @@ pub async fn metrics(
             }
             vec![id]
         }
-        None => crate::store::all_buckets(&*state.store)
+        None => kalpana_domain::store::all_buckets(&*state.store)
             .await?
             .into_iter()
             .map(|b| b.id)

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::metrics::Scrape;
-use crate::model::BucketStatus;
+use kalpana_domain::model::BucketStatus;
 
 /// `/healthz` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -52,7 +52,10 @@ pub async fn healthz() -> Json<Health> {
     security(())
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (docker, store) = tokio::join!(crate::lifecycle::runtime_ready(&state), state.store.ping());
+    let (docker, store) = tokio::join!(
+        kalpana_domain::lifecycle::runtime_ready(&state),
+        state.store.ping()
+    );
     let status = if docker.is_ok() && store.is_ok() {
         StatusCode::OK
     } else {
@@ -82,9 +85,9 @@ pub async fn metrics(
     State(state): State<AppState>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
     let (docker, store, records) = tokio::join!(
-        crate::lifecycle::runtime_ready(&state),
+        kalpana_domain::lifecycle::runtime_ready(&state),
         state.store.ping(),
-        crate::store::all_buckets(&*state.store)
+        kalpana_domain::store::all_buckets(&*state.store)
     );
     let mut buckets: std::collections::BTreeMap<&'static str, u64> = [
         BucketStatus::Creating,

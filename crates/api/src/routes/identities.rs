@@ -9,10 +9,10 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::model::{new_id, now, Team, TeamRole, User};
 use crate::openapi::{Failed, Refused};
-use crate::secrets::{hash_token, new_token};
-use crate::teams::{self, CredentialsEnded};
+use kalpana_domain::model::{new_id, now, Team, TeamRole, User};
+use kalpana_domain::secrets::{hash_token, new_token};
+use kalpana_domain::teams::{self, CredentialsEnded};
 
 /// Body of `POST /api/users`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -151,7 +151,8 @@ pub async fn create_team(
     JsonBody(req): JsonBody<CreateTeam>,
 ) -> Result<(StatusCode, Json<Team>)> {
     check_name(&req.name, "team")?;
-    let _cap = crate::caps::reserve(&state, &caller, crate::caps::Kind::Teams).await?;
+    let _cap =
+        kalpana_domain::caps::reserve(&state, &caller, kalpana_domain::caps::Kind::Teams).await?;
     let team = Team {
         id: new_id(),
         name: req.name.trim().to_string(),

@@ -8,9 +8,9 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::QueryParams;
-use crate::inventory::listing::{self, Filter, InventoryBucket, Summary};
-use crate::inventory::model::InventoryRecord;
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::inventory::listing::{self, Filter, InventoryBucket, Summary};
+use kalpana_domain::inventory::model::InventoryRecord;
 
 /// Filters and paging of an inventory listing.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -11,10 +11,10 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
-use crate::keys::{self, NewKey};
-use crate::lifecycle;
-use crate::model::{KeyAccess, KeyRotation, ScopedKey};
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::keys::{self, NewKey};
+use kalpana_domain::lifecycle;
+use kalpana_domain::model::{KeyAccess, KeyRotation, ScopedKey};
 
 /// Body of `POST /api/buckets/{id}/keys`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

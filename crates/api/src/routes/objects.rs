@@ -17,9 +17,9 @@ use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{body_error, PathParams, QueryParams};
 use crate::openapi::{Failed, Refused};
-use crate::upload::{self, Stored};
-use crate::validate::KeyUse;
-use crate::{lifecycle, usage, validate};
+use kalpana_domain::upload::{self, Stored};
+use kalpana_domain::validate::KeyUse;
+use kalpana_domain::{lifecycle, usage, validate};
 
 /// Largest page of a listing.
 const MAX_LIST: usize = 1000;
@@ -36,7 +36,7 @@ fn s3_error(e: kalpana_s3_ops::Error) -> Error {
 }
 
 /// The longest key segment the bucket's engine stores.
-pub(crate) fn key_segment_max(b: &crate::model::BucketRecord) -> usize {
+pub(crate) fn key_segment_max(b: &kalpana_domain::model::BucketRecord) -> usize {
     b.engine.profile().max_key_segment_bytes
 }
 
@@ -277,7 +277,7 @@ pub async fn list(
                 .ok_or_else(|| Error::BadRequest("cursor is not one this API handed out".into()))
         })
         .transpose()?;
-    let page = crate::clients::s3(&state, &b)?
+    let page = kalpana_domain::clients::s3(&state, &b)?
         .list_objects(
             q.prefix.as_deref().filter(|p| !p.is_empty()),
             q.delimiter.as_deref().filter(|d| !d.is_empty()),
@@ -348,7 +348,7 @@ pub async fn get(
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
-    let d = crate::clients::s3(&state, &b)?
+    let d = kalpana_domain::clients::s3(&state, &b)?
         .get_object(&key, range.as_deref())
         .await
         .map_err(s3_error)?;
@@ -385,7 +385,7 @@ pub async fn head(
 ) -> Result<Response> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let info = crate::clients::s3(&state, &b)?
+    let info = kalpana_domain::clients::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -426,7 +426,7 @@ pub async fn metadata(
 ) -> Result<Json<MetadataView>> {
     let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let o = crate::clients::s3(&state, &b)?
+    let o = kalpana_domain::clients::s3(&state, &b)?
         .head_object(&key)
         .await?
         .ok_or(Error::NotFound("object"))?;
@@ -460,7 +460,7 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
-    let client = crate::clients::s3(&state, &b)?;
+    let client = kalpana_domain::clients::s3(&state, &b)?;
     let old = client.head_object(&key).await?;
     client.delete_object(&key).await?;
     if let Some(old) = old {

@@ -15,11 +15,11 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{JsonBody, PathParams};
-use crate::model::now;
 use crate::openapi::{Failed, Refused};
 use crate::routes::objects::key_segment_max;
-use crate::validate::KeyUse;
-use crate::{lifecycle, usage, validate};
+use kalpana_domain::model::now;
+use kalpana_domain::validate::KeyUse;
+use kalpana_domain::{lifecycle, usage, validate};
 
 /// Longest and default lifetime of a presigned URL.
 const MAX_EXPIRY: u64 = 7 * 24 * 3600;
@@ -114,10 +114,12 @@ async fn presign(
         HeaderValue::from_str(ct)
             .map_err(|_| Error::BadRequest("contentType is not a valid header value".into()))?;
     }
-    let presigner = crate::clients::presigner(state, &b)?;
+    let presigner = kalpana_domain::clients::presigner(state, &b)?;
     let signed = if upload {
         // What the key holds now, so the upload can be told apart when it lands.
-        let before = crate::clients::s3(state, &b)?.head_object(&req.key).await?;
+        let before = kalpana_domain::clients::s3(state, &b)?
+            .head_object(&req.key)
+            .await?;
         let signed = presigner.presign_put(
             &req.key,
             expires,

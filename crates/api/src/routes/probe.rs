@@ -11,8 +11,8 @@ use crate::app::AppState;
 use crate::auth::{Access, Caller};
 use crate::error::Result;
 use crate::extract::{PathParams, QueryParams};
-use crate::lifecycle;
 use crate::openapi::{Failed, Refused};
+use kalpana_domain::lifecycle;
 
 /// Query of the connection test.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -63,13 +63,16 @@ pub async fn test(
     let needed = if q.write { Access::Write } else { Access::Read };
     let b = lifecycle::authorized(&state, &caller, &id, needed).await?;
     let started = Instant::now();
-    let client = crate::clients::s3(&state, &b);
+    let client = kalpana_domain::clients::s3(&state, &b);
     let (can_read, mut message) = match &client {
         Ok(c) => match c.check_access().await {
             Ok(()) => (true, "listing works".to_string()),
             Err(e) => (
                 false,
-                format!("listing failed: {}", crate::external::provider_words(&e)),
+                format!(
+                    "listing failed: {}",
+                    kalpana_domain::external::provider_words(&e)
+                ),
             ),
         },
         Err(e) => (false, e.to_string()),
@@ -93,7 +96,7 @@ pub async fn test(
                 Err(e) => {
                     message = format!(
                         "listing works; writing failed: {}",
-                        crate::external::provider_words(&e)
+                        kalpana_domain::external::provider_words(&e)
                     );
                     Some(false)
                 }

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
 use crate::openapi::{Failed, Refused};
-use crate::snapshots::{self, model::Snapshot};
+use kalpana_domain::snapshots::{self, model::Snapshot};
 
 /// Body of `POST /api/buckets/{id}/snapshots`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

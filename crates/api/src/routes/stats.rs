@@ -10,7 +10,7 @@ use crate::auth::{Access, Caller};
 use crate::error::Result;
 use crate::extract::{PathParams, QueryParams};
 use crate::openapi::{Failed, Refused};
-use crate::{lifecycle, usage};
+use kalpana_domain::{lifecycle, usage};
 
 /// Usage of a bucket and its container's resource use.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -24,7 +24,7 @@ pub struct StatsView {
     container: Option<ContainerStatsView>,
     /// The container's samples over the asked period (`?history=1h`), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<Vec<crate::fleet::Point>>,
+    history: Option<Vec<kalpana_domain::fleet::Point>>,
 }
 
 /// Query of `GET /api/buckets/{id}/stats`.
@@ -104,9 +104,9 @@ pub async fn stats(
 }
 
 /// A bucket's stats from its record, with a sample of its container's resources.
-async fn stats_of(state: &AppState, mut b: crate::model::BucketRecord) -> StatsView {
+async fn stats_of(state: &AppState, mut b: kalpana_domain::model::BucketRecord) -> StatsView {
     state.pending_usage.overlay(&mut b);
-    let container = crate::backend::resources(state, &b)
+    let container = kalpana_domain::backend::resources(state, &b)
         .await
         .map(|s| ContainerStatsView {
             memory_bytes: s.memory_bytes,

@@ -9,10 +9,10 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams};
-use crate::model::Workspace;
 use crate::openapi::{Failed, Refused};
 use crate::routes::buckets::{view, BucketView};
-use crate::workspaces;
+use kalpana_domain::model::Workspace;
+use kalpana_domain::workspaces;
 
 /// Body of `POST /api/workspaces`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

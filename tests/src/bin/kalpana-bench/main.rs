@@ -569,7 +569,7 @@ async fn stores(records: usize, requests: usize) -> Result<()> {
 }
 
 async fn list(records: usize, requests: usize, store_uri: Option<String>) -> Result<()> {
-    use kalpana_api::model::{now, BucketStatus, User};
+    use kalpana_domain::model::{now, BucketStatus, User};
     let store_name = if store_uri.is_some() {
         "mongodb"
     } else {
@@ -581,26 +581,26 @@ async fn list(records: usize, requests: usize, store_uri: Option<String>) -> Res
     let token = format!("kb_bench{}", uuid::Uuid::new_v4().simple());
     let mut ids = Vec::new();
     {
-        let store = kalpana_api::store::open(store_uri.as_deref(), &data_dir).await?;
+        let store = kalpana_domain::store::open(store_uri.as_deref(), &data_dir).await?;
         store
             .put_user(&User {
                 id: "bench-user".into(),
                 name: "bench".into(),
                 admin: false,
-                token_hash: kalpana_api::secrets::hash_token(&token),
+                token_hash: kalpana_domain::secrets::hash_token(&token),
                 created_at: now(),
             })
             .await?;
         let started = Instant::now();
         for i in 0..records {
-            let mut b = kalpana_api::model::BucketRecord {
+            let mut b = kalpana_domain::model::BucketRecord {
                 image: "img".into(),
                 host: "127.0.0.1".into(),
                 access_key: "AK".into(),
                 secret_key_enc: "sealed".into(),
                 region: "us-east-1".into(),
-                ..kalpana_api::model::BucketRecord::new(
-                    kalpana_api::model::new_id(),
+                ..kalpana_domain::model::BucketRecord::new(
+                    kalpana_domain::model::new_id(),
                     format!("b-{i:06}"),
                     "bench-user".into(),
                     kalpana_manager_core::EngineKind::Seaweedfs,

@@ -158,7 +158,7 @@ async fn a_plain_snapshot_found_at_start_replaces_key_secrets_and_certificates_o
     // The daemon goes down; its record of the snapshot is made one of format 1.
     d.kill();
     {
-        let store = kalpana_api::store::open(
+        let store = kalpana_domain::store::open(
             kalpana_e2e::mongodb_store(&d.instance).as_deref(),
             &d.data_dir,
         )
