@@ -11,28 +11,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod buckets;
+mod identities;
 mod inventory;
+mod lease;
 mod snapshots;
 
-use super::{BucketQuery, Lease, Store, OWNER_AND_NAME};
+use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
-
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("token_hashes");
-const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
-const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
-const BUCKET_NAMES: TableDefinition<&str, &str> = TableDefinition::new("bucket_names");
-const PORTS: TableDefinition<u16, &str> = TableDefinition::new("ports");
-const SUBDOMAINS: TableDefinition<&str, &str> = TableDefinition::new("subdomains");
-const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
-const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces");
-const DOMAIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("domain_names");
-/// The daemon lease (one row, key `daemon`).
-const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
-/// Hosts linked to buckets (`files.example.com` → bucket id): one bucket per host.
-const LINKED_HOSTS: TableDefinition<&str, &str> = TableDefinition::new("linked_hosts");
 
 /// The embedded store.
 #[derive(Clone)]
@@ -52,10 +40,6 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(db_err)
 }
 
-fn name_key(b: &BucketRecord) -> String {
-    format!("{}\u{0}{}", b.user_id, b.name)
-}
-
 impl EmbeddedStore {
     /// Opens or creates the database file and its tables.
     pub fn open(path: &Path) -> Result<Self> {
@@ -67,18 +51,18 @@ impl EmbeddedStore {
             .map_err(|e| Error::Store(format!("opening {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         {
-            txn.open_table(USERS).map_err(db_err)?;
-            txn.open_table(TOKENS).map_err(db_err)?;
-            txn.open_table(TEAMS).map_err(db_err)?;
-            txn.open_table(BUCKETS).map_err(db_err)?;
-            txn.open_table(BUCKET_NAMES).map_err(db_err)?;
-            txn.open_table(PORTS).map_err(db_err)?;
-            txn.open_table(SUBDOMAINS).map_err(db_err)?;
-            txn.open_table(DOMAINS).map_err(db_err)?;
-            txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
-            txn.open_table(WORKSPACES).map_err(db_err)?;
-            txn.open_table(LINKED_HOSTS).map_err(db_err)?;
-            txn.open_table(LEASES).map_err(db_err)?;
+            txn.open_table(identities::USERS).map_err(db_err)?;
+            txn.open_table(identities::TOKENS).map_err(db_err)?;
+            txn.open_table(identities::TEAMS).map_err(db_err)?;
+            txn.open_table(buckets::BUCKETS).map_err(db_err)?;
+            txn.open_table(buckets::BUCKET_NAMES).map_err(db_err)?;
+            txn.open_table(buckets::PORTS).map_err(db_err)?;
+            txn.open_table(buckets::SUBDOMAINS).map_err(db_err)?;
+            txn.open_table(identities::DOMAINS).map_err(db_err)?;
+            txn.open_table(identities::DOMAIN_NAMES).map_err(db_err)?;
+            txn.open_table(identities::WORKSPACES).map_err(db_err)?;
+            txn.open_table(buckets::LINKED_HOSTS).map_err(db_err)?;
+            txn.open_table(lease::LEASES).map_err(db_err)?;
             txn.open_table(inventory::DOCKS).map_err(db_err)?;
             txn.open_table(snapshots::SNAPSHOTS).map_err(db_err)?;
             txn.open_table(inventory::VOLUMES).map_err(db_err)?;
@@ -125,55 +109,6 @@ impl EmbeddedStore {
     }
 }
 
-/// Reserves `new`'s ports and subdomain, releasing those of `old` it no longer holds.
-fn reindex(
-    txn: &redb::WriteTransaction,
-    old: Option<&BucketRecord>,
-    new: &BucketRecord,
-) -> Result<()> {
-    let mut ports = txn.open_table(PORTS).map_err(db_err)?;
-    let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
-    let mut hosts = txn.open_table(LINKED_HOSTS).map_err(db_err)?;
-    if let Some(old) = old {
-        for p in old.ports() {
-            ports.remove(p).map_err(db_err)?;
-        }
-        if let Some(s) = &old.subdomain {
-            subs.remove(s.as_str()).map_err(db_err)?;
-        }
-        if let Some(h) = &old.linked_host {
-            hosts.remove(h.as_str()).map_err(db_err)?;
-        }
-    }
-    if let Some(h) = &new.linked_host {
-        if let Some(holder) = hosts.get(h.as_str()).map_err(db_err)? {
-            if holder.value() != new.id {
-                return Err(Error::Conflict(format!("{h} is linked to another bucket")));
-            }
-        }
-        hosts.insert(h.as_str(), new.id.as_str()).map_err(db_err)?;
-    }
-    for p in new.ports() {
-        if let Some(holder) = ports.get(p).map_err(db_err)? {
-            if holder.value() != new.id {
-                return Err(Error::Conflict(format!(
-                    "host port {p} is already reserved"
-                )));
-            }
-        }
-        ports.insert(p, new.id.as_str()).map_err(db_err)?;
-    }
-    if let Some(s) = &new.subdomain {
-        if let Some(holder) = subs.get(s.as_str()).map_err(db_err)? {
-            if holder.value() != new.id {
-                return Err(Error::Conflict(format!("subdomain {s:?} is already taken")));
-            }
-        }
-        subs.insert(s.as_str(), new.id.as_str()).map_err(db_err)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ping(&self) -> Result<()> {
@@ -182,188 +117,63 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_user(&self, user: &User) -> Result<()> {
-        let user = user.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut users = txn.open_table(USERS).map_err(db_err)?;
-                let mut tokens = txn.open_table(TOKENS).map_err(db_err)?;
-                if let Some(holder) = tokens.get(user.token_hash.as_str()).map_err(db_err)? {
-                    if holder.value() != user.id {
-                        return Err(Error::Conflict("token already in use".into()));
-                    }
-                }
-                let old: Option<User> = users
-                    .get(user.id.as_str())
-                    .map_err(db_err)?
-                    .map(|v| decode(v.value()))
-                    .transpose()?;
-                if let Some(old) = old {
-                    tokens.remove(old.token_hash.as_str()).map_err(db_err)?;
-                }
-                tokens
-                    .insert(user.token_hash.as_str(), user.id.as_str())
-                    .map_err(db_err)?;
-                users
-                    .insert(user.id.as_str(), encode(&user)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.put_user_impl(user).await
     }
 
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>> {
-        let hash = token_hash.to_string();
-        self.blocking(move |db| {
-            let id = {
-                let txn = db.begin_read().map_err(db_err)?;
-                let tokens = txn.open_table(TOKENS).map_err(db_err)?;
-                let id = tokens.get(hash.as_str()).map_err(db_err)?;
-                id.map(|v| v.value().to_string())
-            };
-            match id {
-                Some(id) => Self::get(db, USERS, &id),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.user_by_token_hash_impl(token_hash).await
     }
 
     async fn get_user(&self, id: &str) -> Result<Option<User>> {
-        let id = id.to_string();
-        self.blocking(move |db| Self::get(db, USERS, &id)).await
+        self.get_user_impl(id).await
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        self.blocking(|db| Self::all(db, USERS)).await
+        self.list_users_impl().await
     }
 
     async fn put_team(&self, team: &Team) -> Result<()> {
-        let team = team.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut teams = txn.open_table(TEAMS).map_err(db_err)?;
-                teams
-                    .insert(team.id.as_str(), encode(&team)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.put_team_impl(team).await
     }
 
     async fn get_team(&self, id: &str) -> Result<Option<Team>> {
-        let id = id.to_string();
-        self.blocking(move |db| Self::get(db, TEAMS, &id)).await
+        self.get_team_impl(id).await
     }
 
     async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>> {
-        let user_id = user_id.to_string();
-        self.blocking(move |db| {
-            let all: Vec<Team> = Self::all(db, TEAMS)?;
-            Ok(all
-                .into_iter()
-                .filter(|t| t.members.contains(&user_id))
-                .collect())
-        })
-        .await
+        self.teams_of_impl(user_id).await
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
-        self.blocking(|db| Self::all(db, TEAMS)).await
+        self.list_teams_impl().await
     }
 
     async fn insert_domain(&self, domain: &Domain) -> Result<()> {
-        let d = domain.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut names = txn.open_table(DOMAIN_NAMES).map_err(db_err)?;
-                if names.get(d.name.as_str()).map_err(db_err)?.is_some() {
-                    return Err(Error::Conflict(format!(
-                        "domain {} is registered already",
-                        d.name
-                    )));
-                }
-                names
-                    .insert(d.name.as_str(), d.id.as_str())
-                    .map_err(db_err)?;
-                let mut domains = txn.open_table(DOMAINS).map_err(db_err)?;
-                domains
-                    .insert(d.id.as_str(), encode(&d)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.insert_domain_impl(domain).await
     }
 
     async fn update_domain(&self, domain: &Domain) -> Result<()> {
-        let d = domain.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut domains = txn.open_table(DOMAINS).map_err(db_err)?;
-                let old: Option<Domain> = {
-                    let v = domains.get(d.id.as_str()).map_err(db_err)?;
-                    v.map(|v| decode(v.value())).transpose()?
-                };
-                match old {
-                    Some(old) if old.name == d.name => {}
-                    Some(_) => return Err(Error::Conflict("a domain's name cannot change".into())),
-                    None => return Err(Error::NotFound("domain")),
-                }
-                domains
-                    .insert(d.id.as_str(), encode(&d)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.update_domain_impl(domain).await
     }
 
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
-        let id = id.to_string();
-        self.blocking(move |db| Self::get(db, DOMAINS, &id)).await
+        self.get_domain_impl(id).await
     }
 
     async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {
-        let w = workspace.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = txn.open_table(WORKSPACES).map_err(db_err)?;
-                t.insert(w.id.as_str(), encode(&w)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.put_workspace_impl(workspace).await
     }
 
     async fn get_workspace(&self, id: &str) -> Result<Option<Workspace>> {
-        let id = id.to_string();
-        self.blocking(move |db| Self::get(db, WORKSPACES, &id))
-            .await
+        self.get_workspace_impl(id).await
     }
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        self.blocking(|db| Self::all(db, WORKSPACES)).await
+        self.list_workspaces_impl().await
     }
 
     async fn delete_workspace(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = txn.open_table(WORKSPACES).map_err(db_err)?;
-                t.remove(id.as_str()).map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.delete_workspace_impl(id).await
     }
 
     async fn put_snapshot(&self, snapshot: &crate::snapshots::model::Snapshot) -> Result<()> {
@@ -431,35 +241,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
-        self.blocking(|db| Self::all(db, DOMAINS)).await
+        self.list_domains_impl().await
     }
 
     async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()> {
-        let b = bucket.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                let mut names = txn.open_table(BUCKET_NAMES).map_err(db_err)?;
-                if buckets.get(b.id.as_str()).map_err(db_err)?.is_some() {
-                    return Err(Error::Conflict(format!("bucket id {} exists", b.id)));
-                }
-                let key = name_key(&b);
-                if names.get(key.as_str()).map_err(db_err)?.is_some() {
-                    return Err(Error::Conflict(format!(
-                        "you already have a bucket named {:?}",
-                        b.name
-                    )));
-                }
-                names.insert(key.as_str(), b.id.as_str()).map_err(db_err)?;
-                buckets
-                    .insert(b.id.as_str(), encode(&b)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            reindex(&txn, None, &b)?;
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.insert_bucket_impl(bucket).await
     }
 
     async fn update_bucket(
@@ -467,180 +253,35 @@ impl Store for EmbeddedStore {
         bucket: &BucketRecord,
         expect: Option<BucketStatus>,
     ) -> Result<()> {
-        let b = bucket.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            let old: BucketRecord = {
-                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                let v = buckets.get(b.id.as_str()).map_err(db_err)?;
-                match v {
-                    Some(v) => decode(v.value())?,
-                    None => return Err(Error::NotFound("bucket")),
-                }
-            };
-            if let Some(expected) = expect {
-                if old.status != expected {
-                    return Err(Error::Conflict(format!(
-                        "bucket is {}, not {}",
-                        old.status.as_str(),
-                        expected.as_str()
-                    )));
-                }
-            }
-            if old.name != b.name || old.user_id != b.user_id {
-                return Err(Error::Conflict(OWNER_AND_NAME.into()));
-            }
-            reindex(&txn, Some(&old), &b)?;
-            {
-                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                buckets
-                    .insert(b.id.as_str(), encode(&b)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.update_bucket_impl(bucket, expect).await
     }
 
     async fn get_bucket(&self, id: &str) -> Result<Option<BucketRecord>> {
-        let id = id.to_string();
-        self.blocking(move |db| Self::get(db, BUCKETS, &id)).await
+        self.get_bucket_impl(id).await
     }
 
     async fn delete_bucket(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            let old: Option<BucketRecord> = {
-                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                let v = buckets.get(id.as_str()).map_err(db_err)?;
-                v.map(|v| decode(v.value())).transpose()?
-            };
-            if let Some(old) = old {
-                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                let mut names = txn.open_table(BUCKET_NAMES).map_err(db_err)?;
-                let mut ports = txn.open_table(PORTS).map_err(db_err)?;
-                let mut subs = txn.open_table(SUBDOMAINS).map_err(db_err)?;
-                let mut hosts = txn.open_table(LINKED_HOSTS).map_err(db_err)?;
-                buckets.remove(id.as_str()).map_err(db_err)?;
-                if let Some(h) = &old.linked_host {
-                    hosts.remove(h.as_str()).map_err(db_err)?;
-                }
-                names.remove(name_key(&old).as_str()).map_err(db_err)?;
-                for p in old.ports() {
-                    ports.remove(p).map_err(db_err)?;
-                }
-                if let Some(s) = &old.subdomain {
-                    subs.remove(s.as_str()).map_err(db_err)?;
-                }
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.delete_bucket_impl(id).await
     }
 
     async fn list_buckets(&self, query: &BucketQuery) -> Result<Vec<BucketRecord>> {
-        let q = query.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let t = txn.open_table(BUCKETS).map_err(db_err)?;
-            let mut out = Vec::new();
-            let rows = match &q.after {
-                Some(after) => t.range::<&str>((
-                    std::ops::Bound::Excluded(after.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => t.range::<&str>(..),
-            }
-            .map_err(db_err)?;
-            for row in rows {
-                let (_, v) = row.map_err(db_err)?;
-                let b: BucketRecord = decode(v.value())?;
-                if q.matches(&b) {
-                    out.push(b);
-                    if out.len() >= q.limit {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.list_buckets_impl(query).await
     }
 
     async fn reserved_ports(&self) -> Result<HashSet<u16>> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let t = txn.open_table(PORTS).map_err(db_err)?;
-            let mut out = HashSet::new();
-            for row in t.iter().map_err(db_err)? {
-                let (k, _) = row.map_err(db_err)?;
-                out.insert(k.value());
-            }
-            Ok(out)
-        })
-        .await
+        self.reserved_ports_impl().await
     }
 
     async fn subdomain_taken(&self, subdomain: &str) -> Result<bool> {
-        let s = subdomain.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let t = txn.open_table(SUBDOMAINS).map_err(db_err)?;
-            let taken = t.get(s.as_str()).map_err(db_err)?.is_some();
-            Ok(taken)
-        })
-        .await
+        self.subdomain_taken_impl(subdomain).await
     }
 
-    // redb already keeps a second process from opening the file; the lease row makes the
-    // semantics the same as MongoDB's for the store suite and for in-process callers.
     async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()> {
-        let holder = holder.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = txn.open_table(LEASES).map_err(db_err)?;
-                let current: Option<Lease> = {
-                    let v = t.get("daemon").map_err(db_err)?;
-                    v.map(|v| decode(v.value())).transpose()?
-                };
-                if let Some(l) = current {
-                    if l.holder != holder && l.expires_at_ms >= now_ms {
-                        return Err(super::lease_held(&l, now_ms));
-                    }
-                }
-                let lease = Lease {
-                    holder,
-                    expires_at_ms: now_ms + ttl_ms,
-                };
-                t.insert("daemon", encode(&lease)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.acquire_lease_impl(holder, now_ms, ttl_ms).await
     }
 
     async fn release_lease(&self, holder: &str) -> Result<()> {
-        let holder = holder.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = txn.open_table(LEASES).map_err(db_err)?;
-                let mine = {
-                    let v = t.get("daemon").map_err(db_err)?;
-                    v.map(|v| decode::<Lease>(v.value()))
-                        .transpose()?
-                        .is_some_and(|l| l.holder == holder)
-                };
-                if mine {
-                    t.remove("daemon").map_err(db_err)?;
-                }
-            }
-            txn.commit().map_err(db_err)
-        })
-        .await
+        self.release_lease_impl(holder).await
     }
 }
 

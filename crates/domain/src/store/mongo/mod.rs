@@ -8,16 +8,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::bson::{self, doc, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod buckets;
+mod identities;
 mod inventory;
+mod lease;
+mod snapshots;
 
-use super::{BucketQuery, Lease, Store};
+use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
 use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
@@ -86,15 +90,11 @@ async fn drain<T: DeserializeOwned>(mut cursor: mongodb::Cursor<Document>) -> Re
     Ok(out)
 }
 
-fn bucket_doc(b: &BucketRecord) -> Result<Document> {
-    let mut d = to_doc(&b.id, b)?;
-    let ports: Vec<Bson> = b
-        .ports()
-        .into_iter()
-        .map(|p| Bson::Int32(i32::from(p)))
-        .collect();
-    d.insert("ports", ports);
-    Ok(d)
+fn unique(name: &str) -> IndexOptions {
+    IndexOptions::builder()
+        .unique(true)
+        .name(name.to_string())
+        .build()
 }
 
 impl MongoStore {
@@ -168,12 +168,6 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<()> {
-        let unique = |name: &str| {
-            IndexOptions::builder()
-                .unique(true)
-                .name(name.to_string())
-                .build()
-        };
         self.users()
             .create_index(
                 IndexModel::builder()
@@ -196,68 +190,7 @@ impl MongoStore {
             .create_index(IndexModel::builder().keys(doc! { "members": 1 }).build())
             .await
             .map_err(mongo_err)?;
-        let b = self.buckets();
-        b.create_index(
-            IndexModel::builder()
-                .keys(doc! { "userId": 1, "name": 1 })
-                .options(unique("owner_name"))
-                .build(),
-        )
-        .await
-        .map_err(mongo_err)?;
-        // Partial: buckets without ports (released after a failed create) hold no reservation.
-        let ports_opts = IndexOptions::builder()
-            .unique(true)
-            .name("ports".to_string())
-            .partial_filter_expression(doc! { "ports": { "$type": "number" } })
-            .build();
-        b.create_index(
-            IndexModel::builder()
-                .keys(doc! { "ports": 1 })
-                .options(ports_opts)
-                .build(),
-        )
-        .await
-        .map_err(mongo_err)?;
-        let sub_opts = IndexOptions::builder()
-            .unique(true)
-            .name("subdomain".to_string())
-            .partial_filter_expression(doc! { "subdomain": { "$type": "string" } })
-            .build();
-        b.create_index(
-            IndexModel::builder()
-                .keys(doc! { "subdomain": 1 })
-                .options(sub_opts)
-                .build(),
-        )
-        .await
-        .map_err(mongo_err)?;
-        // One bucket per linked host (default hosts are unique through `subdomain`).
-        let host_opts = IndexOptions::builder()
-            .unique(true)
-            .name("linked_host".to_string())
-            .partial_filter_expression(doc! { "linkedHost": { "$type": "string" } })
-            .build();
-        b.create_index(
-            IndexModel::builder()
-                .keys(doc! { "linkedHost": 1 })
-                .options(host_opts)
-                .build(),
-        )
-        .await
-        .map_err(mongo_err)?;
-        // A page of the caller's buckets is `userId` (or `teamId`) in `_id` order from a
-        // cursor: these let MongoDB read exactly the page, in order, without sorting.
-        for keys in [
-            doc! { "userId": 1, "_id": 1 },
-            doc! { "teamId": 1, "_id": 1 },
-            doc! { "workspaceId": 1 },
-            doc! { "status": 1 },
-        ] {
-            b.create_index(IndexModel::builder().keys(keys).build())
-                .await
-                .map_err(mongo_err)?;
-        }
+        self.create_bucket_indexes().await?;
         self.snapshots()
             .create_index(
                 IndexModel::builder()
@@ -298,124 +231,62 @@ impl Store for MongoStore {
     }
 
     async fn put_user(&self, user: &User) -> Result<()> {
-        self.users()
-            .replace_one(doc! { "_id": &user.id }, to_doc(&user.id, user)?)
-            .upsert(true)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.put_user_impl(user).await
     }
 
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>> {
-        let d = self
-            .users()
-            .find_one(doc! { "tokenHash": token_hash })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.user_by_token_hash_impl(token_hash).await
     }
 
     async fn get_user(&self, id: &str) -> Result<Option<User>> {
-        let d = self
-            .users()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.get_user_impl(id).await
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        self.find_all(self.users(), doc! {}).await
+        self.list_users_impl().await
     }
 
     async fn put_team(&self, team: &Team) -> Result<()> {
-        self.teams()
-            .replace_one(doc! { "_id": &team.id }, to_doc(&team.id, team)?)
-            .upsert(true)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.put_team_impl(team).await
     }
 
     async fn get_team(&self, id: &str) -> Result<Option<Team>> {
-        let d = self
-            .teams()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.get_team_impl(id).await
     }
 
     async fn teams_of(&self, user_id: &str) -> Result<Vec<Team>> {
-        self.find_all(self.teams(), doc! { "members": user_id })
-            .await
+        self.teams_of_impl(user_id).await
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
-        self.find_all(self.teams(), doc! {}).await
+        self.list_teams_impl().await
     }
 
     async fn insert_domain(&self, domain: &Domain) -> Result<()> {
-        self.domains()
-            .insert_one(to_doc(&domain.id, domain)?)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.insert_domain_impl(domain).await
     }
 
     async fn update_domain(&self, domain: &Domain) -> Result<()> {
-        let r = self
-            .domains()
-            .replace_one(
-                doc! { "_id": &domain.id, "name": &domain.name },
-                to_doc(&domain.id, domain)?,
-            )
-            .await
-            .map_err(mongo_err)?;
-        if r.matched_count == 0 {
-            return Err(Error::NotFound("domain"));
-        }
-        Ok(())
+        self.update_domain_impl(domain).await
     }
 
     async fn put_snapshot(&self, snapshot: &crate::snapshots::model::Snapshot) -> Result<()> {
-        self.snapshots()
-            .replace_one(
-                doc! { "_id": &snapshot.id },
-                to_doc(&snapshot.id, snapshot)?,
-            )
-            .upsert(true)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.put_snapshot_impl(snapshot).await
     }
 
     async fn get_snapshot(&self, id: &str) -> Result<Option<crate::snapshots::model::Snapshot>> {
-        self.snapshots()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?
-            .map(from_doc)
-            .transpose()
+        self.get_snapshot_impl(id).await
     }
 
     async fn list_snapshots(
         &self,
         bucket_id: Option<&str>,
     ) -> Result<Vec<crate::snapshots::model::Snapshot>> {
-        let filter = match bucket_id {
-            Some(b) => doc! { "bucketId": b },
-            None => doc! {},
-        };
-        self.find_all(self.snapshots(), filter).await
+        self.list_snapshots_impl(bucket_id).await
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        self.snapshots()
-            .delete_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.delete_snapshot_impl(id).await
     }
 
     async fn put_dock(&self, dock: &Dock) -> Result<()> {
@@ -452,57 +323,31 @@ impl Store for MongoStore {
     }
 
     async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {
-        self.workspaces()
-            .replace_one(
-                doc! { "_id": &workspace.id },
-                to_doc(&workspace.id, workspace)?,
-            )
-            .upsert(true)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.put_workspace_impl(workspace).await
     }
 
     async fn get_workspace(&self, id: &str) -> Result<Option<Workspace>> {
-        let d = self
-            .workspaces()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.get_workspace_impl(id).await
     }
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        self.find_all(self.workspaces(), doc! {}).await
+        self.list_workspaces_impl().await
     }
 
     async fn delete_workspace(&self, id: &str) -> Result<()> {
-        self.workspaces()
-            .delete_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.delete_workspace_impl(id).await
     }
 
     async fn get_domain(&self, id: &str) -> Result<Option<Domain>> {
-        let d = self
-            .domains()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.get_domain_impl(id).await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
-        self.find_all(self.domains(), doc! {}).await
+        self.list_domains_impl().await
     }
 
     async fn insert_bucket(&self, bucket: &BucketRecord) -> Result<()> {
-        self.buckets()
-            .insert_one(bucket_doc(bucket)?)
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.insert_bucket_impl(bucket).await
     }
 
     async fn update_bucket(
@@ -510,149 +355,34 @@ impl Store for MongoStore {
         bucket: &BucketRecord,
         expect: Option<BucketStatus>,
     ) -> Result<()> {
-        let mut filter =
-            doc! { "_id": &bucket.id, "userId": &bucket.user_id, "name": &bucket.name };
-        if let Some(s) = expect {
-            filter.insert("status", s.as_str());
-        }
-        let r = self
-            .buckets()
-            .replace_one(filter, bucket_doc(bucket)?)
-            .await
-            .map_err(mongo_err)?;
-        if r.matched_count == 1 {
-            return Ok(());
-        }
-        match self.get_bucket(&bucket.id).await? {
-            None => Err(Error::NotFound("bucket")),
-            Some(current) if current.user_id != bucket.user_id || current.name != bucket.name => {
-                Err(Error::Conflict(super::OWNER_AND_NAME.into()))
-            }
-            Some(current) => Err(Error::Conflict(format!(
-                "bucket is {}, not {}",
-                current.status.as_str(),
-                expect.map(|s| s.as_str()).unwrap_or("as expected")
-            ))),
-        }
+        self.update_bucket_impl(bucket, expect).await
     }
 
     async fn get_bucket(&self, id: &str) -> Result<Option<BucketRecord>> {
-        let d = self
-            .buckets()
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        d.map(from_doc).transpose()
+        self.get_bucket_impl(id).await
     }
 
     async fn delete_bucket(&self, id: &str) -> Result<()> {
-        self.buckets()
-            .delete_one(doc! { "_id": id })
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.delete_bucket_impl(id).await
     }
 
     async fn list_buckets(&self, q: &BucketQuery) -> Result<Vec<BucketRecord>> {
-        let mut filter = Document::new();
-        if !q.all {
-            let mut or = Vec::new();
-            if let Some(owner) = &q.owner {
-                or.push(doc! { "userId": owner });
-            }
-            if !q.teams.is_empty() {
-                or.push(doc! { "teamId": { "$in": &q.teams } });
-            }
-            if or.is_empty() {
-                return Ok(Vec::new());
-            }
-            filter.insert("$or", or);
-        }
-        if let Some(w) = &q.workspace_id {
-            filter.insert("workspaceId", w);
-        }
-        if let Some(t) = &q.team_id {
-            filter.insert("teamId", t);
-        }
-        if let Some(s) = q.status {
-            filter.insert("status", s.as_str());
-        }
-        if let Some(after) = &q.after {
-            filter.insert("_id", doc! { "$gt": after });
-        }
-        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-        let cursor = self
-            .buckets()
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit)
-            .await
-            .map_err(mongo_err)?;
-        drain(cursor).await
+        self.list_buckets_impl(q).await
     }
 
     async fn reserved_ports(&self) -> Result<HashSet<u16>> {
-        let mut cursor = self
-            .buckets()
-            .find(doc! { "ports": { "$type": "number" } })
-            .projection(doc! { "ports": 1 })
-            .await
-            .map_err(mongo_err)?;
-        let mut out = HashSet::new();
-        while let Some(d) = cursor.try_next().await.map_err(mongo_err)? {
-            if let Ok(ports) = d.get_array("ports") {
-                out.extend(
-                    ports
-                        .iter()
-                        .filter_map(|p| p.as_i32())
-                        .filter_map(|p| u16::try_from(p).ok()),
-                );
-            }
-        }
-        Ok(out)
+        self.reserved_ports_impl().await
     }
 
     async fn subdomain_taken(&self, subdomain: &str) -> Result<bool> {
-        let n = self
-            .buckets()
-            .count_documents(doc! { "subdomain": subdomain })
-            .await
-            .map_err(mongo_err)?;
-        Ok(n > 0)
+        self.subdomain_taken_impl(subdomain).await
     }
 
     async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()> {
-        // Matches only a lease this holder has or one that expired; when another holder's is
-        // live the upsert collides with its `_id` (11000) and nothing changes.
-        let filter = doc! {
-            "_id": "daemon",
-            "$or": [ { "holder": holder }, { "expiresAtMs": { "$lt": now_ms } } ],
-        };
-        let update = doc! { "$set": { "holder": holder, "expiresAtMs": now_ms + ttl_ms } };
-        match self.leases().update_one(filter, update).upsert(true).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => {
-                let current = self
-                    .leases()
-                    .find_one(doc! { "_id": "daemon" })
-                    .await
-                    .map_err(mongo_err)?
-                    .map(from_doc::<Lease>)
-                    .transpose()?;
-                Err(match current {
-                    Some(l) => super::lease_held(&l, now_ms),
-                    None => Error::Conflict("the daemon lease changed hands; try again".into()),
-                })
-            }
-            Err(e) => Err(mongo_err(e)),
-        }
+        self.acquire_lease_impl(holder, now_ms, ttl_ms).await
     }
 
     async fn release_lease(&self, holder: &str) -> Result<()> {
-        self.leases()
-            .delete_one(doc! { "_id": "daemon", "holder": holder })
-            .await
-            .map_err(mongo_err)?;
-        Ok(())
+        self.release_lease_impl(holder).await
     }
 }
