@@ -86,7 +86,7 @@ pub async fn run(config: Config) -> Result<()> {
     let state = build_state(config).await?;
     let holder = kalpana_domain::lease::holder(&state);
     kalpana_domain::lease::acquire(&state, &holder).await?;
-    kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone());
+    let renewal = kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone());
     // Only the lease holder writes: a refused second daemon must not touch the admin token.
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;
@@ -147,7 +147,8 @@ pub async fn run(config: Config) -> Result<()> {
     }
     kalpana_domain::pending_usage::flush_all(&state).await;
     // Whatever still runs (a request past the grace) must not write a store the next daemon
-    // may lead: refused from here on, and logged if tried.
+    // may lead: refused from here on, and logged if tried. The lease was renewed until now.
+    renewal.abort();
     state.store_fence.close();
     // The next daemon on this store need not wait for the lease to run out.
     match state.store.release_lease(&holder).await {

@@ -49,9 +49,10 @@ pub async fn acquire(state: &Core, holder: &str) -> Result<()> {
 
 /// Renews the lease every third of its lifetime. A renewal refused because another daemon took
 /// the lease over ends the process (exit code 3); a store that does not answer is retried.
-pub fn spawn_renewal(state: Core, holder: String) {
-    let core = state.clone();
-    core.tasks.spawn_loop("lease renewal", async move {
+/// Not under the supervisor: the lease must outlive the work it guards, so a stop ends the
+/// renewal (abort the handle) only once that work has ended, right before it closes the store.
+pub fn spawn_renewal(state: Core, holder: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let every = (state.config.lease_ttl / 3).max(Duration::from_millis(200));
         loop {
             tokio::time::sleep(every).await;
@@ -67,5 +68,5 @@ pub fn spawn_renewal(state: Core, holder: String) {
                 }
             }
         }
-    });
+    })
 }

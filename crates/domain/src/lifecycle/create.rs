@@ -86,7 +86,13 @@ pub async fn create(
     if let Some(id) = &pooled {
         match &recorded {
             Ok(()) => state.pool.claimed(id),
-            Err(_) => state.pool.give_back(id),
+            // An insert that failed may still have been written (a timeout): the id goes back
+            // only when no record holds it; unknown, it stays in the ledger for the next start.
+            Err(_) => match state.store.get_bucket(id).await {
+                Ok(None) => state.pool.give_back(id),
+                Ok(Some(_)) => state.pool.claimed(id),
+                Err(_) => {}
+            },
         }
     }
     recorded?;

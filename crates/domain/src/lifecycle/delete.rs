@@ -41,6 +41,9 @@ pub async fn finish_delete(state: &Core, b: &BucketRecord) -> Result<()> {
     if b.delete_volume || !b.provisioned {
         state.runtime.remove_volume(&b.id).await?;
     }
+    // Its volume is this bucket's (kept data, if kept), never a volume made ahead: a ledger line
+    // left by a crash must not outlive the record.
+    state.pool.forget(&b.id);
     state.store.delete_bucket(&b.id).await?;
     state.s3_clients.forget(&b.id);
     state.quotas.forget(&b.id);

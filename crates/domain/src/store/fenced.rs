@@ -41,7 +41,7 @@ impl FencedStore {
         if self.closed.load(Ordering::SeqCst) {
             tracing::error!(
                 write,
-                "store write after the daemon released its store lease: refused"
+                "store write after the daemon closed the store for its stop: refused"
             );
             return Err(Error::Unavailable(
                 "the daemon is stopping: the store takes no more writes from it".into(),

@@ -85,8 +85,8 @@ async fn sigterm_mid_provisioning_writes_nothing_after_the_lease_is_released() -
         .find("store lease released")
         .expect("the lease release is logged");
     assert!(
-        !log.contains("store write after the daemon released its store lease"),
-        "something wrote the store after the lease was released:\n{}",
+        !log.contains("store write after the daemon closed the store for its stop"),
+        "something wrote the store after it was closed for the stop:\n{}",
         &log[released..]
     );
     let after: Vec<&str> = log[released..].lines().skip(1).collect();

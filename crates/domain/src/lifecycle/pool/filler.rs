@@ -16,8 +16,13 @@ pub fn spawn_filler(state: Core) {
     let size = state.config.volume_pool;
     let core = state.clone();
     core.tasks.spawn_loop("volume pool", async move {
-        if let Err(e) = drop_leftovers(&state).await {
-            tracing::warn!(error = %e, "removing volumes made ahead by an earlier run failed");
+        // Until it has worked (Docker or the store may be away at start): a ledger id left in
+        // place could otherwise outlive the bucket that holds it.
+        let mut retry = Duration::from_secs(1);
+        while let Err(e) = drop_leftovers(&state).await {
+            tracing::warn!(error = %e, retry_in_secs = retry.as_secs(), "removing volumes made ahead by an earlier run failed");
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(Duration::from_secs(60));
         }
         if size == 0 {
             return;
@@ -92,13 +97,26 @@ async fn drop_leftovers(state: &Core) -> crate::error::Result<()> {
         .into_iter()
         .map(|b| b.id)
         .collect();
-    for id in left {
-        if !known.contains(&id) {
-            state.runtime.drop_staging(&id).await?;
-            state.runtime.remove_volume(&id).await?;
-            tracing::info!(bucket = %id, "volume made ahead by an earlier run and never taken: removed");
-        }
+    // Ids a record holds leave the ledger first, whatever happens to the others.
+    let (held, unheld): (Vec<String>, Vec<String>) =
+        left.into_iter().partition(|id| known.contains(id));
+    for id in held {
         state.pool.forget(&id);
     }
-    Ok(())
+    let mut failed = None;
+    for id in unheld {
+        let removed = async {
+            state.runtime.drop_staging(&id).await?;
+            state.runtime.remove_volume(&id).await
+        }
+        .await;
+        match removed {
+            Ok(()) => {
+                tracing::info!(bucket = %id, "volume made ahead by an earlier run and never taken: removed");
+                state.pool.forget(&id);
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    failed.map_or(Ok(()), |e| Err(e.into()))
 }

@@ -135,7 +135,7 @@ impl VolumePool {
         }
     }
 
-    pub(crate) fn forget(&self, id: &str) {
+    pub fn forget(&self, id: &str) {
         let mut set = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
         if set.remove(id) {
             // A stale line only makes the next start look the id up and keep its volume.
