@@ -8,6 +8,21 @@ use anyhow::{bail, Result};
 /// (a test that fails half-way leaves them to its daemon, which is killed).
 pub fn remove_instance_resources(instance: &str) {
     let filter = format!("label=kalpana.instance={instance}");
+    // A container created with a bind of a volume that a sweep had just removed makes Docker
+    // create that volume again, without labels: such volumes are found by their bucket's id.
+    let mut unlabelled = Vec::new();
+    for list in [&["ps", "-a"][..], &["volume", "ls"][..]] {
+        let out = Command::new("docker")
+            .args(list)
+            .args(["--filter", &filter])
+            .args(["--format", "{{.Label \"kalpana.bucket.id\"}}"])
+            .output();
+        if let Ok(out) = out {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                unlabelled.push(kalpana_manager_core::spec::volume_name(id));
+            }
+        }
+    }
     for (list, remove) in [
         (&["ps", "-aq"][..], &["rm", "-f"][..]),
         (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
@@ -32,6 +47,16 @@ pub fn remove_instance_resources(instance: &str) {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+    unlabelled.sort();
+    unlabelled.dedup();
+    if !unlabelled.is_empty() {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .args(&unlabelled)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
