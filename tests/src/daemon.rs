@@ -248,6 +248,25 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+        // A failing test's daemon log goes with its data dir: its end is printed first, so the
+        // test output says what the daemon saw.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- last {} lines of {} ---",
+                tail.len(),
+                self.log_path().display()
+            );
+            let leaked = secrets_in(&log);
+            for line in tail.iter().rev() {
+                let mut line = line.to_string();
+                for secret in &leaked {
+                    line = line.replace(secret.as_str(), "<secret>");
+                }
+                eprintln!("{line}");
+            }
+        }
         // The whole log of every test daemon is checked for every token and secret key any
         // test of this run was handed: a test whose daemon logged one fails.
         let leaked = secrets_in(&self.log());
