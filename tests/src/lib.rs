@@ -33,7 +33,7 @@ pub use docker_cli::{docker_exists, docker_inspect, remove_instance_resources};
 pub use docker_proxy::DockerProxy;
 pub use environment::{next_port_range, port_base, port_is_free, require_environment};
 pub use measure::{percentile, proc_memory};
-pub use s3::{get_bytes, s3_client, sign_s3};
+pub use s3::{get_bytes, s3_client, s3_client_no_retries, sign_s3};
 pub use secrets::secrets_in;
 pub use traefik::{routed_daemon, Traefik};
 

@@ -17,6 +17,20 @@ pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// [`s3_client`] with retries off: one refused connection or 5xx is an error the test sees.
+pub fn s3_client_no_retries(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> aws_sdk_s3::Client {
+    let conf = s3_client(endpoint, access_key, secret_key)
+        .config()
+        .to_builder()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
 /// The whole body of an object, read over S3.
 pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
     let got = s3.get_object().bucket(bucket).key(key).send().await?;

@@ -108,6 +108,9 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "endpoint_not_allowed")
             }
             Error::Domain(D::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Domain(D::WakeQueueFull(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "wake_queue_full")
+            }
             Error::Domain(D::ProviderRefused(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "provider_refused")
             }
@@ -173,11 +176,19 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
-        (
+        let mut resp = (
             status,
             Json(json!({ "error": { "code": code, "message": message } })),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Everything answered 503 is expected to pass: a client may try again.
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        resp
     }
 }
 

@@ -23,7 +23,7 @@ use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
-    fleet, health, identities, inventory, keys, objects, presign, probe, snapshots, stats,
+    fleet, health, identities, inventory, keys, objects, presign, probe, sleep, snapshots, stats,
     workspaces,
 };
 
@@ -53,6 +53,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(buckets::get, buckets::update, buckets::delete))
         .routes(routes!(buckets::start))
         .routes(routes!(buckets::stop))
+        .routes(routes!(sleep::put_to_sleep))
+        .routes(routes!(sleep::wake))
         .routes(routes!(buckets::rotate_credentials))
         .merge(uploads)
         .routes(routes!(objects::metadata))

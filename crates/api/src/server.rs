@@ -55,6 +55,8 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         pending_usage: Default::default(),
         followed_uploads: Default::default(),
         metrics: Default::default(),
+        sleep: Default::default(),
+        proxies: Default::default(),
         tasks: Default::default(),
     }));
     Ok(AppState(Arc::new(App {
@@ -100,6 +102,7 @@ pub async fn run(config: Config) -> Result<()> {
     if state.config.admin_token.is_none() && state.store.list_users().await?.is_empty() {
         tracing::warn!("no KALPANA_ADMIN_TOKEN and no users: nobody can call the API");
     }
+    kalpana_domain::sleep::start(&state.core).await?;
     reconcile::spawn(state.core.clone());
     usage::spawn_periodic_sync(state.core.clone());
     kalpana_domain::pending_usage::spawn_flusher(state.core.clone());

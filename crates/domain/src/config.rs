@@ -147,6 +147,12 @@ pub struct Config {
     pub fleet_sample_interval: Duration,
     /// How long samples are kept (`KALPANA_FLEET_RETENTION_HOURS`, default 24).
     pub fleet_retention: Duration,
+    /// Seconds with no client request after which a managed bucket without its own setting
+    /// sleeps (`KALPANA_SLEEP_AFTER_SECS`, default 0: never).
+    pub sleep_after_secs: u64,
+    /// Client requests one sleeping bucket holds while it wakes (`KALPANA_WAKE_QUEUE`, default
+    /// 256); more are answered 503 with `Retry-After`.
+    pub wake_queue: usize,
     /// How often docks of the cloud inventory are synced (`KALPANA_INVENTORY_SYNC_SECS`,
     /// default 600; 0 turns the periodic sync off).
     pub inventory_sync_interval: Duration,
@@ -282,6 +288,9 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PROVIDER_URL_DIGITALOCEAN",
     "KALPANA_PROVIDER_URL_LINODE",
     "KALPANA_LEASE_SECS",
+    "KALPANA_SLEEP_AFTER_SECS",
+    "KALPANA_TRAEFIK_UPSTREAM_HOST",
+    "KALPANA_WAKE_QUEUE",
 ];
 
 /// Keys whose values are secrets: a config file holding one should be readable by its owner only.
@@ -425,6 +434,13 @@ impl Config {
             }
         });
         let routing = RoutingConfig {
+            upstream_host: var("KALPANA_TRAEFIK_UPSTREAM_HOST").unwrap_or_else(|| {
+                if bind_ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bind_ip.to_string()
+                }
+            }),
             base_domain: var("KALPANA_BASE_DOMAIN").map(|d| d.trim_matches('.').to_string()),
             scheme: var("KALPANA_PUBLIC_SCHEME").unwrap_or_else(|| "http".into()),
             public_port: var("KALPANA_PUBLIC_PORT")
@@ -539,6 +555,8 @@ impl Config {
                     .clamp(1, 24 * 31)
                     * 3600,
             ),
+            sleep_after_secs: vars.parse("KALPANA_SLEEP_AFTER_SECS", 0)?,
+            wake_queue: vars.parse::<usize>("KALPANA_WAKE_QUEUE", 256)?.max(1),
             inventory_sync_interval: Duration::from_secs(
                 vars.parse("KALPANA_INVENTORY_SYNC_SECS", 600)?,
             ),

@@ -61,6 +61,10 @@ pub struct CoreParts {
     pub followed_uploads: std::sync::atomic::AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Every managed bucket's sleep gate.
+    pub sleep: crate::sleep::gate::Gates,
+    /// The daemon's listeners on every managed bucket's host ports.
+    pub proxies: crate::sleep::listeners::Proxies,
     /// Owner of background loops and detached tasks.
     pub tasks: Supervisor,
 }

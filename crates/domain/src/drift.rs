@@ -55,7 +55,8 @@ pub async fn enforce(state: &Core, id: &str) -> Result<bool> {
     let Some(b) = state.lock_bucket_if(id).await? else {
         return Ok(false);
     };
-    if b.status != BucketStatus::Running || b.deleting {
+    // Nothing changes a sleeping bucket's settings: a client would have woken it.
+    if b.status != BucketStatus::Running || b.deleting || state.sleep.sleeping(id) {
         return Ok(false);
     }
     let b = &b;

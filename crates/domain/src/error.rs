@@ -51,6 +51,9 @@ pub enum Error {
     /// Something the domain depends on is away or exhausted.
     #[error("{0}")]
     Unavailable(String),
+    /// A sleeping bucket already holds as many requests as it may while it wakes.
+    #[error("{0}")]
+    WakeQueueFull(String),
     /// A cloud provider refused a dock's token.
     #[error("{0}")]
     ProviderRefused(String),

@@ -53,6 +53,12 @@ pub enum EventKind {
     /// A dock of the cloud inventory synced.
     #[serde(rename = "dock.sync")]
     DockSync,
+    /// A bucket fell asleep (its container stopped; it wakes on the next request).
+    #[serde(rename = "bucket.sleep")]
+    Sleep,
+    /// A sleeping bucket woke, with how long it took.
+    #[serde(rename = "bucket.wake")]
+    Wake,
 }
 
 impl EventKind {
@@ -73,6 +79,8 @@ impl EventKind {
             EventKind::Key => "bucket.key",
             EventKind::ImagePull => "image.pull",
             EventKind::DockSync => "dock.sync",
+            EventKind::Sleep => "bucket.sleep",
+            EventKind::Wake => "bucket.wake",
         }
     }
 }

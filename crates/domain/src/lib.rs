@@ -33,6 +33,7 @@ pub mod reach;
 pub mod reconcile;
 pub mod requests;
 pub mod secrets;
+pub mod sleep;
 pub mod snapshots;
 pub mod store;
 pub mod supervisor;

@@ -54,6 +54,31 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Bucket records by status.",
     ),
     (
+        "kalpana_wake_duration_seconds",
+        "histogram",
+        "Time a sleeping bucket took to wake: from the first request held to the engine's first answer.",
+    ),
+    (
+        "kalpana_buckets_asleep",
+        "gauge",
+        "Managed buckets whose container is stopped while they sleep.",
+    ),
+    (
+        "kalpana_buckets_kept_awake",
+        "gauge",
+        "Buckets with a sleep setting that do not sleep, by reason (attachments: a workspace container reaches them by a name that goes with a stopped container).",
+    ),
+    (
+        "kalpana_requests_held",
+        "gauge",
+        "Client requests (connections and API calls) waiting for a bucket to wake.",
+    ),
+    (
+        "kalpana_requests_held_total",
+        "counter",
+        "Client requests that waited for a bucket to wake, by outcome (served, refused: the queue was full, failed: the wake failed).",
+    ),
+    (
         "kalpana_docker_up",
         "gauge",
         "1 when Docker answered a ping at this scrape.",
@@ -81,7 +106,7 @@ type Series<T> = BTreeMap<(&'static str, String), T>;
 pub struct Metrics {
     counters: Mutex<Series<u64>>,
     gauges: Mutex<Series<f64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
 }
 
 /// Gauges read at scrape time.
@@ -136,8 +161,17 @@ impl Metrics {
             &[("method", method), ("route", route), ("status", &status)],
         );
         let key = labels(&[("method", method), ("route", route)]);
+        self.observe("kalpana_http_request_duration_seconds", key, seconds);
+    }
+
+    /// Records how long a bucket took to wake.
+    pub fn observe_wake(&self, seconds: f64) {
+        self.observe("kalpana_wake_duration_seconds", String::new(), seconds);
+    }
+
+    fn observe(&self, family: &'static str, key: String, seconds: f64) {
         let mut l = lock(&self.latency);
-        let h = l.entry(key).or_default();
+        let h = l.entry((family, key)).or_default();
         if let Some(i) = LATENCY_BOUNDS.iter().position(|b| seconds <= *b) {
             h.buckets[i] += 1;
         }
@@ -165,26 +199,32 @@ impl Metrics {
             add(name, name, l, v);
         }
         let latency = lock(&self.latency).clone();
-        let name = "kalpana_http_request_duration_seconds";
-        let (bucket, sum, count) = (
-            format!("{name}_bucket"),
-            format!("{name}_sum"),
-            format!("{name}_count"),
-        );
-        for (l, h) in &latency {
-            // `{method="GET",route="/x"}` → `method="GET",route="/x"`, to add `le`.
+        for ((name, l), h) in &latency {
+            let name: &'static str = name;
+            let (bucket, sum, count) = (
+                format!("{name}_bucket"),
+                format!("{name}_sum"),
+                format!("{name}_count"),
+            );
+            // `{method="GET",route="/x"}` → `method="GET",route="/x",` to add `le`.
             let inner = l.trim_start_matches('{').trim_end_matches('}');
+            let sep = if inner.is_empty() { "" } else { "," };
             let mut cumulative = 0;
             for (bound, n) in LATENCY_BOUNDS.iter().zip(h.buckets) {
                 cumulative += n;
                 add(
                     name,
                     &bucket,
-                    &format!("{{{inner},le=\"{bound}\"}}"),
+                    &format!("{{{inner}{sep}le=\"{bound}\"}}"),
                     &cumulative,
                 );
             }
-            add(name, &bucket, &format!("{{{inner},le=\"+Inf\"}}"), &h.count);
+            add(
+                name,
+                &bucket,
+                &format!("{{{inner}{sep}le=\"+Inf\"}}"),
+                &h.count,
+            );
             add(name, &sum, l, &h.sum);
             add(name, &count, l, &h.count);
         }

@@ -40,6 +40,9 @@ pub struct CreateBucket {
     pub from_snapshot: Option<FromSnapshotRequest>,
     /// Take snapshots on a schedule.
     pub snapshot_policy: Option<crate::model::SnapshotPolicy>,
+    /// Seconds with no request after which it sleeps (0: never; default
+    /// `KALPANA_SLEEP_AFTER_SECS`).
+    pub sleep_after_secs: Option<u64>,
 }
 
 /// `fromSnapshot` of a create request.

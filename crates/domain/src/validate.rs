@@ -109,6 +109,19 @@ pub fn object_key(key: &str, max_segment: usize, usage: KeyUse) -> Result<()> {
     Ok(())
 }
 
+/// The longest `sleepAfterSecs` (30 days); 0 means never.
+pub const SLEEP_AFTER_MAX: u64 = 30 * 86_400;
+
+/// Checks a `sleepAfterSecs`: 0 (never) or 1 s to 30 days.
+pub fn sleep_after(secs: u64) -> Result<u64> {
+    if secs > SLEEP_AFTER_MAX {
+        return Err(Error::Invalid(format!(
+            "sleepAfterSecs must be 0 (never) or at most {SLEEP_AFTER_MAX} (30 days), not {secs}"
+        )));
+    }
+    Ok(secs)
+}
+
 /// Checks a quota: a positive, finite number of GB.
 pub fn quota(gb: Option<f64>) -> Result<()> {
     match gb {

@@ -330,7 +330,15 @@ impl Runtime for DockerRuntime {
 
     async fn archive(&self, spec: &BucketSpec, job: ArchiveJob) -> Result<JobOutcome> {
         let name = container_name(&spec.id);
-        self.docker.pause_container(&name).await?;
+        // A stopped server (a sleeping or stopped bucket) is archived as it is: nothing writes.
+        let running = self
+            .docker
+            .inspect_container(&name)
+            .await?
+            .is_some_and(|c| c.running);
+        if running {
+            self.docker.pause_container(&name).await?;
+        }
         crate::fault::point("snapshot.paused");
         let result = async {
             let tar = self
@@ -357,7 +365,11 @@ impl Runtime for DockerRuntime {
             Ok::<_, Error>(meter.outcome())
         }
         .await;
-        let thawed = self.docker.unpause_container(&name).await;
+        let thawed = if running {
+            self.docker.unpause_container(&name).await
+        } else {
+            Ok(())
+        };
         let outcome = result?;
         thawed?;
         Ok(outcome)

@@ -34,6 +34,10 @@ pub const POINTS: &[&str] = &[
     // not yet made anew from the staging volume
     "restore.staged",
     "restore.emptied",
+    // sleep: the container stopped, the record not yet asleep
+    "sleep.stopped",
+    // wake: the container started and answering, the record not yet awake
+    "wake.started",
 ];
 
 fn wanted() -> Option<&'static str> {

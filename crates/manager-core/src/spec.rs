@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 
 use crate::engine::{EngineProfile, PublicOrigins};
@@ -29,8 +29,9 @@ pub const LABEL_GENERATION: &str = "kalpana.generation";
 pub const LABEL_SPEC_REVISION: &str = "kalpana.spec.revision";
 /// Revision of the container spec this daemon makes; bumped whenever a change must reach
 /// existing containers (2: engine internals locked to the container, memory ceiling; 3: the
-/// IAM API that makes scoped keys; 4: no IAM API on the S3 port, keys made by `weed shell`).
-pub const SPEC_REVISION: u32 = 4;
+/// IAM API that makes scoped keys; 4: no IAM API on the S3 port, keys made by `weed shell`;
+/// 5: no published ports, the daemon owns them, and Traefik routes to the daemon).
+pub const SPEC_REVISION: u32 = 5;
 
 /// Priority of every bucket router.
 pub const ROUTER_PRIORITY: u32 = 1000;
@@ -98,6 +99,10 @@ pub struct RoutingConfig {
     pub entrypoints: Vec<String>,
     /// Traefik certificate resolver; when set the routers get TLS labels.
     pub cert_resolver: Option<String>,
+    /// The host by which Traefik reaches the daemon's listeners on bucket ports
+    /// (`KALPANA_TRAEFIK_UPSTREAM_HOST`): routes go to the daemon, which owns every bucket's
+    /// ports, never to the container itself.
+    pub upstream_host: String,
 }
 
 impl RoutingConfig {
@@ -222,9 +227,11 @@ impl BucketSpec {
             .collect::<Vec<_>>()
             .join(" || ");
         labels.insert("traefik.enable".into(), "true".into());
-        labels.insert("traefik.docker.network".into(), self.network.clone());
-        self.add_router(&mut labels, &router, rule, self.engine.s3_port);
-        if let Some(console_port) = self.engine.console_port {
+        self.add_router(&mut labels, &router, rule, self.s3_port);
+        if let Some(console_port) = self
+            .console_port
+            .filter(|_| self.engine.console_port.is_some())
+        {
             let rule = self
                 .routed_hosts
                 .iter()
@@ -264,29 +271,26 @@ impl BucketSpec {
             labels.insert(format!("{r}.tls"), "true".into());
             labels.insert(format!("{r}.tls.certresolver"), resolver.clone());
         }
+        // The daemon's listener on the bucket's host port: it holds a request while the
+        // bucket sleeps or its container is stopping, where the container's own address would
+        // answer 502.
         labels.insert(
-            format!("traefik.http.services.{name}.loadbalancer.server.port"),
-            port.to_string(),
+            format!("traefik.http.services.{name}.loadbalancer.server.url"),
+            format!("http://{}:{port}", self.routing.upstream_host),
         );
     }
 
-    /// The full create-container body: image, env, ports, volume, limits, hardening, labels.
+    /// The full create-container body: image, env, volume, limits, hardening, labels. No port
+    /// is published: the daemon listens on the bucket's host ports itself and passes the bytes
+    /// to the container's address (see the domain's `sleep::proxy`).
     pub fn container_body(&self) -> ContainerCreateBody {
         let e = &self.engine;
         let mut exposed = vec![format!("{}/tcp", e.s3_port)];
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        bindings.insert(
-            format!("{}/tcp", e.s3_port),
-            Some(vec![self.binding(self.s3_port)]),
-        );
-        if let (Some(inner), Some(host)) = (e.console_port, self.console_port) {
-            // dockerd 20.10 silently drops bindings of ports not listed as exposed.
+        if let Some(inner) = e.console_port {
             exposed.push(format!("{inner}/tcp"));
-            bindings.insert(format!("{inner}/tcp"), Some(vec![self.binding(host)]));
         }
         let host_config = HostConfig {
             binds: Some(vec![format!("{}:{}", volume_name(&self.id), e.data_path)]),
-            port_bindings: Some(bindings),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -359,13 +363,6 @@ impl BucketSpec {
             ..Default::default()
         }
     }
-
-    fn binding(&self, port: u16) -> PortBinding {
-        PortBinding {
-            host_ip: Some(self.bind_ip.clone()),
-            host_port: Some(port.to_string()),
-        }
-    }
 }
 
 /// Which containers this daemon's spec made.
@@ -409,6 +406,7 @@ mod tests {
             public_port: None,
             entrypoints: vec!["web".into(), "websecure".into()],
             cert_resolver: cert_resolver.map(String::from),
+            upstream_host: "10.0.0.5".into(),
         }
     }
 
@@ -421,7 +419,6 @@ mod tests {
         assert_eq!(get("kalpana.bucket.name"), Some("photos"));
         assert_eq!(get("kalpana.owner"), Some("u1"));
         assert_eq!(get("traefik.enable"), Some("true"));
-        assert_eq!(get("traefik.docker.network"), Some("kalpana"));
         assert_eq!(
             get("traefik.http.routers.kalpana-b1.rule"),
             Some("Host(`photos.example.com`)")
@@ -446,13 +443,14 @@ mod tests {
                 Some("1000")
             );
         }
+        // Traefik reaches the daemon's listeners on the bucket's host ports, not the container.
         assert_eq!(
-            get("traefik.http.services.kalpana-b1.loadbalancer.server.port"),
-            Some("9000")
+            get("traefik.http.services.kalpana-b1.loadbalancer.server.url"),
+            Some("http://10.0.0.5:40001")
         );
         assert_eq!(
-            get("traefik.http.services.kalpana-b1-console.loadbalancer.server.port"),
-            Some("9001")
+            get("traefik.http.services.kalpana-b1-console.loadbalancer.server.url"),
+            Some("http://10.0.0.5:40002")
         );
     }
 
@@ -469,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn container_is_hardened_limited_and_binds_only_the_bind_ip() {
+    fn container_is_hardened_limited_and_publishes_no_port() {
         let body = spec(EngineProfile::minio(), RoutingConfig::default()).container_body();
         let hc = body.host_config.expect("host config");
         assert_eq!(hc.privileged, Some(false));
@@ -485,11 +483,10 @@ mod tests {
             hc.restart_policy.and_then(|r| r.name),
             Some(RestartPolicyNameEnum::UNLESS_STOPPED)
         );
-        let bindings = hc.port_bindings.expect("bindings");
-        assert_eq!(bindings.len(), 2);
-        for b in bindings.values().flatten().flatten() {
-            assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
-        }
+        assert!(
+            hc.port_bindings.is_none_or(|b| b.is_empty()),
+            "the daemon owns the bucket's host ports"
+        );
         let exposed = body.exposed_ports.expect("exposed");
         assert!(exposed.contains(&"9000/tcp".to_string()));
         assert!(exposed.contains(&"9001/tcp".to_string()));
@@ -497,15 +494,6 @@ mod tests {
             hc.binds,
             Some(vec!["kalpana-bucket-b1-data:/data".to_string()])
         );
-    }
-
-    #[test]
-    fn seaweedfs_binds_only_s3() {
-        let mut s = spec(EngineProfile::seaweedfs(), RoutingConfig::default());
-        s.console_port = None;
-        let hc = s.container_body().host_config.expect("host config");
-        let bindings = hc.port_bindings.expect("bindings");
-        assert_eq!(bindings.keys().collect::<Vec<_>>(), vec!["8333/tcp"]);
     }
 
     #[test]

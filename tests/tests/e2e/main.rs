@@ -26,6 +26,7 @@ mod restores;
 mod routing;
 mod runtime;
 mod side_doors;
+mod sleep;
 mod snapshots;
 mod stats;
 mod store_outage;

@@ -71,12 +71,15 @@ async fn traefik_routes_subdomains_presigned_urls_and_domain_links() -> anyhow::
     assert_eq!(b["endpoint"], origin.as_str());
 
     let container = format!("kalpana-bucket-{id}");
+    // Traefik routes to the daemon's listener on the bucket's port, never to the container.
     assert_eq!(
         docker_inspect(
             &container,
-            "{{index .Config.Labels \"traefik.docker.network\"}}"
+            &format!(
+                "{{{{index .Config.Labels \"traefik.http.services.kalpana-{id}.loadbalancer.server.url\"}}}}"
+            )
         )?,
-        "kalpana-test"
+        format!("http://127.0.0.1:{}", b["port"].as_u64().expect("port"))
     );
     assert_eq!(
         docker_inspect(

@@ -1,7 +1,7 @@
 // A bucket's page: files, connection, settings, keys, snapshots and stats, one tab each.
 
 import { call } from './api.js';
-import { h, fill, toast, bytes, when, badge, modal, field, copyable } from './ui.js';
+import { h, fill, toast, bytes, when, badge, sleepBadge, modal, field, copyable } from './ui.js';
 import { onEvent } from './app.js';
 import { showSecret } from './buckets.js';
 import { filesPanel } from './files.js';
@@ -55,6 +55,7 @@ function settings(el, b, reload) {
   const encryption = h('input', { type: 'checkbox', id: 'set-encryption', checked: b.encryption });
   const limit = h('input', { type: 'number', id: 'set-limit', min: '0', step: 'any', value: b.maxSizeGB ?? '' });
   const description = h('input', { id: 'set-description', value: b.description ?? '' });
+  const sleepAfter = h('input', { type: 'number', id: 'set-sleep-after', min: '0', step: '1', value: String(b.sleepAfterSecs ?? 0) });
   const error = h('p.error', { role: 'alert' });
   const managed = b.kind === 'managed';
   fill(
@@ -66,8 +67,12 @@ function settings(el, b, reload) {
           e.preventDefault();
           const body = { description: description.value };
           if (managed) {
-            Object.assign(body, { versioning: versioning.checked, publicAccess: publicAccess.checked, encryption: encryption.checked });
+            // Only what changed: an S3 setting is written to the engine, which wakes a sleeping bucket.
+            if (versioning.checked !== b.versioning) body.versioning = versioning.checked;
+            if (publicAccess.checked !== b.publicAccess) body.publicAccess = publicAccess.checked;
+            if (encryption.checked !== b.encryption) body.encryption = encryption.checked;
             if (limit.value) body.maxSizeGB = Number(limit.value);
+            if (Number(sleepAfter.value) !== (b.sleepAfterSecs ?? 0)) body.sleepAfterSecs = Number(sleepAfter.value);
           }
           try {
             await call('PATCH', `/api/buckets/${b.id}`, body);
@@ -79,7 +84,7 @@ function settings(el, b, reload) {
         },
       },
       field('Description', description),
-      managed ? [field('Versioning', versioning), field('Public read', publicAccess, 'Anyone can read objects without a key.'), field('Encryption at rest', encryption), field('Size limit (GB)', limit)] : null,
+      managed ? [field('Versioning', versioning), field('Public read', publicAccess, 'Anyone can read objects without a key.'), field('Encryption at rest', encryption), field('Size limit (GB)', limit), field('Sleep after (seconds)', sleepAfter, 'With no request for this long its container stops; the next request wakes it. 0: never.')] : null,
       error,
       h('button.primary', { type: 'submit', id: 'save-settings' }, 'Save'),
     ),
@@ -251,7 +256,7 @@ export function bucketView(main, id, tab, prefix) {
     fill(
       main,
       h('nav.crumbs', h('a', { href: '#/' }, 'Buckets'), ' / ', h('b', b.name)),
-      h('div.bar', h('h1', b.name), badge(b.status), b.endpoint ? h('code.muted', b.endpoint) : null),
+      h('div.bar', h('h1', b.name), badge(b.status), sleepBadge(b), b.endpoint ? h('code.muted', b.endpoint) : null),
       h('nav.tabs', { role: 'tablist' }, TABS.filter(([t]) => b.kind === 'managed' || !['keys', 'snapshots'].includes(t)).map(([t, label]) => h('a', { href: `#/b/${b.id}/${t}`, role: 'tab', 'aria-selected': String(t === tab), class: t === tab ? 'active' : '' }, label))),
       panel,
     );
@@ -267,6 +272,13 @@ export function bucketView(main, id, tab, prefix) {
     if (ev.bucketId === id && ev.kind === 'bucket.status') {
       const status = main.querySelector('.bar .badge');
       if (status) status.replaceWith(badge(ev.status));
+    }
+    if (ev.bucketId === id && (ev.kind === 'bucket.sleep' || ev.kind === 'bucket.wake')) {
+      const old = main.querySelector('.bar [data-activity]');
+      const next = sleepBadge({ activity: { state: ev.kind === 'bucket.sleep' ? 'asleep' : 'awake' } });
+      if (old && next) old.replaceWith(next);
+      else if (old) old.remove();
+      else if (next) main.querySelector('.bar .badge')?.after(next);
     }
   });
   return () => {

@@ -2,7 +2,7 @@
 // dialog (managed or external).
 
 import { call } from './api.js';
-import { h, fill, toast, bytes, when, badge, modal, field, copyable } from './ui.js';
+import { h, fill, toast, bytes, when, badge, sleepBadge, modal, field, copyable } from './ui.js';
 import { onEvent } from './app.js';
 
 /** The client-side twin of the API's bucket-name rule, so mistakes show as they are typed. */
@@ -162,7 +162,7 @@ export function bucketsView(main) {
       'tr',
       { dataset: { id: b.id, name: b.name } },
       h('td', h('a', { href: `#/b/${b.id}` }, b.name), b.description ? h('div.muted.small', b.description) : null),
-      h('td.status', badge(b.status), b.statusMessage && b.status !== 'RUNNING' ? h('div.muted.small', b.statusMessage) : null),
+      h('td.status', badge(b.status), ' ', sleepBadge(b), b.statusMessage && b.status !== 'RUNNING' ? h('div.muted.small', b.statusMessage) : null),
       h('td', b.kind === 'external' ? `external (${b.provider || ''})` : b.engine),
       h('td.num', String(b.objectCount)),
       h('td.num', bytes(b.totalSizeBytes), b.maxSizeGB ? h('span.muted', ` / ${b.maxSizeGB} GB`) : null),

@@ -68,6 +68,14 @@ export function badge(status) {
   return h(`span.badge.s-${String(status).toLowerCase()}`, status);
 }
 
+/** A managed bucket's sleep, as a badge beside its status; none while it is awake. */
+export function sleepBadge(b) {
+  const state = b.activity && b.activity.state;
+  if (!state || state === 'awake') return null;
+  const title = state === 'asleep' ? 'Its container is stopped; the next request wakes it.' : 'Its container is starting for a request.';
+  return h(`span.badge.s-${state}`, { title, dataset: { activity: state } }, state);
+}
+
 /**
  * A modal dialog built by `build(close)`; resolves with what `close` is given (undefined when
  * dismissed with Escape).

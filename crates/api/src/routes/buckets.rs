@@ -73,6 +73,10 @@ pub struct BucketView {
     default_for: Vec<String>,
     /// Snapshots on a schedule.
     snapshot_policy: Option<kalpana_domain::model::SnapshotPolicy>,
+    /// Seconds with no request after which it sleeps (0: never); managed buckets only.
+    sleep_after_secs: Option<u64>,
+    /// Awake, asleep or waking, and its last request and wake; managed buckets only.
+    activity: Option<kalpana_domain::sleep::Activity>,
     created_at: String,
     updated_at: String,
 }
@@ -89,6 +93,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),
     };
     let kind = b.kind();
+    let activity = kalpana_domain::sleep::activity(state, &b);
     let (container, external) = match b.backend {
         kalpana_domain::model::Backend::Managed(c) => (c, None),
         kalpana_domain::model::Backend::External(t) => (Default::default(), Some(t)),
@@ -136,6 +141,8 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         external_bucket: external.map(|x| x.bucket_name),
         default_for: b.default_for,
         snapshot_policy: b.snapshot_policy,
+        sleep_after_secs: activity.as_ref().map(|a| a.sleep_after_secs),
+        activity,
         created_at: b.created_at,
         updated_at: b.updated_at,
     }

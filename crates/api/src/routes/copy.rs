@@ -15,7 +15,7 @@ use crate::openapi::{Failed, Refused};
 use crate::routes::objects::key_segment_max;
 use kalpana_domain::upload::{self, Stored};
 use kalpana_domain::validate::KeyUse;
-use kalpana_domain::{lifecycle, usage, validate};
+use kalpana_domain::{usage, validate};
 
 /// S3 copies at most this much in one server-side request; larger objects are streamed.
 const MAX_SERVER_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -59,10 +59,17 @@ pub async fn copy(
     } else {
         Access::Read
     };
-    let src = lifecycle::running(&state, &caller, &id, source_access).await?;
+    let (src, _src_awake) =
+        kalpana_domain::sleep::serving(&state, &caller, &id, source_access).await?;
     validate::object_key(&key, key_segment_max(&src), KeyUse::Read)?;
+    let mut _dst_awake = None;
     let dst = match &req.destination_bucket_id {
-        Some(d) if *d != id => lifecycle::running(&state, &caller, d, Access::Write).await?,
+        Some(d) if *d != id => {
+            let (dst, awake) =
+                kalpana_domain::sleep::serving(&state, &caller, d, Access::Write).await?;
+            _dst_awake = awake;
+            dst
+        }
         _ => {
             caller.require(&src, Access::Write)?;
             src.clone()

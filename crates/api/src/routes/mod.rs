@@ -18,6 +18,7 @@ pub mod keys;
 pub mod objects;
 pub mod presign;
 pub mod probe;
+pub mod sleep;
 pub mod snapshots;
 pub mod stats;
 pub mod workspaces;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -19,7 +20,7 @@ use crate::extract::{body_error, PathParams, QueryParams};
 use crate::openapi::{Failed, Refused};
 use kalpana_domain::upload::{self, Stored};
 use kalpana_domain::validate::KeyUse;
-use kalpana_domain::{lifecycle, usage, validate};
+use kalpana_domain::{usage, validate};
 
 /// Largest page of a listing.
 const MAX_LIST: usize = 1000;
@@ -68,7 +69,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Stored>)> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Write).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Write)?;
     let length = match header_str(&headers, header::CONTENT_LENGTH) {
         Some(v) => Some(
@@ -113,7 +114,7 @@ pub async fn upload_form(
     PathParams(id): PathParams<String>,
     form: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<Stored>)> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Write).await?;
     let mut form = form.map_err(|e| Error::BadRequest(e.body_text()))?;
     let bad_form = |e: axum::extract::multipart::MultipartError| match body_error(&e) {
         Error::BadRequest(_) => {
@@ -248,7 +249,7 @@ pub async fn list(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ObjectPage>> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Read).await?;
     let limit = q.limit.unwrap_or(MAX_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(Error::BadRequest(format!(
@@ -345,14 +346,21 @@ pub async fn get(
     PathParams((id, key)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    let (b, awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let range = header_str(&headers, header::RANGE).filter(|r| validate::byte_range(r));
     let d = kalpana_domain::clients::s3(&state, &b)?
         .get_object(&key, range.as_deref())
         .await
         .map_err(s3_error)?;
-    let mut resp = Body::from_stream(d.body).into_response();
+    // The bucket stays awake while the body streams: every chunk is activity.
+    let mut resp = Body::from_stream(d.body.map(move |chunk| {
+        if let Some(a) = &awake {
+            a.touch();
+        }
+        chunk
+    }))
+    .into_response();
     object_headers(resp.headers_mut(), &d.info, d.content_length)?;
     if let Some(cr) = d.content_range.filter(|_| range.is_some()) {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -383,7 +391,7 @@ pub async fn head(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Response> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let info = kalpana_domain::clients::s3(&state, &b)?
         .head_object(&key)
@@ -424,7 +432,7 @@ pub async fn metadata(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<Json<MetadataView>> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Read).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let o = kalpana_domain::clients::s3(&state, &b)?
         .head_object(&key)
@@ -458,7 +466,7 @@ pub async fn delete(
     caller: Caller,
     PathParams((id, key)): PathParams<(String, String)>,
 ) -> Result<StatusCode> {
-    let b = lifecycle::running(&state, &caller, &id, Access::Write).await?;
+    let (b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Write).await?;
     validate::object_key(&key, key_segment_max(&b), KeyUse::Read)?;
     let client = kalpana_domain::clients::s3(&state, &b)?;
     let old = client.head_object(&key).await?;

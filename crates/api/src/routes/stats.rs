@@ -65,7 +65,8 @@ pub async fn sync_stats(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<StatsView>> {
-    lifecycle::running(&state, &caller, &id, Access::Read).await?;
+    // A recount asked for reads the engine: a sleeping bucket wakes for it.
+    let (_b, _awake) = kalpana_domain::sleep::serving(&state, &caller, &id, Access::Read).await?;
     usage::sync_one(&state, &id).await?;
     let b = lifecycle::visible(&state, &caller, &id).await?;
     Ok(Json(stats_of(&state, b).await))

@@ -211,6 +211,7 @@ pub async fn create(state: &Core, caller: &Caller, req: CreateBucket) -> Result<
         (req.encryption.is_some(), "encryption"),
         (req.public_access.is_some(), "publicAccess"),
         (req.max_size_gb.is_some(), "maxSizeGB"),
+        (req.sleep_after_secs.is_some(), "sleepAfterSecs"),
     ] {
         if set {
             return Err(Error::Invalid(format!(

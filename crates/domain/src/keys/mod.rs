@@ -94,7 +94,7 @@ fn require_keys(b: &BucketRecord) -> Result<()> {
 /// the engine when the record cannot be written.
 pub async fn create(state: &Core, id: &str, req: NewKey) -> Result<(ScopedKey, String)> {
     validate(&req)?;
-    let mut b = state.lock_bucket(id).await?;
+    let (mut b, _awake) = crate::sleep::lock_awake(state, id).await?;
     require_keys(&b)?;
     if let Some(p) = &req.prefix {
         engine::check_prefix(state, &b, p)?;
@@ -152,7 +152,7 @@ pub async fn create(state: &Core, id: &str, req: NewKey) -> Result<(ScopedKey, S
 /// Revokes a key: removed from the engine at once when the bucket runs, otherwise when it runs
 /// again (the record remembers it).
 pub async fn revoke(state: &Core, id: &str, key_id: &str) -> Result<()> {
-    let mut b = state.lock_bucket(id).await?;
+    let (mut b, _awake) = crate::sleep::lock_awake(state, id).await?;
     let Some(pos) = b.keys.iter().position(|k| k.id == key_id) else {
         return Err(Error::NotFound("key"));
     };
@@ -200,7 +200,7 @@ pub async fn rotate(
     key_id: &str,
     reason: &str,
 ) -> Result<(ScopedKey, String)> {
-    let mut b = state.lock_bucket(id).await?;
+    let (mut b, _awake) = crate::sleep::lock_awake(state, id).await?;
     require_keys(&b)?;
     if b.status != BucketStatus::Running {
         return Err(Error::Conflict(format!(
@@ -352,6 +352,11 @@ pub fn due(b: &BucketRecord) -> bool {
 
 /// Revokes expired keys and removes revoked ones from the engine of a running bucket.
 pub async fn enforce(state: &Core, id: &str) -> Result<()> {
+    // An expired key must not be served by the next wake: the bucket wakes to lose it.
+    let _awake = match state.store.get_bucket(id).await? {
+        Some(b) => crate::sleep::awake_for_operation(state, &b).await?,
+        None => return Ok(()),
+    };
     let Some(mut b) = state.lock_bucket_if(id).await? else {
         return Ok(());
     };

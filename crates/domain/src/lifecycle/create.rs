@@ -45,6 +45,10 @@ pub async fn create(
     let profile = state.config.profile(engine);
     check_features(engine, req.versioning, req.encryption, req.public_access)?;
     validate::quota(req.max_size_gb)?;
+    let sleep_after_secs = req
+        .sleep_after_secs
+        .map(validate::sleep_after)
+        .transpose()?;
     may_create_in(caller, req.team_id.as_deref())?;
     if let Some(sub) = &req.subdomain {
         validate::dns_label(sub)?;
@@ -80,6 +84,7 @@ pub async fn create(
         }),
         from_snapshot,
         snapshot_policy: req.snapshot_policy,
+        sleep_after_secs,
         ..BucketRecord::new(id.clone(), req.name.clone(), caller.user.id.clone(), engine)
     };
     let recorded = record_new(state, caller, engine, req.subdomain, &mut record).await;

@@ -35,6 +35,9 @@ pub async fn finish_delete(state: &Core, b: &BucketRecord) -> Result<()> {
     }
     state.runtime.remove_server(&b.id).await?;
     fault::point("delete.container");
+    // Its ports stay the daemon's until the record goes (which frees them).
+    state.proxies.close(&b.id);
+    state.sleep.forget(&b.id);
     // What an interrupted restore left.
     super::volume_data::drop_staging(state, &b.id).await?;
     // A bucket that never held data has nothing worth keeping.

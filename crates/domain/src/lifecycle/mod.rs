@@ -83,6 +83,11 @@ pub fn internal_origin(state: &Core, b: &BucketRecord) -> Result<String> {
     if let Some(origin) = state.addresses.get(&b.id) {
         return Ok(origin);
     }
+    // The published port is the daemon's own listener, which would wake it: the daemon's own
+    // requests are never made to a sleeping bucket.
+    if state.sleep.sleeping(&b.id) {
+        return Err(Error::Conflict(format!("bucket {} is asleep", b.name)));
+    }
     let port = b
         .port
         .ok_or_else(|| Error::Conflict(format!("bucket {} has no S3 port", b.name)))?;
@@ -133,6 +138,26 @@ pub async fn running(
             b.status_message.as_deref().unwrap_or("see its status")
         ))),
     }
+}
+
+/// Waits until a just-started server answers its health path (polled every
+/// [`kalpana_manager_core::readiness::POLL`]), learning its address on the way; the client is
+/// the bucket's own.
+pub async fn wait_serving(state: &Core, b: &BucketRecord) -> Result<BucketClient> {
+    let started = state.runtime.inspect_server(&b.id).await?;
+    observed(state, b, started.as_ref());
+    let engine = state.config.profile(b.engine);
+    let origin = state.addresses.get(&b.id).ok_or_else(|| {
+        Error::Unavailable(format!("the server of bucket {} did not stay up", b.name))
+    })?;
+    let url = format!("{origin}{}", engine.health_path);
+    kalpana_manager_core::readiness::wait_http_ok(
+        engine.kind.as_str(),
+        &url,
+        state.config.ready_timeout,
+    )
+    .await?;
+    s3_client(state, b)
 }
 
 /// An S3 client for the bucket, through the origin the daemon can reach.

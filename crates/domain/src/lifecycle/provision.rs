@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use kalpana_manager_core::readiness::wait_http_ok;
-use kalpana_manager_core::spec::{volume_name, BucketSpec};
+use kalpana_manager_core::spec::volume_name;
 use kalpana_manager_core::PullProgress;
 
 use crate::context::{Core, Locked};
@@ -56,6 +55,19 @@ async fn provision_steps(state: &Core, b: &mut Locked) -> Result<()> {
         let ports = allocate_ports(state, b.engine).await?;
         record_ports(b, &ports).await?;
     }
+    // The daemon listens on the bucket's ports before anything is made with them: one another
+    // process took since the allocation is swapped for another while that costs nothing.
+    let mut attempts = 0;
+    while let Err(taken) = crate::sleep::proxy::open(state, b, false) {
+        attempts += 1;
+        if attempts > PORT_ATTEMPTS {
+            return Err(Error::Runtime(kalpana_manager_core::Error::PortTaken {
+                port: taken,
+                holder: kalpana_manager_core::host_ports::holder(taken),
+            }));
+        }
+        move_to_other_ports(state, b, taken).await?;
+    }
     let spec = spec_for(state, b)?;
     let t = Instant::now();
     pull_image(state, b, &spec.engine.image).await?;
@@ -77,20 +89,7 @@ async fn provision_steps(state: &Core, b: &mut Locked) -> Result<()> {
     tracing::debug!(bucket = %b.id, elapsed_ms = t.elapsed().as_millis() as u64, "container recorded");
     fault::point("provision.container");
     step(state, b, "starting").await?;
-    let mut spec = spec;
-    let mut attempts = 0;
-    loop {
-        match bring_up(state, b, &spec, Settings::enabled_in(b)).await {
-            // A new bucket's port is in nobody's configuration yet: another one will do.
-            Err(Error::Runtime(kalpana_manager_core::Error::PortTaken { port, .. }))
-                if attempts < PORT_ATTEMPTS =>
-            {
-                attempts += 1;
-                spec = move_to_other_ports(state, b, port).await?;
-            }
-            other => break other?,
-        }
-    }
+    bring_up(state, b, Settings::enabled_in(b)).await?;
     if b.from_snapshot.as_ref().is_some_and(|f| !f.settled) {
         step(
             state,
@@ -116,49 +115,35 @@ async fn record_ports(b: &mut Locked, ports: &[u16]) -> Result<()> {
 /// other ports.
 const PORT_ATTEMPTS: u32 = 5;
 
-/// Gives a new bucket other host ports than `taken` (which something else took between the
-/// allocation and the container's start) and a container that publishes them; returns the spec.
-async fn move_to_other_ports(state: &Core, b: &mut Locked, taken: u16) -> Result<BucketSpec> {
+/// Gives a new bucket other host ports than `taken` (which another process took between the
+/// allocation and the daemon's listening on it). Caller holds the bucket.
+async fn move_to_other_ports(state: &Core, b: &mut Locked, taken: u16) -> Result<()> {
+    // A provisioning resumed after a crash may have made the container already, with the old
+    // port in its labels: it is made again below.
     state.runtime.remove_server(&b.id).await?;
-    {
-        let _alloc = state.locks.allocation.lock().await;
-        let mut reserved = state.store.reserved_ports().await?;
-        reserved.insert(taken);
-        let ports = state
-            .ports
-            .allocate(port_count(state, b.engine), &reserved)
-            .map_err(|e| {
-                Error::Unavailable(format!(
-                    "{e}: delete unused buckets or widen KALPANA_PORT_RANGE"
-                ))
-            })?;
-        tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken before its container started; it gets another");
-        record_ports(b, &ports).await?;
-    }
-    let spec = spec_for(state, b)?;
-    let container = state.runtime.create_server(&spec, false).await?;
-    set_container(b, |c| c.container_id = Some(container));
-    Ok(spec)
+    let _alloc = state.locks.allocation.lock().await;
+    let mut reserved = state.store.reserved_ports().await?;
+    reserved.insert(taken);
+    let ports = state
+        .ports
+        .allocate(port_count(state, b.engine), &reserved)
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "{e}: delete unused buckets or widen KALPANA_PORT_RANGE"
+            ))
+        })?;
+    tracing::warn!(bucket = %b.id, taken, ports = ?ports, "the new bucket's port was taken; it gets another");
+    record_ports(b, &ports).await
 }
 
 /// Starts the container, waits for the S3 server, makes sure the S3 bucket exists and carries
 /// `settings`.
-pub(super) async fn bring_up(
-    state: &Core,
-    b: &BucketRecord,
-    spec: &BucketSpec,
-    settings: Settings,
-) -> Result<()> {
+pub(super) async fn bring_up(state: &Core, b: &BucketRecord, settings: Settings) -> Result<()> {
     let t = Instant::now();
     state.runtime.start_server(&b.id).await?;
-    let started = state.runtime.inspect_server(&b.id).await?;
-    observed(state, b, started.as_ref());
-    let url = format!("{}{}", internal_origin(state, b)?, spec.engine.health_path);
-    let at_start = t.elapsed();
-    wait_http_ok(spec.engine.kind.as_str(), &url, state.config.ready_timeout).await?;
-    tracing::debug!(bucket = %b.id, start_ms = at_start.as_millis() as u64,
-        ready_ms = t.elapsed().as_millis() as u64, "container started and serving");
-    let client = s3_client(state, b)?;
+    let client = wait_serving(state, b).await?;
+    tracing::debug!(bucket = %b.id, ready_ms = t.elapsed().as_millis() as u64,
+        "container started and serving");
     // Signed requests can lag the health answer by a few milliseconds.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

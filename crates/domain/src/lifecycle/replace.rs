@@ -21,7 +21,7 @@ pub async fn set_link(
 ) -> Result<BucketRecord> {
     only_managed(state, id, "a domain link").await?;
     require_runtime(state).await?;
-    let mut b = state.lock_bucket(id).await?;
+    let (mut b, _awake) = crate::sleep::lock_awake(state, id).await?;
     if b.status == BucketStatus::Creating {
         return Err(Error::Conflict("the bucket is still being created".into()));
     }
@@ -55,7 +55,7 @@ pub async fn set_link(
 pub async fn rotate_credentials(state: &Core, id: &str) -> Result<(BucketRecord, String)> {
     only_managed(state, id, "rotating credentials").await?;
     require_runtime(state).await?;
-    let mut b = state.lock_bucket(id).await?;
+    let (mut b, _awake) = crate::sleep::lock_awake(state, id).await?;
     require_provisioned(&b)?;
     let secret = new_secret_key();
     b.secret_key_enc = state.master_key.encrypt(&secret)?;
@@ -83,7 +83,7 @@ async fn replace_container(state: &Core, b: &mut Locked, why: &str) -> Result<()
         let spec = spec_for(state, b)?;
         swap_container(state, b, &spec).await?;
         if b.status == BucketStatus::Running {
-            bring_up(state, b, &spec, Settings::all_of(b)).await?;
+            bring_up(state, b, Settings::all_of(b)).await?;
         }
         Ok(())
     }

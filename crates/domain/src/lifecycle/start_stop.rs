@@ -69,7 +69,7 @@ pub async fn ensure_running(state: &Core, b: &BucketRecord) -> Result<()> {
     let spec = spec_for(state, b)?;
     ensure_container(state, b, &spec).await?;
     // Settings changed while the bucket was stopped, or lost with a recreated container.
-    bring_up(state, b, &spec, Settings::all_of(b)).await
+    bring_up(state, b, Settings::all_of(b)).await
 }
 
 /// Makes the bucket's container exist with the record's generation: recreated on the kept
@@ -143,6 +143,7 @@ pub async fn stop(state: &Core, id: &str) -> Result<BucketRecord> {
         return Err(e.into());
     }
     fault::point("stop.stopped");
+    crate::sleep::forget_sleep(state, &mut b);
     set_status(
         state,
         &mut b,

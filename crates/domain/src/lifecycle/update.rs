@@ -31,6 +31,8 @@ pub struct UpdateBucket {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub workspace_id: Option<Option<String>>,
+    /// Seconds with no request after which it sleeps (0: never).
+    pub sleep_after_secs: Option<u64>,
 }
 
 /// A field that may be absent (outer `None`), `null` (`Some(None)`) or a value.
@@ -52,7 +54,17 @@ pub async fn update(
 ) -> Result<BucketRecord> {
     // Someone outside the bucket is refused before its lock, so they never wait on it; the
     // rights are checked again under the lock, so one lost while waiting is lost.
-    authorized(state, caller, id, Access::Manage).await?;
+    let seen = authorized(state, caller, id, Access::Manage).await?;
+    // S3 settings that change are written to the engine: a sleeping bucket wakes for them.
+    let changes = |want: Option<bool>, now: bool| want.is_some_and(|w| w != now);
+    let _awake = if changes(req.versioning, seen.versioning)
+        || changes(req.encryption, seen.encryption)
+        || changes(req.public_access, seen.public_access)
+    {
+        crate::sleep::awake_for_operation(state, &seen).await?
+    } else {
+        None
+    };
     let mut b = state.lock_bucket(id).await?;
     permit(caller, &b, Access::Manage)?;
     if req.versioning.is_some()
@@ -87,7 +99,10 @@ pub async fn update(
         public_access: req.public_access.filter(|v| *v != b.public_access),
         encryption: req.encryption.filter(|v| *v != b.encryption),
     };
-    if b.status == BucketStatus::Running {
+    let any_change = changed.versioning.is_some()
+        || changed.public_access.is_some()
+        || changed.encryption.is_some();
+    if b.status == BucketStatus::Running && any_change {
         let client = crate::clients::s3(state, &b)?;
         super::apply_settings(&client, changed).await?;
     }
@@ -103,6 +118,10 @@ pub async fn update(
     if let Some(ws) = req.workspace_id {
         b.workspace_id = ws;
     }
+    if let Some(secs) = req.sleep_after_secs {
+        crate::kinds::require_managed(&b, "sleeping")?;
+        b.sleep_after_secs = Some(validate::sleep_after(secs)?);
+    }
     b.versioning = req.versioning.unwrap_or(b.versioning);
     b.public_access = req.public_access.unwrap_or(b.public_access);
     b.encryption = req.encryption.unwrap_or(b.encryption);
@@ -114,6 +133,9 @@ pub async fn update(
     if let Err(e) = b.save().await {
         state.pending_usage.add(&b.id, objects, bytes);
         return Err(e);
+    }
+    if b.kind() == crate::model::BucketKind::Managed {
+        state.sleep.of(&b);
     }
     if over_changed {
         crate::usage::announce_quota(state, &b);

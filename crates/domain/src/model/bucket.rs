@@ -34,6 +34,21 @@ pub struct SnapshotPolicy {
     pub target_bucket_id: Option<String>,
 }
 
+/// A managed bucket's sleep, as recorded (see [`crate::sleep`]): written when it falls asleep
+/// and when it wakes, never per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SleepRecord {
+    /// Its container is stopped on purpose (its status stays RUNNING); the next request wakes it.
+    pub asleep: bool,
+    /// When it last fell asleep or woke (RFC 3339).
+    pub since: Option<String>,
+    /// The last client request the daemon saw before it fell asleep (RFC 3339).
+    pub last_request_at: Option<String>,
+    /// How long its last wake took, from the wake's start to the engine's first answer.
+    pub last_wake_millis: Option<u64>,
+}
+
 /// Everything the daemon keeps about a bucket: the desired state and what it last observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,6 +156,13 @@ pub struct BucketRecord {
     /// Snapshots on a schedule.
     #[serde(default)]
     pub snapshot_policy: Option<SnapshotPolicy>,
+    /// Seconds with no client request after which it sleeps; none takes the daemon's default
+    /// (`KALPANA_SLEEP_AFTER_SECS`), 0 never sleeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_after_secs: Option<u64>,
+    /// Asleep or not, and the figures of its last wake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<SleepRecord>,
     /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// RFC 3339 (UTC): when someone last changed the bucket; a recount or a migration
@@ -197,6 +219,8 @@ impl BucketRecord {
             sweep_identities: false,
             rotate_leaked: false,
             leaked_rotated_at: None,
+            sleep_after_secs: None,
+            sleep: None,
             created_at: ts.clone(),
             updated_at: ts,
         }
@@ -237,6 +261,11 @@ impl BucketRecord {
             Backend::External(t) => Some(t),
             Backend::Managed(_) => None,
         }
+    }
+
+    /// Whether its container is stopped on purpose while it sleeps.
+    pub fn asleep(&self) -> bool {
+        self.sleep.as_ref().is_some_and(|s| s.asleep)
     }
 
     /// Host ports this record reserves.

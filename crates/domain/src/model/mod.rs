@@ -5,7 +5,7 @@ mod bucket;
 mod keys;
 
 pub use backend::{Backend, BucketKind, Container, ExternalTarget, Provider};
-pub use bucket::{BucketRecord, FromSnapshot, SnapshotPolicy};
+pub use bucket::{BucketRecord, FromSnapshot, SleepRecord, SnapshotPolicy};
 pub use keys::{Attachment, KeyAccess, KeyRotation, PendingRevoke, ScopedKey};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,13 @@ use time::OffsetDateTime;
 /// The current time as RFC 3339.
 pub fn now() -> String {
     format_time(OffsetDateTime::now_utc())
+}
+
+/// A time given in Unix milliseconds as RFC 3339, if it is one.
+pub fn rfc3339_ms(ms: u64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .map(format_time)
 }
 
 /// A time as RFC 3339.

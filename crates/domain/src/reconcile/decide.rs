@@ -22,6 +22,8 @@ pub enum Plan {
     ConvergeRunning,
     /// Make sure no container runs, and finish a stop.
     ConvergeStopped,
+    /// A RUNNING bucket asleep: its container of the record's generation exists, stopped.
+    ConvergeAsleep,
 }
 
 /// The plan for a record.
@@ -34,6 +36,7 @@ pub fn plan(b: &BucketRecord) -> Plan {
     }
     match b.status {
         BucketStatus::Creating => Plan::Provision,
+        BucketStatus::Running if b.asleep() => Plan::ConvergeAsleep,
         BucketStatus::Running => Plan::ConvergeRunning,
         BucketStatus::Stopped => Plan::ConvergeStopped,
         BucketStatus::Error => Plan::Nothing,
@@ -96,6 +99,26 @@ pub fn stopped(b: &BucketRecord, actual: Option<&ContainerState>) -> StoppedStep
         replace: false,
         stop: c.running,
         finish_stop: b.phase == Some(Phase::Stopping),
+    }
+}
+
+/// What a sleeping bucket needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsleepStep {
+    /// Its container is there, current and stopped.
+    Asleep,
+    /// Its container is missing or of an older configuration: made anew, not started.
+    Remake,
+    /// Its container runs (a wake the daemon died in, or a start by hand): record it awake.
+    Woken,
+}
+
+/// Decides for a sleeping bucket whose container the runtime shows as `actual`.
+pub fn asleep(b: &BucketRecord, actual: Option<&ContainerState>) -> AsleepStep {
+    match actual {
+        Some(c) if c.is_current(b.generation) && c.running => AsleepStep::Woken,
+        Some(c) if c.is_current(b.generation) => AsleepStep::Asleep,
+        _ => AsleepStep::Remake,
     }
 }
 
@@ -260,6 +283,22 @@ mod tests {
             !stopped(&legacy, Some(&container(false, 3))).finish_stop,
             "the message is never read back: the start-up migration sets the phase"
         );
+    }
+
+    #[test]
+    fn a_sleeping_bucket_keeps_a_stopped_current_container() {
+        let mut b = record(BucketStatus::Running);
+        b.sleep = Some(crate::model::SleepRecord {
+            asleep: true,
+            ..Default::default()
+        });
+        assert_eq!(plan(&b), Plan::ConvergeAsleep);
+        assert_eq!(asleep(&b, Some(&container(false, 3))), AsleepStep::Asleep);
+        assert_eq!(asleep(&b, Some(&container(true, 3))), AsleepStep::Woken);
+        assert_eq!(asleep(&b, Some(&container(false, 2))), AsleepStep::Remake);
+        assert_eq!(asleep(&b, None), AsleepStep::Remake);
+        b.status = BucketStatus::Stopped;
+        assert_eq!(plan(&b), Plan::ConvergeStopped, "a stop wins over sleep");
     }
 
     #[test]

@@ -107,8 +107,25 @@ pub async fn reconcile(state: &Core, id: &str) -> Result<()> {
         Plan::Provision => lifecycle::provision(state, id).await?,
         Plan::ConvergeRunning => converge_running(state, id).await?,
         Plan::ConvergeStopped => converge_stopped(state, id).await?,
+        Plan::ConvergeAsleep => converge_asleep(state, id).await?,
     }
     Ok(())
+}
+
+/// A sleeping bucket needs its container of the record's generation, stopped; one found
+/// running is recorded awake.
+async fn converge_asleep(state: &Core, id: &str) -> Result<()> {
+    let Some((mut b, actual)) = observe(state, id, Plan::ConvergeAsleep).await? else {
+        return Ok(());
+    };
+    match decide::asleep(&b, actual.as_ref()) {
+        decide::AsleepStep::Asleep => Ok(()),
+        decide::AsleepStep::Remake => {
+            let spec = lifecycle::spec_for(state, &b)?;
+            lifecycle::ensure_container(state, &b, &spec).await
+        }
+        decide::AsleepStep::Woken => crate::sleep::mark_woken(state, &mut b).await,
+    }
 }
 
 /// A RUNNING bucket needs its container of the record's generation, running.

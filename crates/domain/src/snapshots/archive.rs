@@ -47,6 +47,7 @@ pub(super) async fn archive_present(state: &Core, s: &Snapshot) -> Result<()> {
         }
         Some(t) => t,
     };
+    let _awake = crate::sleep::awake_for_operation(state, &t).await?;
     match crate::clients::s3(state, &t)?
         .head_object(&s.target.key)
         .await?
@@ -71,6 +72,9 @@ pub(super) async fn fill_job(state: &Core, s: &Snapshot, meter: &Meter) -> Resul
         .get_bucket(&s.target.bucket_id)
         .await?
         .ok_or_else(|| Error::Unprocessable("the bucket holding the archive is gone".into()))?;
+    // The bucket holding the archive stays awake while the job reads it (the use goes with the
+    // job's progress callback, and every chunk read is activity).
+    let awake = crate::sleep::awake_for_operation(state, &t).await?;
     let client = crate::clients::s3(state, &t)?;
     let range = format!("bytes=0-{}", super::sealed::HEADER_SPAN - 1);
     let mut head = client.get_object(&s.target.key, Some(&range)).await?;
@@ -89,7 +93,12 @@ pub(super) async fn fill_job(state: &Core, s: &Snapshot, meter: &Meter) -> Resul
             key: s.target.key.clone(),
         },
         open,
-        progress: Arc::new(move |chunk| m.observe(chunk)),
+        progress: Arc::new(move |chunk| {
+            if let Some(a) = &awake {
+                a.touch();
+            }
+            m.observe(chunk)
+        }),
     })
 }
 

@@ -223,6 +223,7 @@ pub async fn delete(state: &Core, caller: &Caller, bucket_id: &str, id: &str) ->
 async fn remove(state: &Core, s: &Snapshot) -> Result<()> {
     if let Some(t) = state.store.get_bucket(&s.target.bucket_id).await? {
         if t.status == BucketStatus::Running {
+            let _awake = crate::sleep::awake_for_operation(state, &t).await?;
             let client = crate::clients::s3(state, &t)?;
             if let Some(o) = client.head_object(&s.target.key).await? {
                 client.delete_object(&s.target.key).await?;

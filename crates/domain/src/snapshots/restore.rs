@@ -34,6 +34,8 @@ pub async fn restore(state: &Core, caller: &Caller, bucket_id: &str, id: &str) -
     let b = lifecycle::authorized(state, caller, bucket_id, Access::Manage).await?;
     crate::kinds::require_managed(&b, "restores")?;
     lifecycle::require_runtime(state).await?;
+    // The restore replaces the container, which then runs: the bucket wakes first.
+    drop(crate::sleep::awake_for_operation(state, &b).await?);
     let mut s = super::get(state, caller, bucket_id, id).await?;
     // The checks and the STAGING record as one step: two restores never share a staging volume.
     let b = state.lock_bucket(&b.id).await?;

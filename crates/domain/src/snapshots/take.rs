@@ -95,6 +95,8 @@ async fn archive(
     s: &Snapshot,
     meter: &Meter,
 ) -> Result<()> {
+    // The target takes the archive awake (a sleeping one wakes), and stays so while it streams.
+    let awake = crate::sleep::awake_for_operation(state, t).await?;
     let target = crate::clients::s3(state, t)?;
     // An upload into the target as far as its recounts go: the parts of the archive already
     // sent are not counted as objects of its own while the archive is written.
@@ -107,7 +109,12 @@ async fn archive(
             key: s.target.key.clone(),
         },
         seal,
-        progress: Arc::new(move |chunk| m.observe(chunk)),
+        progress: Arc::new(move |chunk| {
+            if let Some(a) = &awake {
+                a.touch();
+            }
+            m.observe(chunk)
+        }),
     };
     let spec = lifecycle::spec_for(state, b)?;
     state.runtime.archive(&spec, job).await?;

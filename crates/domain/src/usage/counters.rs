@@ -61,7 +61,8 @@ pub async fn sync_one(state: &Core, id: &str) -> Result<()> {
     let Some(b) = state.store.get_bucket(id).await? else {
         return Ok(());
     };
-    if b.status != BucketStatus::Running || b.deleting {
+    // A sleeping bucket's count is as it fell asleep: only clients change it, and they wake it.
+    if b.status != BucketStatus::Running || b.deleting || state.sleep.sleeping(id) {
         return Ok(());
     }
     let before = state.pending_usage.quiet_mark(id);

@@ -20,12 +20,17 @@
 //! - `snapshot [MIB]`: a bucket of MIB (1024) MiB of incompressible objects snapshotted into
 //!   another bucket and restored, beside `docker cp` of the same volume path: MiB/s of each,
 //!   pause per GiB, restore downtime, the daemon's peak RSS growth.
+//! - `sleep [N [WAKES]]`: WAKES (100) wakes of a sleeping bucket to the first byte of a GET,
+//!   beside `docker start` of a plain stopped container of the same image to its first S3
+//!   answer; the daemon's RSS with N (200) sleeping buckets and its growth per bucket; the
+//!   bucket containers' memory asleep and awake.
 //! - `all`: every one of the above with its defaults.
 
 mod inventory;
 mod list;
 mod presign;
 mod provision;
+mod sleep;
 mod small;
 mod snapshot;
 mod transfer;
@@ -84,14 +89,16 @@ async fn main() -> Result<()> {
         Some("small") => small::small(arg(1, 500)?).await,
         Some("inventory") => inventory::run(arg(1, 5000)?, arg(2, 50)?).await,
         Some("snapshot") => snapshot::run(arg(1, 1024)? as u64).await,
+        Some("sleep") => sleep::run(arg(1, 200)?, arg(2, 100)?).await,
         Some("all") => {
             provision::provision(20).await?;
             transfer::transfer(3).await?;
             presign::presign_on_own_thread(20_000)?;
             list::stores(10_000, 1000).await?;
             inventory::run(5000, 50).await?;
-            snapshot::run(1024).await
+            snapshot::run(1024).await?;
+            sleep::run(200, 100).await
         }
-        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | inventory [VOLUMES [PAGES]] | snapshot [MIB] | all"),
+        _ => bail!("usage: kalpana-bench provision [N] | transfer [REPS] | presign [N] | list [RECORDS [REQUESTS]] | stores [RECORDS [REQUESTS]] | small [N] | inventory [VOLUMES [PAGES]] | snapshot [MIB] | sleep [N [WAKES]] | all"),
     }
 }
