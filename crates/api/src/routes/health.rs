@@ -100,9 +100,18 @@ pub async fn metrics(
     .collect();
     // A store that does not answer shows as store_up 0 and no bucket counts.
     if let Ok(records) = &records {
+        let mut kept_awake = 0u64;
         for b in records {
             *buckets.entry(b.status.as_str()).or_default() += 1;
+            if kalpana_domain::sleep::activity(&state, b).is_some_and(|a| a.kept_awake.is_some()) {
+                kept_awake += 1;
+            }
         }
+        state.metrics.set(
+            "kalpana_buckets_kept_awake",
+            &[("reason", "attachments")],
+            kept_awake as f64,
+        );
     } else {
         buckets.clear();
     }
