@@ -46,6 +46,9 @@ pub async fn attach(
             b.name
         )));
     }
+    // An attached bucket never sleeps, and its workload reaches it where the daemon sees
+    // nothing: it is attached awake.
+    let _awake = crate::sleep::awake_for_operation(state, b).await?;
     let Some(workspace_id) = b.workspace_id.clone() else {
         return Err(Error::Conflict(format!(
             "bucket {} is linked to no workspace: set its workspaceId first",

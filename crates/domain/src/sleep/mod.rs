@@ -162,7 +162,10 @@ pub async fn wake(core: &Core, id: &str, gate: &Arc<Gate>) -> Result<()> {
             gate.set(SleepState::Asleep);
             Err(match e {
                 Error::NotFound(_) | Error::Conflict(_) => e,
-                e => Error::Unavailable(format!("the bucket could not be woken: {e}")),
+                // The engine's and Docker's words stay in the log (above).
+                _ => Error::Unavailable(
+                    "the bucket could not be woken; try again shortly".to_string(),
+                ),
             })
         }
     }

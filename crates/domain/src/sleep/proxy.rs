@@ -32,6 +32,9 @@ const QUIET: Duration = Duration::from_millis(250);
 /// How long connecting to a bucket's server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a connection without a request in flight may stay silent before it is closed.
+const IDLE: Duration = Duration::from_secs(120);
+
 /// Bytes read at once in each direction.
 const CHUNK: usize = 64 * 1024;
 
@@ -157,10 +160,11 @@ async fn connection(
 ) {
     let mut first = vec![0u8; CHUNK];
     loop {
-        // No server connection: the client's next bytes decide.
-        let n = match client.read(&mut first).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        // No server connection: the client's next bytes decide (a connection silent for
+        // IDLE is closed, as an HTTP server closes an idle kept-alive connection).
+        let n = match tokio::time::timeout(IDLE, client.read(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
         };
         gate.request();
         let use_ = match super::use_gate(&core, &id, &gate).await {

@@ -21,6 +21,12 @@ use super::{event, fail};
 /// meanwhile), pauses its container, streams the archive to the target, unpauses, records the
 /// outcome; a scheduled one then prunes the bucket's scheduled snapshots to its policy's `keep`.
 pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
+    // The target wakes (taking its own lock) before the source's lock is held: two snapshots
+    // of two sleeping buckets into each other never wait on each other's locks.
+    let _target_awake = match state.store.get_bucket(&s.target.bucket_id).await? {
+        Some(t) => crate::sleep::awake_for_operation(state, &t).await?,
+        None => None,
+    };
     let b = match state.lock_bucket_if(&s.bucket_id).await? {
         Some(b) if b.status == BucketStatus::Running && b.kind() == BucketKind::Managed => b,
         _ => return fail(state, None, s, "the bucket is no longer running".into()).await,
