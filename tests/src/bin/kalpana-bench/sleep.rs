@@ -128,7 +128,13 @@ async fn sleep_bucket(api: &kalpana_e2e::Api, id: &str) -> Result<()> {
 }
 
 pub(super) async fn run(n: usize, wakes: usize) -> Result<()> {
-    let d = Daemon::start().await?;
+    // Ports above every test process's slice, and no per-owner cap: N buckets of one owner.
+    let d = Daemon::start_with(DaemonOptions {
+        port_range: Some(format!("52000-{}", 52000 + n + 50)),
+        env: vec![("KALPANA_MAX_BUCKETS_PER_OWNER".into(), "100000".into())],
+        ..Default::default()
+    })
+    .await?;
     let pid = d.pid().context("daemon pid")?;
     let (api, _) = d.new_user("bench").await?;
     let rss0 = proc_memory(pid, "VmRSS:").unwrap_or(0);
