@@ -8,7 +8,8 @@ use crate::error::Result;
 
 use super::state::{OrphanContainer, OrphanVolume, Orphans};
 
-/// Lists managed containers and volumes whose bucket has no record. Never removes anything.
+/// Lists managed containers and volumes whose bucket has no record. Removes nothing but volume
+/// pool helpers an earlier run left (see below).
 pub async fn find_orphans(state: &Core) -> Result<Orphans> {
     let containers = state.runtime.list_servers().await?;
     let volumes = state.runtime.list_volumes().await?;
@@ -24,8 +25,24 @@ pub async fn find_orphans(state: &Core) -> Result<Orphans> {
         id.as_ref()
             .is_none_or(|id| !known.contains(id) && !state.pool.holds(id))
     };
+    // A volume pool's helper whose create a killed daemon left in flight lands after the next
+    // daemon cleared the pool's leftovers: the daemon's own scaffolding, never user data, so it
+    // is removed here rather than reported.
+    let mut kept = Vec::new();
+    for c in containers {
+        if unknown(&c.bucket_id) && c.name.ends_with("-prepare") {
+            if let Err(e) = state.runtime.remove_server_named(&c.name).await {
+                tracing::warn!(container = %c.name, error = %e, "removing a volume pool helper left by an earlier run failed");
+                kept.push(c);
+            } else {
+                tracing::info!(container = %c.name, "volume pool helper left by an earlier run: removed");
+            }
+        } else {
+            kept.push(c);
+        }
+    }
     Ok(Orphans {
-        containers: containers
+        containers: kept
             .into_iter()
             .filter(|c| unknown(&c.bucket_id))
             .map(|c| OrphanContainer {
