@@ -35,6 +35,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a connection without a request in flight may stay silent before it is closed.
 const IDLE: Duration = Duration::from_secs(120);
 
+/// How long a request to a RUNNING bucket whose server is down is held while the daemon brings
+/// it back.
+const BRING_BACK: Duration = Duration::from_secs(20);
+
 /// Bytes read at once in each direction.
 const CHUNK: usize = 64 * 1024;
 
@@ -189,8 +193,36 @@ async fn connection(
     }
 }
 
-/// A connection to the bucket's server, at the address the runtime gave for it.
+/// A connection to the bucket's server, at the address the runtime gave for it. A RUNNING
+/// bucket whose server is down (a daemon killed mid-sleep, a container stopped by hand, an
+/// engine restarting) is brought back by reconcile, asked for at once: the request is held for
+/// up to [`BRING_BACK`] meanwhile, as a wake holds it, rather than refused.
 async fn server(core: &Core, id: &str, engine_port: u16) -> Result<TcpStream, String> {
+    let deadline = tokio::time::Instant::now() + BRING_BACK;
+    let mut asked = false;
+    loop {
+        let why = match connect(core, id, engine_port).await? {
+            Ok(s) => return Ok(s),
+            Err(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(why.into());
+        }
+        if !asked {
+            core.reconciler.request(id);
+            asked = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One try at [`server`]: the outer error ends the request (no such bucket, not RUNNING), the
+/// inner one is worth another try.
+async fn connect(
+    core: &Core,
+    id: &str,
+    engine_port: u16,
+) -> Result<Result<TcpStream, &'static str>, String> {
     let origin = match core.addresses.get(id) {
         Some(o) => Some(o),
         None => {
@@ -212,22 +244,24 @@ async fn server(core: &Core, id: &str, engine_port: u16) -> Result<TcpStream, St
             o
         }
     };
-    let host = origin
+    let Some(host) = origin
         .as_deref()
         .and_then(|o| o.strip_prefix("http://"))
         .and_then(|hp| hp.rsplit_once(':'))
         .map(|(h, _)| h.to_string())
-        .ok_or_else(|| "the bucket's server is not running; try again shortly".to_string())?;
+    else {
+        return Ok(Err("the bucket's server is not running; try again shortly"));
+    };
     let addr = format!("{host}:{engine_port}");
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
-            Ok(s)
+            Ok(Ok(s))
         }
         _ => {
             // The address may be stale (the container was replaced): look again next time.
             core.addresses.set(id, None);
-            Err("the bucket's server is not reachable; try again shortly".into())
+            Ok(Err("the bucket's server is not reachable; try again shortly"))
         }
     }
 }
