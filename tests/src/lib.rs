@@ -9,6 +9,7 @@ pub mod images;
 pub mod mongo;
 pub mod probe;
 pub mod runtime_suite;
+pub mod swarm;
 pub mod webdriver;
 
 mod api_client;

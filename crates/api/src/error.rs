@@ -129,6 +129,7 @@ impl Error {
                     (StatusCode::SERVICE_UNAVAILABLE, "image_unavailable")
                 }
                 M::Storage(s) => s3_status(s),
+                M::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
             },
             Error::Domain(D::S3(s)) => s3_status(s),

@@ -264,7 +264,7 @@ impl EngineProfile {
 
 /// A key for one purpose of an engine's internal signing, derived from the bucket's secret: as
 /// secret as the secret, different per purpose, and changed with it.
-fn internal_key(secret_key: &str, purpose: &str) -> String {
+pub(crate) fn internal_key(secret_key: &str, purpose: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(
         format!("kalpana-internal:{purpose}:{secret_key}").as_bytes(),

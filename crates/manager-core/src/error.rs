@@ -63,6 +63,16 @@ pub enum Error {
         /// What it moved before it failed.
         outcome: Option<crate::reports::JobOutcome>,
     },
+    /// An operation a runtime does not offer (yet), and why.
+    #[error("{op} is not available on the {runtime} runtime: {why}")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The runtime's name.
+        runtime: &'static str,
+        /// Why not, in words.
+        why: &'static str,
+    },
     /// The host firewall rules could not be read or written.
     #[error("host firewall: {0}")]
     Firewall(String),

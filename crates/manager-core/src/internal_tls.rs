@@ -79,6 +79,15 @@ impl InternalTls {
         })
     }
 
+    /// The three files: name, PEM and mode.
+    pub fn files(&self) -> [(&'static str, &str, u32); 3] {
+        [
+            (CA, &self.ca_pem, 0o444),
+            (CERT, &self.cert_pem, 0o444),
+            (KEY, &self.key_pem, 0o400),
+        ]
+    }
+
     /// A tar archive of [`DIR`] with the three files, to extract at the data path.
     pub fn archive(&self) -> Result<Vec<u8>> {
         let io = |e: std::io::Error| Error::InvalidConfig(format!("packing certificates: {e}"));

@@ -20,6 +20,7 @@ pub mod reports;
 pub mod runtime;
 pub mod spec;
 pub mod stats;
+pub mod swarm;
 pub mod weed_shell;
 
 pub use docker::{
@@ -33,3 +34,4 @@ pub use ports::{PortAllocator, PortRange};
 pub use runtime::{Runtime, Workload};
 pub use spec::{BucketSpec, RoutingConfig};
 pub use stats::{cpu_percent, HostInfo};
+pub use swarm::SwarmRuntime;

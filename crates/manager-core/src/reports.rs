@@ -19,7 +19,7 @@ pub struct PullProgress {
 }
 
 /// What Docker says of one managed container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerState {
     /// Container id.
     pub id: String,
@@ -41,6 +41,8 @@ pub struct ContainerState {
     pub spec_revision: Option<u32>,
     /// Its address on each network it is on (network name → IPv4 address), while it runs.
     pub addresses: HashMap<String, String>,
+    /// The cluster node it runs on (or is pinned to); none on a single engine.
+    pub node: Option<String>,
 }
 
 /// What happened to a container, as far as the daemon cares.

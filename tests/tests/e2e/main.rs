@@ -30,5 +30,6 @@ mod sleep;
 mod snapshots;
 mod stats;
 mod store_outage;
+mod swarm;
 mod tenancy;
 mod workspaces;

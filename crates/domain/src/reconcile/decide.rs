@@ -183,6 +183,7 @@ mod tests {
             generation: Some(generation),
             addresses: Default::default(),
             spec_revision: Some(SPEC_REVISION),
+            node: None,
         }
     }
 

@@ -261,7 +261,9 @@ async fn connect(
         _ => {
             // The address may be stale (the container was replaced): look again next time.
             core.addresses.set(id, None);
-            Ok(Err("the bucket's server is not reachable; try again shortly"))
+            Ok(Err(
+                "the bucket's server is not reachable; try again shortly",
+            ))
         }
     }
 }

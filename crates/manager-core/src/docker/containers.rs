@@ -363,6 +363,7 @@ impl DockerClient {
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                     addresses,
+                    node: None,
                 }))
             }
             Err(e) => match Error::docker("inspect container", e) {
@@ -416,6 +417,7 @@ impl DockerClient {
                     generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()),
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                     addresses,
+                    node: None,
                 }
             })
             .collect())
