@@ -87,9 +87,10 @@ impl Admission {
 }
 
 /// Serves `app` on `listener` until `signal` completes, then stops accepting and waits for the
-/// open connections to finish (the caller bounds that wait).
+/// open connections to finish (the caller bounds that wait). The listener stays open: a standby
+/// hands it to the daemon it becomes, and connections that arrive meanwhile wait in its backlog.
 pub async fn serve(
-    listener: TcpListener,
+    listener: &TcpListener,
     app: Router,
     limits: ConnLimits,
     signal: impl Future<Output = ()>,
@@ -141,7 +142,6 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
     graceful.shutdown().await;
 }
 

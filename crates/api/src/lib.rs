@@ -28,5 +28,6 @@ pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod server;
+pub mod standby;
 
 pub use error::{Error, Result};

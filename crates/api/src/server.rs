@@ -86,8 +86,24 @@ pub async fn run(config: Config) -> Result<()> {
     let listen = config.listen.clone();
     kalpana_domain::fault::check_config()?;
     let state = build_state(config).await?;
+    kalpana_domain::lease::check_master_key(&state).await?;
     let holder = kalpana_domain::lease::holder(&state);
-    kalpana_domain::lease::acquire(&state, &holder).await?;
+    let mut bound = None;
+    match kalpana_domain::lease::acquire(&state, &holder).await {
+        Ok(()) => {}
+        Err(kalpana_domain::error::Error::Conflict(_)) if state.config.standby => {
+            let listener = bind(&state, &listen).await?;
+            tokio::select! {
+                r = crate::standby::wait_for_lease(&state, &holder, &listener) => r?,
+                () = shutdown_signal() => {
+                    tracing::info!("standby stopped before it took over");
+                    return Ok(());
+                }
+            }
+            bound = Some(listener);
+        }
+        Err(e) => return Err(e.into()),
+    }
     let renewal = kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone());
     // Only the lease holder writes: a refused second daemon must not touch the admin token.
     if let Some(token) = state.config.admin_token.clone() {
@@ -109,22 +125,19 @@ pub async fn run(config: Config) -> Result<()> {
     kalpana_domain::inventory::spawn_periodic_sync(state.core.clone());
     kalpana_domain::fleet::spawn_sampler(state.core.clone(), state.fleet.clone());
     kalpana_domain::snapshots::schedule::spawn(state.core.clone());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
+    let listener = match bound {
+        Some(l) => l,
+        None => bind(&state, &listen).await?,
+    };
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(format!("local address: {e}")))?;
-    // Lets tools and tests that asked for port 0 find the daemon.
-    let addr_file = state.config.data_dir.join("listen.addr");
-    std::fs::write(&addr_file, addr.to_string())
-        .map_err(|e| Error::Internal(format!("writing {}: {e}", addr_file.display())))?;
     let open_files = crate::accept::raise_open_files_limit();
     tracing::info!(%addr, engine = %state.config.engine, ports = %state.config.port_range,
         open_files = ?open_files, limits = ?state.config.conn_limits, "listening");
     let signalled = state.clone();
     let serve = crate::accept::serve(
-        listener,
+        &listener,
         router::router(state.clone()),
         state.config.conn_limits,
         async move {
@@ -162,6 +175,21 @@ pub async fn run(config: Config) -> Result<()> {
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Listens on `listen` and writes the address to `<data dir>/listen.addr`, which lets tools and
+/// tests that asked for port 0 find the daemon.
+async fn bind(state: &AppState, listen: &str) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Internal(format!("binding {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("local address: {e}")))?;
+    let addr_file = state.config.data_dir.join("listen.addr");
+    std::fs::write(&addr_file, addr.to_string())
+        .map_err(|e| Error::Internal(format!("writing {}: {e}", addr_file.display())))?;
+    Ok(listener)
 }
 
 /// Keeps the kernel from giving bucket ports to outgoing connections (see `host_ports`), or

@@ -132,6 +132,10 @@ pub struct Config {
     /// default 15): another daemon on the same store may take over that long after this one
     /// stopped renewing.
     pub lease_ttl: Duration,
+    /// Whether a daemon that finds the store lease held waits as a standby (`KALPANA_STANDBY`,
+    /// default false: it refuses to start): it answers the API 503 and takes over when the
+    /// lease runs out. Daemons on one store must share `KALPANA_MASTER_KEY`.
+    pub standby: bool,
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
@@ -288,6 +292,7 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PROVIDER_URL_DIGITALOCEAN",
     "KALPANA_PROVIDER_URL_LINODE",
     "KALPANA_LEASE_SECS",
+    "KALPANA_STANDBY",
     "KALPANA_SLEEP_AFTER_SECS",
     "KALPANA_TRAEFIK_UPSTREAM_HOST",
     "KALPANA_WAKE_QUEUE",
@@ -535,6 +540,7 @@ impl Config {
                 None => system_resolver(),
             },
             lease_ttl: Duration::from_secs(vars.parse::<u64>("KALPANA_LEASE_SECS", 15)?.max(1)),
+            standby: vars.parse("KALPANA_STANDBY", false)?,
             team_presign_max: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),

@@ -30,6 +30,22 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Refuses to go on with a master key other than the one that sealed the store's secrets (the
+/// first daemon on a store records its key's fingerprint): daemons sharing a store must share
+/// `KALPANA_MASTER_KEY`, or one could decrypt nothing the other wrote. Caveat: a store written
+/// before fingerprints were recorded takes the first key it sees.
+pub async fn check_master_key(state: &Core) -> Result<()> {
+    let ours = state.master_key.fingerprint();
+    let recorded = state.store.claim_master_key(&ours).await?;
+    if recorded != ours {
+        return Err(Error::Conflict(format!(
+            "this daemon's master key (fingerprint {ours}) is not the one that sealed this store's secrets (fingerprint {recorded}): give every daemon on this store the same KALPANA_MASTER_KEY"
+        )));
+    }
+    tracing::info!(fingerprint = %ours, "master key matches the store's");
+    Ok(())
+}
+
 /// Takes the lease, or fails naming the daemon that holds it.
 pub async fn acquire(state: &Core, holder: &str) -> Result<()> {
     let ttl = state.config.lease_ttl.as_millis() as i64;

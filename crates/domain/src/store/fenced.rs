@@ -183,4 +183,8 @@ impl Store for FencedStore {
     async fn release_lease(&self, holder: &str) -> Result<()> {
         self.inner.release_lease(holder).await
     }
+    async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
+        self.open("claim_master_key")?;
+        self.inner.claim_master_key(fingerprint).await
+    }
 }

@@ -163,6 +163,10 @@ pub trait Store: Send + Sync + 'static {
     async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()>;
     /// Ends `holder`'s lease, if it holds it (a clean shutdown lets the next daemon in at once).
     async fn release_lease(&self, holder: &str) -> Result<()>;
+
+    /// Records `fingerprint` as the master key that seals this store's secrets, unless one is
+    /// recorded already; returns the recorded one (atomic: the first daemon's key wins).
+    async fn claim_master_key(&self, fingerprint: &str) -> Result<String>;
 }
 
 /// The daemon lease as stored.
@@ -173,6 +177,14 @@ pub struct Lease {
     pub holder: String,
     /// Until when (Unix milliseconds).
     pub expires_at_ms: i64,
+}
+
+/// Which master key seals the store's secrets, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterKeyRecord {
+    /// Its fingerprint ([`crate::secrets::MasterKey::fingerprint`]).
+    pub fingerprint: String,
 }
 
 /// The 409 of a lease another daemon holds.

@@ -55,6 +55,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     super::suite_inventory::inventory(&*store).await;
     super::suite_inventory::snapshots(&*store).await;
     lease(&*store).await;
+    master_key(&*store).await;
     concurrent_inserts(store.clone()).await;
 }
 
@@ -231,6 +232,17 @@ async fn hosts_and_domains(s: &dyn Store) {
         s.update_domain(&renamed).await.is_err(),
         "names do not change"
     );
+}
+
+/// The first master key recorded stays recorded.
+async fn master_key(s: &dyn Store) {
+    assert_eq!(s.claim_master_key("k1").await.expect("claim"), "k1");
+    assert_eq!(
+        s.claim_master_key("k2").await.expect("claim"),
+        "k1",
+        "the first stays"
+    );
+    assert_eq!(s.claim_master_key("k1").await.expect("claim"), "k1");
 }
 
 /// One holder at a time; renewals by the holder, takeover only after expiry, release.

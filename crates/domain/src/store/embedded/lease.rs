@@ -4,7 +4,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use super::{db_err, decode, encode, EmbeddedStore};
 use crate::error::Result;
-use crate::store::{lease_held, Lease};
+use crate::store::{lease_held, Lease, MasterKeyRecord};
 
 /// The daemon lease (one row, key `daemon`).
 pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -40,6 +40,34 @@ impl EmbeddedStore {
                     .map_err(db_err)?;
             }
             txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(super) async fn claim_master_key_impl(&self, fingerprint: &str) -> Result<String> {
+        let fingerprint = fingerprint.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let recorded = {
+                let mut t = txn.open_table(LEASES).map_err(db_err)?;
+                let current: Option<MasterKeyRecord> = {
+                    let v = t.get("master-key").map_err(db_err)?;
+                    v.map(|v| decode(v.value())).transpose()?
+                };
+                match current {
+                    Some(r) => r.fingerprint,
+                    None => {
+                        let r = MasterKeyRecord {
+                            fingerprint: fingerprint.clone(),
+                        };
+                        t.insert("master-key", encode(&r)?.as_slice())
+                            .map_err(db_err)?;
+                        fingerprint
+                    }
+                }
+            };
+            txn.commit().map_err(db_err)?;
+            Ok(recorded)
         })
         .await
     }

@@ -283,6 +283,10 @@ impl Store for EmbeddedStore {
     async fn release_lease(&self, holder: &str) -> Result<()> {
         self.release_lease_impl(holder).await
     }
+
+    async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
+        self.claim_master_key_impl(fingerprint).await
+    }
 }
 
 /// Makes sure the database file exists readable by its owner only (0600), before redb opens it:

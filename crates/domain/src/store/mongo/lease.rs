@@ -4,7 +4,7 @@ use mongodb::bson::doc;
 
 use super::{from_doc, is_duplicate, mongo_err, MongoStore};
 use crate::error::{Error, Result};
-use crate::store::{lease_held, Lease};
+use crate::store::{lease_held, Lease, MasterKeyRecord};
 
 impl MongoStore {
     pub(super) async fn acquire_lease_impl(
@@ -37,6 +37,33 @@ impl MongoStore {
             }
             Err(e) => Err(mongo_err(e)),
         }
+    }
+
+    pub(super) async fn claim_master_key_impl(&self, fingerprint: &str) -> Result<String> {
+        // Inserted only when absent; a racing second insert collides on `_id` and reads the
+        // winner's.
+        let filter = doc! { "_id": "master-key" };
+        let update = doc! { "$setOnInsert": { "fingerprint": fingerprint } };
+        match self
+            .leases()
+            .update_one(filter.clone(), update)
+            .upsert(true)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_duplicate(&e) => {}
+            Err(e) => return Err(mongo_err(e)),
+        }
+        let recorded = self
+            .leases()
+            .find_one(filter)
+            .await
+            .map_err(mongo_err)?
+            .map(from_doc::<MasterKeyRecord>)
+            .transpose()?;
+        recorded
+            .map(|r| r.fingerprint)
+            .ok_or_else(|| Error::Internal("the master key record vanished".into()))
     }
 
     pub(super) async fn release_lease_impl(&self, holder: &str) -> Result<()> {

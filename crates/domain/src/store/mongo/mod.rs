@@ -385,4 +385,8 @@ impl Store for MongoStore {
     async fn release_lease(&self, holder: &str) -> Result<()> {
         self.release_lease_impl(holder).await
     }
+
+    async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
+        self.claim_master_key_impl(fingerprint).await
+    }
 }

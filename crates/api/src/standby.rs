@@ -1,0 +1,95 @@
+//! A standby daemon (`KALPANA_STANDBY=true`): started while another daemon holds the store
+//! lease, it listens on its address at once, answers `/healthz` (the process lives, as a
+//! standby) and everything else 503 with `Retry-After`, naming the active daemon, and tries the
+//! lease every third of its lifetime. When the lease is its own it stops answering as a standby
+//! and the caller goes on to start as the active daemon on the same listening socket: a client
+//! is never refused a connection by the handover, only held for the start.
+//!
+//! Assumptions: the daemons share `KALPANA_MASTER_KEY` (checked against the store before this
+//! is reached) and the clocks of their hosts agree within a fraction of the lease.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::error::Result;
+use kalpana_domain::error::Error as DomainError;
+
+/// Answers as a standby on `listener` until this daemon holds the lease (`holder`); errors
+/// other than a lease held by another end the wait.
+pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListener) -> Result<()> {
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "standby" })) }),
+        )
+        .fallback(|| async { refusal() });
+    let every = (state.config.lease_ttl / 3).max(Duration::from_millis(200));
+    let (won_tx, won_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let core = state.core.clone();
+    let me = holder.to_string();
+    let trying = tokio::spawn(async move {
+        let mut logged = false;
+        loop {
+            match kalpana_domain::lease::acquire(&core, &me).await {
+                Ok(()) => {
+                    let _ = won_tx.send(Ok(()));
+                    return;
+                }
+                Err(DomainError::Conflict(m)) => {
+                    if !logged {
+                        tracing::info!(reason = %m, every_ms = every.as_millis() as u64,
+                            "standby: another daemon is active; answering 503 and trying the lease");
+                        logged = true;
+                    }
+                }
+                Err(e @ DomainError::Store(_)) => {
+                    tracing::warn!(error = %e, "standby: the store does not answer; trying again");
+                }
+                Err(e) => {
+                    let _ = won_tx.send(Err(e.into()));
+                    return;
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let outcome = tokio::spawn(async move {
+        let r = won_rx.await;
+        let _ = done_tx.send(());
+        r
+    });
+    crate::accept::serve(listener, app, state.config.conn_limits, async {
+        let _ = done_rx.await;
+    })
+    .await;
+    trying.abort();
+    let won = outcome
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("standby: {e}")))?
+        .map_err(|_| crate::error::Error::Internal("standby: the lease loop ended".into()))?;
+    won?;
+    tracing::info!(holder, "standby: the lease is this daemon's; taking over");
+    Ok(())
+}
+
+/// The 503 of a standby, in the API's error shape (who is active is logged, not told: the
+/// holder names a host and a directory).
+fn refusal() -> Response {
+    let message = "this daemon is a standby; another daemon is active; try again shortly";
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": { "code": "standby", "message": message } })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    resp
+}
