@@ -277,6 +277,7 @@ mod tests {
             &b,
             false,
             None,
+            "net",
             vec!["A=b".into()],
             &[(secret, "sid".into())],
         );
