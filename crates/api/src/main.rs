@@ -19,8 +19,6 @@ enum Command {
         #[arg(long, env = "KALPANA_CONFIG")]
         config: Option<std::path::PathBuf>,
     },
-    /// Copy every record (users, teams, buckets with their port reservations) from one store
-    /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
     /// A Model Context Protocol server on stdio for AI agents, acting through the REST API at
     /// KALPANA_URL with KALPANA_TOKEN (the agent sees what that token's user sees).
     Mcp {
@@ -31,6 +29,8 @@ enum Command {
         #[arg(long, env = "KALPANA_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Copy every record (users, teams, buckets with their port reservations) from one store
+    /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
     MigrateStore {
         /// Source: `redb:<path>` (the embedded store file, `<data dir>/kalpana.redb`) or
         /// `mongodb://…`.
