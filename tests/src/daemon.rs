@@ -155,6 +155,40 @@ impl Daemon {
         }
     }
 
+    /// Restarts the daemon armed to kill itself at fault point `point`, runs `trigger` against
+    /// it, checks that it died there (SIGKILL, the point named in its log), then starts it again
+    /// unarmed. Returns an API client of `token` and what `trigger` returned.
+    pub async fn crash_at<F, Fut, T>(
+        &mut self,
+        token: &str,
+        point: &str,
+        trigger: F,
+    ) -> Result<(Api, T)>
+    where
+        F: FnOnce(Api) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.kill();
+        self.set_env("KALPANA_FAULT_POINT", Some(point));
+        self.spawn().await?;
+        let call = tokio::spawn(trigger(self.api(token)));
+        let status = self.wait_exit(Duration::from_secs(60)).await?;
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if status.signal() != Some(9) {
+                bail!("{point}: daemon ended with {status}, not killed at the point");
+            }
+        }
+        let answer = call.await?;
+        if !self.log().contains("fault point reached") {
+            bail!("{point}: no fault point in the log");
+        }
+        self.set_env("KALPANA_FAULT_POINT", None);
+        self.spawn().await?;
+        Ok((self.api(token), answer))
+    }
+
     /// Sets (`Some`) or removes (`None`) an environment variable for the next [`Daemon::spawn`].
     pub fn set_env(&mut self, key: &str, value: Option<&str>) {
         self.opts.env.retain(|(k, _)| k != key);

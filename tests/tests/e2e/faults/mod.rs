@@ -118,31 +118,12 @@ where
     F: FnOnce(Api) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(u16, Value)>> + Send + 'static,
 {
-    d.kill();
-    d.set_env("KALPANA_FAULT_POINT", Some(point));
-    d.spawn().await?;
-    let call = tokio::spawn(trigger(d.api(token)));
-    let status = d.wait_exit(Duration::from_secs(60)).await?;
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{point}: daemon ended with {status}"
-        );
-    }
-    let answer = call.await?;
+    let (api, answer) = d.crash_at(token, point, trigger).await?;
     assert!(
         answer.is_err(),
         "{point}: the call got an answer from a daemon that died: {answer:?}"
     );
-    assert!(
-        d.log().contains("fault point reached"),
-        "{point}: no fault point in the log"
-    );
-    d.set_env("KALPANA_FAULT_POINT", None);
-    d.spawn().await?;
-    Ok(d.api(token))
+    Ok(api)
 }
 
 async fn s3_roundtrip(k: &Known, key: &str, body: &[u8]) -> anyhow::Result<()> {

@@ -8,40 +8,6 @@ use serde_json::json;
 
 use super::{create, sleep, view, wait_state, Bucket};
 
-/// Kills the daemon at `point` while `trigger` runs, and starts it again unarmed.
-async fn crash_at<F, Fut>(
-    d: &mut Daemon,
-    token: &str,
-    point: &str,
-    trigger: F,
-) -> anyhow::Result<Api>
-where
-    F: FnOnce(Api) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    d.kill();
-    d.set_env("KALPANA_FAULT_POINT", Some(point));
-    d.spawn().await?;
-    let call = tokio::spawn(trigger(d.api(token)));
-    let status = d.wait_exit(Duration::from_secs(60)).await?;
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{point}: daemon ended with {status}"
-        );
-    }
-    let _ = call.await?;
-    assert!(
-        d.log().contains("fault point reached"),
-        "{point}: not reached"
-    );
-    d.set_env("KALPANA_FAULT_POINT", None);
-    d.spawn().await?;
-    Ok(d.api(token))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sleeping_buckets_survive_restarts_and_kills_while_sleeping_or_waking() -> anyhow::Result<()>
 {
@@ -70,22 +36,22 @@ async fn sleeping_buckets_survive_restarts_and_kills_while_sleeping_or_waking() 
     // Killed after the container stopped, before the record says asleep: the bucket comes
     // back serving (reconcile brings the container back, or the first request wakes it).
     let id = b.id.clone();
-    let alice = crash_at(&mut d, &token, "sleep.stopped", move |api| async move {
-        api.send("POST", &format!("/api/buckets/{id}/sleep"), None)
-            .await
-            .map(|_| ())
-    })
-    .await?;
+    let (alice, _) = d
+        .crash_at(&token, "sleep.stopped", move |api| async move {
+            api.send("POST", &format!("/api/buckets/{id}/sleep"), None)
+                .await
+                .map(|_| ())
+        })
+        .await?;
     served_after_a_crash(&alice, &b, &data, "sleep.stopped").await?;
 
     // Killed after the container started for a wake, before the record says awake: reconcile
     // records it awake (its container runs) and it serves.
     sleep(&alice, &b).await?;
     let waker = clone_of(&b);
-    let _alice = crash_at(&mut d, &token, "wake.started", move |_| async move {
+    d.crash_at(&token, "wake.started", move |_| async move {
         // The direct port is the daemon's: this request dies with it.
         let _ = get_bytes(&waker.s3(), &waker.name, "k").await;
-        Ok(())
     })
     .await?;
     let alice = d.api(&token);
