@@ -88,23 +88,26 @@ pub async fn run(config: Config) -> Result<()> {
     let state = build_state(config).await?;
     kalpana_domain::lease::check_master_key(&state).await?;
     let holder = kalpana_domain::lease::holder(&state);
-    let mut bound = None;
-    match kalpana_domain::lease::acquire(&state, &holder).await {
-        Ok(()) => {}
+    let (bound, renewal) = match kalpana_domain::lease::acquire(&state, &holder).await {
+        Ok(()) => (
+            None,
+            kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone()),
+        ),
         Err(kalpana_domain::error::Error::Conflict(_)) if state.config.standby => {
             let listener = bind(&state, &listen).await?;
-            tokio::select! {
+            let renewal = tokio::select! {
                 r = crate::standby::wait_for_lease(&state, &holder, &listener) => r?,
                 () = shutdown_signal() => {
+                    // Taken at the last moment, perhaps: the next standby need not wait it out.
+                    let _ = state.store.release_lease(&holder).await;
                     tracing::info!("standby stopped before it took over");
                     return Ok(());
                 }
-            }
-            bound = Some(listener);
+            };
+            (Some(listener), renewal)
         }
         Err(e) => return Err(e.into()),
-    }
-    let renewal = kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone());
+    };
     // Only the lease holder writes: a refused second daemon must not touch the admin token.
     if let Some(token) = state.config.admin_token.clone() {
         auth::bootstrap_admin(&state, &token).await?;

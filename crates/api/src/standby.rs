@@ -1,12 +1,14 @@
 //! A standby daemon (`KALPANA_STANDBY=true`): started while another daemon holds the store
 //! lease, it listens on its address at once, answers `/healthz` (the process lives, as a
-//! standby) and everything else 503 with `Retry-After`, naming the active daemon, and tries the
-//! lease every third of its lifetime. When the lease is its own it stops answering as a standby
-//! and the caller goes on to start as the active daemon on the same listening socket: a client
-//! is never refused a connection by the handover, only held for the start.
+//! standby) and everything else 503 with `Retry-After` (who is active is logged, not told), and
+//! tries the lease every third of its lifetime. When the lease is its own (renewed from that
+//! moment) it stops answering as a standby and the caller goes on to start as the active daemon
+//! on the same listening socket: a client is never refused a connection by the handover, only
+//! held for the start.
 //!
-//! Assumptions: the daemons share `KALPANA_MASTER_KEY` (checked against the store before this
-//! is reached) and the clocks of their hosts agree within a fraction of the lease.
+//! Assumptions: the daemons share a MongoDB store and `KALPANA_MASTER_KEY` (checked against the
+//! store before this is reached), their holder names differ (instance, host or data dir), and
+//! the clocks of their hosts agree within a fraction of the lease.
 
 use std::time::Duration;
 
@@ -21,9 +23,15 @@ use crate::app::AppState;
 use crate::error::Result;
 use kalpana_domain::error::Error as DomainError;
 
-/// Answers as a standby on `listener` until this daemon holds the lease (`holder`); errors
-/// other than a lease held by another end the wait.
-pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListener) -> Result<()> {
+/// Answers as a standby on `listener` until this daemon holds the lease (`holder`), then
+/// returns the lease's renewal, started the moment it was taken (the standby's last
+/// connections may take a while to close). A store that does not answer is waited out; other
+/// errors end the wait.
+pub async fn wait_for_lease(
+    state: &AppState,
+    holder: &str,
+    listener: &TcpListener,
+) -> Result<tokio::task::JoinHandle<()>> {
     let app = Router::new()
         .route(
             "/healthz",
@@ -31,7 +39,7 @@ pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListen
         )
         .fallback(|| async { refusal() });
     let every = (state.config.lease_ttl / 3).max(Duration::from_millis(200));
-    let (won_tx, won_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let (won_tx, won_rx) = tokio::sync::oneshot::channel::<Result<tokio::task::JoinHandle<()>>>();
     let core = state.core.clone();
     let me = holder.to_string();
     let trying = tokio::spawn(async move {
@@ -39,7 +47,8 @@ pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListen
         loop {
             match kalpana_domain::lease::acquire(&core, &me).await {
                 Ok(()) => {
-                    let _ = won_tx.send(Ok(()));
+                    let renewal = kalpana_domain::lease::spawn_renewal(core.clone(), me.clone());
+                    let _ = won_tx.send(Ok(renewal));
                     return;
                 }
                 Err(DomainError::Conflict(m)) => {
@@ -49,7 +58,7 @@ pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListen
                         logged = true;
                     }
                 }
-                Err(e @ DomainError::Store(_)) => {
+                Err(e @ (DomainError::Store(_) | DomainError::Unavailable(_))) => {
                     tracing::warn!(error = %e, "standby: the store does not answer; trying again");
                 }
                 Err(e) => {
@@ -75,9 +84,9 @@ pub async fn wait_for_lease(state: &AppState, holder: &str, listener: &TcpListen
         .await
         .map_err(|e| crate::error::Error::Internal(format!("standby: {e}")))?
         .map_err(|_| crate::error::Error::Internal("standby: the lease loop ended".into()))?;
-    won?;
+    let renewal = won?;
     tracing::info!(holder, "standby: the lease is this daemon's; taking over");
-    Ok(())
+    Ok(renewal)
 }
 
 /// The 503 of a standby, in the API's error shape (who is active is logged, not told: the
