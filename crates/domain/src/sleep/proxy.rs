@@ -228,6 +228,9 @@ async fn connect(
         None => {
             let s3_port = match core.store.get_bucket(id).await {
                 Ok(Some(b)) => {
+                    if b.deleting {
+                        return Err(format!("bucket {} is being deleted", b.name));
+                    }
                     if b.status != BucketStatus::Running {
                         return Err(format!(
                             "bucket {} is {}; it serves nothing until it is started",
