@@ -144,13 +144,23 @@ async fn spread(cluster: &kalpana_e2e::swarm::Cluster, instance: &str) -> anyhow
     }
 
     // The same make-to-first-answer on one Docker engine, in the same run.
-    let docker_ms = docker_baseline(instance, first + 10).await?;
+    let mut swarm_wake = Vec::new();
+    for (s, _) in made.iter().skip(1).take(3) {
+        swarm_wake.push(restart_ms(&rt, s).await?);
+    }
+    let (docker_ms, docker_wake) = docker_baseline(instance, first + 10).await?;
     let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
     println!(
         "create to first S3 answer: swarm mean {:.0} ms {swarm_ms:?}, docker mean {:.0} ms {docker_ms:?}, ratio {:.2}",
         mean(&swarm_ms),
         mean(&docker_ms),
         mean(&swarm_ms) / mean(&docker_ms).max(1.0)
+    );
+    println!(
+        "stopped to first S3 answer (a wake): swarm 0->1 replicas mean {:.0} ms {swarm_wake:?}, docker start mean {:.0} ms {docker_wake:?}, ratio {:.2}",
+        mean(&swarm_wake),
+        mean(&docker_wake),
+        mean(&swarm_wake) / mean(&docker_wake).max(1.0)
     );
 
     // Removed: no service, no secret left.
@@ -169,8 +179,9 @@ async fn spread(cluster: &kalpana_e2e::swarm::Cluster, instance: &str) -> anyhow
     Ok(())
 }
 
-/// Make-to-first-answer of three servers on the host's own engine (the `docker` runtime).
-async fn docker_baseline(instance: &str, port: u16) -> anyhow::Result<Vec<u64>> {
+/// Make-to-first-answer and stop-start-to-first-answer of three servers on the host's own engine
+/// (the `docker` runtime).
+async fn docker_baseline(instance: &str, port: u16) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
     let network = kalpana_e2e::TEST_NETWORK;
     let docker = DockerClient::connect(instance, Duration::from_secs(60))?;
     let rt = DockerRuntime::new(docker, network, None);
@@ -179,16 +190,27 @@ async fn docker_baseline(instance: &str, port: u16) -> anyhow::Result<Vec<u64>> 
         network: network.to_string(),
         ports: (port, port + 1),
     };
-    let mut ms = Vec::new();
+    let (mut made, mut woke) = (Vec::new(), Vec::new());
     for i in 0..3u16 {
         let s = runtime_suite::spec(&place, &runtime_suite::new_id(), port + i);
         let t = Instant::now();
         runtime_suite::up(&rt, &s).await?;
-        ms.push(t.elapsed().as_millis() as u64);
+        made.push(t.elapsed().as_millis() as u64);
+        woke.push(restart_ms(&rt, &s).await?);
         rt.remove_server(&s.id).await?;
         rt.remove_volume(&s.id).await?;
     }
-    Ok(ms)
+    Ok((made, woke))
+}
+
+/// Stops `s`'s server, then measures a start to its first signed S3 answer (what a wake
+/// costs the runtime).
+async fn restart_ms(rt: &dyn Runtime, s: &kalpana_manager_core::BucketSpec) -> anyhow::Result<u64> {
+    rt.stop_server(&s.id, Duration::from_secs(10)).await?;
+    let t = Instant::now();
+    rt.start_server(&s.id).await?;
+    runtime_suite::client(rt, s).await?;
+    Ok(t.elapsed().as_millis() as u64)
 }
 
 /// From inside `prober`'s task on `node`, `target`'s container (on the same node) answers on

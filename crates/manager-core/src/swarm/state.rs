@@ -92,10 +92,15 @@ pub fn of_service(
             .map_or_else(|| "pending".to_string(), |s| s.to_string()),
         (None, _) => "pending".to_string(),
     };
+    // The newest task's (the API lists them in no useful order).
     let exit_code = tasks
         .iter()
-        .filter_map(|t| t.status.as_ref()?.container_status.as_ref()?.exit_code)
-        .next_back();
+        .filter_map(|t| {
+            let code = t.status.as_ref()?.container_status.as_ref()?.exit_code?;
+            Some((t.version.as_ref().and_then(|v| v.index).unwrap_or(0), code))
+        })
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, code)| code);
     let s3_target = spec
         .endpoint_spec
         .as_ref()
@@ -104,7 +109,9 @@ pub fn of_service(
         .and_then(|p| p.target_port)
         .and_then(|p| u16::try_from(p).ok());
     let mut addresses = HashMap::new();
-    if let (Some(node), Some(target)) = (&running_on, s3_target) {
+    // Scaled to zero, a task still winding down is not serving.
+    let meant_to_run = service::replicas(&spec) > 0;
+    if let (true, Some(node), Some(target)) = (meant_to_run, &running_on, s3_target) {
         if let (Some(n), Some(port)) = (nodes.get(node), service::published_port(&spec, target)) {
             if !n.address.is_empty() {
                 addresses.insert(NODE_ADDRESS.to_string(), format!("{}:{port}", n.address));
