@@ -397,6 +397,34 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         .await?;
         b.screenshot(&shots.join("bucket.png")).await?;
 
+        // The snapshots tab says how much a restore would lose: nothing to restore from, then
+        // the age of the snapshot just taken (into a second bucket).
+        let (status, vault) = alice.create_bucket(json!({ "name": "vault" })).await?;
+        assert_eq!(status, 201, "{vault}");
+        b.goto(&format!("{}/ui/#/b/{id}/snapshots", d.url)).await?;
+        b.wait_for(
+            "no snapshot yet",
+            "const p = document.querySelector('#snap-protection'); return !!p && p.textContent.includes('no snapshot')",
+            Duration::from_secs(10),
+        )
+        .await?;
+        b.wait_for(
+            "the target bucket offered",
+            "return document.querySelectorAll('#snap-target option').length === 1",
+            Duration::from_secs(10),
+        )
+        .await?;
+        b.click("#tab-snapshots form button.primary").await?;
+        b.wait_for(
+            "the latest snapshot's age",
+            "const p = document.querySelector('#snap-protection'); return !!p && / old \\(/.test(p.textContent)",
+            Duration::from_secs(120),
+        )
+        .await?;
+        let (_, v) = alice.send("GET", &format!("/api/buckets/{id}"), None).await?;
+        assert!(v["latestSnapshotAt"].is_string(), "{v}");
+        assert!(v["latestSnapshotAgeSecs"].as_u64().is_some_and(|s| s < 300), "{v}");
+
         // Stop and start from the list.
         b.goto(&format!("{}/ui/#/", d.url)).await?;
         b.click("tr[data-name=\"photos\"] [data-action=stop]").await?;
@@ -445,7 +473,8 @@ async fn the_console_manages_buckets_and_files_in_a_real_browser() -> anyhow::Re
         .await?;
         let folder_ms = started.elapsed().as_millis();
         let remote = crate::external::Remote::start().await?;
-        for i in 0..99 {
+        // With photos and vault: 100 buckets.
+        for i in 0..98 {
             let (status, e) = alice
                 .send(
                     "POST",

@@ -281,6 +281,15 @@ async fn a_snapshot_streams_the_paused_volume_to_another_bucket_sealed_with_its_
     let size = done["sizeBytes"].as_u64().expect("size");
     assert!(size > 12 << 20, "incompressible data stays big: {done}");
     assert_eq!(done["bytesDone"].as_u64(), Some(size));
+    // The bucket says how old its latest snapshot is: what a restore would lose.
+    let (_, v) = alice
+        .send("GET", &format!("/api/buckets/{sid_bucket}"), None)
+        .await?;
+    assert_eq!(v["latestSnapshotAt"], done["finishedAt"], "{v}");
+    assert!(
+        v["latestSnapshotAgeSecs"].as_u64().is_some_and(|s| s < 120),
+        "{v}"
+    );
     println!(
         "sealed snapshot of ~12.3 MB: {size} bytes in {} ms, container paused {} ms",
         took.as_millis(),
@@ -496,6 +505,13 @@ async fn a_snapshot_streams_the_paused_volume_to_another_bucket_sealed_with_its_
         .send("GET", &format!("/api/buckets/{vault_id}/stats"), None)
         .await?;
     assert_eq!(stats["objectCount"], 0, "{stats}");
+    let (_, v) = alice
+        .send("GET", &format!("/api/buckets/{sid_bucket}"), None)
+        .await?;
+    assert!(
+        v["latestSnapshotAt"].is_null() && v["latestSnapshotAgeSecs"].is_null(),
+        "its only snapshot is gone: {v}"
+    );
     let (_, list) = alice.send("GET", &path, None).await?;
     assert_eq!(
         list["snapshots"].as_array().map(Vec::len),

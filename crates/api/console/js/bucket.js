@@ -1,7 +1,7 @@
 // A bucket's page: files, connection, settings, keys, snapshots and stats, one tab each.
 
 import { call } from './api.js';
-import { h, fill, toast, bytes, when, badge, sleepBadge, modal, field, copyable } from './ui.js';
+import { h, fill, toast, bytes, when, age, badge, sleepBadge, modal, field, copyable } from './ui.js';
 import { onEvent } from './app.js';
 import { showSecret } from './buckets.js';
 import { filesPanel } from './files.js';
@@ -159,8 +159,18 @@ function keysPanel(el, b) {
   load().catch((err) => fill(list, h('tr', h('td.error', err.message))));
 }
 
+/** What a restore of `b` would lose: how old its latest snapshot is, and its policy. */
+function protection(b) {
+  const every = b.snapshotPolicy ? `every ${b.snapshotPolicy.everyHours} h (keep ${b.snapshotPolicy.keep})` : 'none';
+  const latest = b.latestSnapshotAt
+    ? [h('strong', `${age(b.latestSnapshotAgeSecs)} old`), ` (${when(b.latestSnapshotAt)}): a restore loses what was written since.`]
+    : h('strong', 'no snapshot: nothing to restore from.');
+  return h('p', { id: 'snap-protection' }, 'Latest snapshot: ', latest, h('span.muted', ` Schedule: ${every}.`));
+}
+
 function snapshotsPanel(el, b) {
   const list = h('tbody');
+  const guard = h('div', protection(b));
   const act = async (method, path, done) => {
     try {
       await call(method, path);
@@ -171,6 +181,7 @@ function snapshotsPanel(el, b) {
     }
   };
   const load = async () => {
+    call('GET', `/api/buckets/${b.id}`).then((fresh) => fill(guard, protection(fresh))).catch(() => {});
     const { snapshots } = await call('GET', `/api/buckets/${b.id}/snapshots`);
     fill(list, snapshots.length ? snapshots.slice().reverse().map((s) => h('tr', h('td.small', when(s.createdAt)), h('td', badge(s.status), s.message ? h('div.small.muted', s.message) : null), h('td.num', bytes(s.sizeBytes ?? s.bytesDone)), h('td', s.restore ? [badge(s.restore.status), s.restore.message ? h('div.small.muted', s.restore.message) : null] : '—'), h('td', s.note || (s.scheduled ? 'scheduled' : '')), h('td.actions', s.status === 'DONE' ? h('button.small', { type: 'button', onclick: () => act('POST', `/api/buckets/${b.id}/snapshots/${s.id}/restore`, 'Restore started') }, 'Restore') : null, h('button.small.danger', { type: 'button', onclick: () => act('DELETE', `/api/buckets/${b.id}/snapshots/${s.id}`, 'Snapshot deleted') }, 'Delete')))) : h('tr', h('td.muted', { colspan: '6' }, 'No snapshots.')));
   };
@@ -179,6 +190,7 @@ function snapshotsPanel(el, b) {
   const note = h('input', { id: 'snap-note', placeholder: 'optional' });
   fill(
     el,
+    guard,
     h('form.row', { onsubmit: async (e) => {
       e.preventDefault();
       try {

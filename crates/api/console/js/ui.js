@@ -63,6 +63,18 @@ export function when(s) {
   return Number.isNaN(d.getTime()) ? s : d.toLocaleString();
 }
 
+/** A duration in seconds, in words (the largest unit). */
+export function age(secs) {
+  if (secs == null) return '—';
+  for (const [unit, n] of [['day', 86400], ['hour', 3600], ['minute', 60]]) {
+    if (secs >= n) {
+      const v = Math.floor(secs / n);
+      return `${v} ${unit}${v === 1 ? '' : 's'}`;
+    }
+  }
+  return `${secs} second${secs === 1 ? '' : 's'}`;
+}
+
 /** A status badge. */
 export function badge(status) {
   return h(`span.badge.s-${String(status).toLowerCase()}`, status);

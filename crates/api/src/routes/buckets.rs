@@ -71,8 +71,12 @@ pub struct BucketView {
     path_style: bool,
     /// Purposes it is the default bucket for.
     default_for: Vec<String>,
-    /// Snapshots on a schedule.
+    /// Snapshots on a schedule: its `everyHours` is how much a restore may lose.
     snapshot_policy: Option<kalpana_domain::model::SnapshotPolicy>,
+    /// When its latest successful snapshot (that still exists) finished.
+    latest_snapshot_at: Option<String>,
+    /// How old that snapshot is, in seconds: a restore from it loses what was written since.
+    latest_snapshot_age_secs: Option<u64>,
     /// Seconds with no request after which it sleeps (0: never); managed buckets only.
     sleep_after_secs: Option<u64>,
     /// Awake, asleep or waking, and its last request and wake; managed buckets only.
@@ -141,6 +145,11 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
         external_bucket: external.map(|x| x.bucket_name),
         default_for: b.default_for,
         snapshot_policy: b.snapshot_policy,
+        latest_snapshot_age_secs: b
+            .latest_snapshot_at
+            .as_deref()
+            .and_then(kalpana_domain::model::seconds_since),
+        latest_snapshot_at: b.latest_snapshot_at,
         sleep_after_secs: activity.as_ref().map(|a| a.sleep_after_secs),
         activity,
         created_at: b.created_at,

@@ -163,6 +163,10 @@ pub struct BucketRecord {
     /// Asleep or not, and the figures of its last wake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep: Option<SleepRecord>,
+    /// When its latest successful snapshot that still exists finished (RFC 3339): what a
+    /// restore from it would lose is everything written since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_snapshot_at: Option<String>,
     /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// RFC 3339 (UTC): when someone last changed the bucket; a recount or a migration
@@ -221,6 +225,7 @@ impl BucketRecord {
             leaked_rotated_at: None,
             sleep_after_secs: None,
             sleep: None,
+            latest_snapshot_at: None,
             created_at: ts.clone(),
             updated_at: ts,
         }

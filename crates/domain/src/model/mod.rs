@@ -30,6 +30,12 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
+/// Whole seconds from RFC 3339 time `t` to now (0 for a time ahead), if `t` is one.
+pub fn seconds_since(t: &str) -> Option<u64> {
+    let then = OffsetDateTime::parse(t, &Rfc3339).ok()?;
+    Some((OffsetDateTime::now_utc() - then).whole_seconds().max(0) as u64)
+}
+
 /// A new time-ordered id (UUID v7), so listing by id lists by creation.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()

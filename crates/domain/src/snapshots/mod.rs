@@ -236,7 +236,38 @@ async fn remove(state: &Core, s: &Snapshot) -> Result<()> {
             )));
         }
     }
-    state.store.delete_snapshot(&s.id).await
+    state.store.delete_snapshot(&s.id).await?;
+    // In the background: the bucket's lock may be held by a snapshot being taken for minutes,
+    // and the deletion is done.
+    let (core, id) = (state.clone(), s.bucket_id.clone());
+    state.tasks.spawn_task("latest snapshot", async move {
+        if let Err(e) = refresh_latest(&core, &id).await {
+            tracing::warn!(bucket = %id, error = %e, "recording the latest snapshot failed; the next start does it");
+        }
+    });
+    Ok(())
+}
+
+/// Records on bucket `id` when its latest successful snapshot that still exists finished
+/// (after one is deleted or pruned, and at start). Read under the bucket's lock, so a snapshot
+/// finishing meanwhile is seen.
+pub(crate) async fn refresh_latest(state: &Core, id: &str) -> Result<()> {
+    let Some(mut b) = state.lock_bucket_if(id).await? else {
+        return Ok(());
+    };
+    let latest = state
+        .store
+        .list_snapshots(Some(id))
+        .await?
+        .into_iter()
+        .filter(|s| s.status == SnapshotStatus::Done)
+        .filter_map(|s| s.finished_at)
+        .max();
+    if b.latest_snapshot_at != latest {
+        b.latest_snapshot_at = latest;
+        b.write().await?;
+    }
+    Ok(())
 }
 
 /// At start: snapshots a dead daemon left PENDING or RUNNING are FAILED, and the containers it
@@ -244,6 +275,22 @@ async fn remove(state: &Core, s: &Snapshot) -> Result<()> {
 pub async fn recover(state: &Core) -> Result<()> {
     let all = state.store.list_snapshots(None).await?;
     restore::recover(state, &all).await?;
+    // What each bucket's latest snapshot is, for records written before it was kept (or by a
+    // daemon that died between a snapshot's end and its bucket's record).
+    let mut latest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for s in all.iter().filter(|s| s.status == SnapshotStatus::Done) {
+        if let Some(t) = s.finished_at.as_deref() {
+            let e = latest.entry(s.bucket_id.as_str()).or_insert(t);
+            if t > *e {
+                *e = t;
+            }
+        }
+    }
+    for b in crate::store::all_buckets(state.store.as_ref()).await? {
+        if b.latest_snapshot_at.as_deref() != latest.get(b.id.as_str()).copied() {
+            refresh_latest(state, &b.id).await?;
+        }
+    }
     for mut s in all {
         if matches!(s.status, SnapshotStatus::Pending | SnapshotStatus::Running) {
             if let Some(b) = state.store.get_bucket(&s.bucket_id).await? {

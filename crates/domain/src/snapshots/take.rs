@@ -78,6 +78,9 @@ pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
                     s.paused_millis.unwrap_or(0)
                 ),
             );
+            let mut b = b;
+            b.latest_snapshot_at = s.finished_at.clone();
+            b.write().await?;
             let b = b.unlock();
             if s.scheduled {
                 super::schedule::prune(state, &b).await?;
