@@ -235,17 +235,7 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
         .await?
         .ok_or_else(|| anyhow!("a running server is sampled"))?;
     ensure!(st.memory_bytes.is_some_and(|m| m > 0), "memory in use");
-    let hosts = rt.hosts().await?;
-    ensure!(
-        !hosts.is_empty() && hosts.iter().all(|h| h.cpus > 0 && h.memory_bytes > 0),
-        "hosts"
-    );
-    ensure!(
-        rt.find_workload("kalpana-conformance-no-such-container")
-            .await?
-            .is_none(),
-        "an unknown workload is none"
-    );
+    hosts_and_workloads(rt).await?;
 
     // Freezing, where the runtime can.
     if rt.capabilities().freeze {
@@ -372,9 +362,8 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
     down_and_removal(rt, &a, &b, true).await
 }
 
-/// The checks of [`Scope::Servers`] after the server runs: hosts, refusals in words, events,
-/// removal.
-async fn servers_only(rt: &dyn Runtime, a: &BucketSpec, b: &BucketSpec) -> Result<()> {
+/// The runtime's hosts are described, and an unknown workload is none.
+async fn hosts_and_workloads(rt: &dyn Runtime) -> Result<()> {
     let hosts = rt.hosts().await?;
     ensure!(
         !hosts.is_empty() && hosts.iter().all(|h| h.cpus > 0 && h.memory_bytes > 0),
@@ -386,6 +375,13 @@ async fn servers_only(rt: &dyn Runtime, a: &BucketSpec, b: &BucketSpec) -> Resul
             .is_none(),
         "an unknown workload is none"
     );
+    Ok(())
+}
+
+/// The checks of [`Scope::Servers`] after the server runs: hosts, refusals in words, events,
+/// removal.
+async fn servers_only(rt: &dyn Runtime, a: &BucketSpec, b: &BucketSpec) -> Result<()> {
+    hosts_and_workloads(rt).await?;
     for (what, refused) in [
         ("list volumes", rt.list_volumes().await.err()),
         ("stats", rt.stats(&a.id).await.err()),

@@ -173,26 +173,7 @@ fn security_toml(secret_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bucket(kind: EngineKind) -> BucketSpec {
-        BucketSpec {
-            id: "0123456789abcdef0123456789abcdef".into(),
-            name: "photos".into(),
-            owner: "alice".into(),
-            instance: "test".into(),
-            engine: kind.profile(),
-            access_key: "AKIAEXAMPLE".into(),
-            secret_key: "very-secret-key".into(),
-            s3_port: 48000,
-            console_port: None,
-            bind_ip: "127.0.0.1".into(),
-            network: "n".into(),
-            routed_hosts: Vec::new(),
-            routing: Default::default(),
-            limits: Default::default(),
-            generation: 1,
-        }
-    }
+    use crate::swarm::test_bucket as bucket;
 
     #[test]
     fn no_secret_and_no_weed_variable_is_left_in_the_environment() {

@@ -469,3 +469,25 @@ impl Runtime for SwarmRuntime {
         Err(Self::unsupported("dropping a staging volume"))
     }
 }
+
+/// A bucket spec of engine `kind` for the unit tests of this module.
+#[cfg(test)]
+pub(crate) fn test_bucket(kind: crate::engine::EngineKind) -> BucketSpec {
+    BucketSpec {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        name: "photos".into(),
+        owner: "alice".into(),
+        instance: "test".into(),
+        engine: kind.profile(),
+        access_key: "AKIAEXAMPLE".into(),
+        secret_key: "very-secret-key".into(),
+        s3_port: 48000,
+        console_port: None,
+        bind_ip: "127.0.0.1".into(),
+        network: "n".into(),
+        routed_hosts: Vec::new(),
+        routing: Default::default(),
+        limits: Default::default(),
+        generation: 1,
+    }
+}

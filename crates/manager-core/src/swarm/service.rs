@@ -248,30 +248,12 @@ pub fn labels(spec: &ServiceSpec) -> HashMap<String, String> {
 mod tests {
     use super::*;
     use crate::engine::EngineKind;
-
-    fn bucket() -> BucketSpec {
-        BucketSpec {
-            id: "0123456789abcdef0123456789abcdef".into(),
-            name: "photos".into(),
-            owner: "alice".into(),
-            instance: "test".into(),
-            engine: EngineKind::Seaweedfs.profile(),
-            access_key: "AKIAEXAMPLE".into(),
-            secret_key: "very-secret-key".into(),
-            s3_port: 48000,
-            console_port: None,
-            bind_ip: "127.0.0.1".into(),
-            network: "n".into(),
-            routed_hosts: Vec::new(),
-            routing: Default::default(),
-            limits: Default::default(),
-            generation: 4,
-        }
-    }
+    use crate::swarm::test_bucket as bucket;
 
     #[test]
     fn a_service_publishes_s3_in_host_mode_reserves_its_memory_and_holds_no_secret() {
-        let b = bucket();
+        let mut b = bucket(EngineKind::Seaweedfs);
+        b.generation = 4;
         let secret = SecretFile::new(&b.id, "s3.json", b"very-secret-key".to_vec(), 0o400);
         let s = service_spec(
             &b,
@@ -307,7 +289,14 @@ mod tests {
 
     #[test]
     fn pinning_replaces_an_earlier_pin_and_keeps_the_label_constraint() {
-        let s = service_spec(&bucket(), true, Some("n1"), "net", Vec::new(), &[]);
+        let s = service_spec(
+            &bucket(EngineKind::Seaweedfs),
+            true,
+            Some("n1"),
+            "net",
+            Vec::new(),
+            &[],
+        );
         assert_eq!(pinned_node(&s).as_deref(), Some("n1"));
         let s = with_pin(with_replicas(s, 0), "n2");
         assert_eq!(pinned_node(&s).as_deref(), Some("n2"));
