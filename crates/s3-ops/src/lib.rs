@@ -7,6 +7,7 @@
 pub mod client;
 pub mod error;
 pub mod minio_admin;
+pub mod multipart;
 pub mod objects;
 pub mod presign;
 pub mod scope;

@@ -71,7 +71,7 @@ impl Presigner {
 
     /// A presigned GET of `key`, valid for `expires`.
     pub fn presign_get(&self, key: &str, expires: Duration) -> Result<Presigned> {
-        self.presign("GET", key, expires, None, None)
+        self.presign("GET", key, expires, None, None, &[])
     }
 
     /// A presigned PUT of `key`, valid for `expires`; with a content type the upload must send
@@ -85,7 +85,27 @@ impl Presigner {
         content_length: Option<u64>,
     ) -> Result<Presigned> {
         let length = content_length.map(|l| l.to_string());
-        self.presign("PUT", key, expires, content_type, length.as_deref())
+        self.presign("PUT", key, expires, content_type, length.as_deref(), &[])
+    }
+
+    /// A presigned PUT of part `part` of multipart upload `upload_id` of `key`, valid for
+    /// `expires`: the uploader sends that part and nothing else.
+    pub fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: i32,
+        expires: Duration,
+    ) -> Result<Presigned> {
+        let part = part.to_string();
+        self.presign(
+            "PUT",
+            key,
+            expires,
+            None,
+            None,
+            &[("partNumber", part.as_str()), ("uploadId", upload_id)],
+        )
     }
 
     fn presign(
@@ -95,6 +115,7 @@ impl Presigner {
         expires: Duration,
         content_type: Option<&str>,
         content_length: Option<&str>,
+        query: &[(&str, &str)],
     ) -> Result<Presigned> {
         if expires.is_zero() || expires > MAX_EXPIRY {
             return Err(Error::Build(format!(
@@ -109,6 +130,13 @@ impl Presigner {
             }
             _ => format!("{}/{}/{key}", self.origin, self.bucket),
         };
+        let mut url = url;
+        for (i, (name, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&utf8_percent_encode(name, QUERY).to_string());
+            url.push('=');
+            url.push_str(&utf8_percent_encode(value, QUERY).to_string());
+        }
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires);
@@ -140,8 +168,8 @@ impl Presigner {
             .map_err(|e| Error::Build(e.to_string()))?
             .into_parts();
         let mut out = url;
-        for (i, (name, value)) in instructions.params().iter().enumerate() {
-            out.push(if i == 0 { '?' } else { '&' });
+        for (name, value) in instructions.params().iter() {
+            out.push(if out.contains('?') { '&' } else { '?' });
             out.push_str(&utf8_percent_encode(name, QUERY).to_string());
             out.push('=');
             out.push_str(&utf8_percent_encode(value, QUERY).to_string());
