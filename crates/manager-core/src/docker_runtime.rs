@@ -78,7 +78,7 @@ impl DockerRuntime {
 
     /// Runs `tar` into `volume` through data helper `role`, removed afterwards whatever
     /// happened.
-    async fn extract_into(
+    pub(crate) async fn extract_into(
         &self,
         spec: &BucketSpec,
         volume: &str,
@@ -106,13 +106,13 @@ fn extract_at(spec: &BucketSpec) -> String {
 }
 
 /// `stream`, each chunk shown to `progress` and hashed: what it saw once it ends.
-struct Metered {
+pub(crate) struct Metered {
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     hasher: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
 }
 
 impl Metered {
-    fn wrap(stream: ByteStream, progress: Progress) -> (ByteStream, Metered) {
+    pub(crate) fn wrap(stream: ByteStream, progress: Progress) -> (ByteStream, Metered) {
         use sha2::Digest;
         let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
@@ -121,13 +121,13 @@ impl Metered {
             let chunk = chunk?;
             b.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::SeqCst);
             h.lock().unwrap_or_else(|p| p.into_inner()).update(&chunk);
-            progress(&chunk);
+            progress(chunk.len() as u64);
             Ok(chunk)
         });
         (Box::pin(metered), Metered { bytes, hasher })
     }
 
-    fn outcome(&self) -> JobOutcome {
+    pub(crate) fn outcome(&self) -> JobOutcome {
         use sha2::Digest;
         JobOutcome {
             bytes: self.bytes.load(std::sync::atomic::Ordering::SeqCst),
@@ -149,7 +149,10 @@ impl Runtime for DockerRuntime {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { freeze: true }
+        Capabilities {
+            freeze: true,
+            host_ports: false,
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -376,13 +379,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn fill(&self, spec: &BucketSpec, role: VolumeRole, job: FillJob) -> Result<JobOutcome> {
-        let volume = match role {
-            VolumeRole::Data => {
-                self.docker.create_volume(spec).await?;
-                volume_name(&spec.id)
-            }
-            VolumeRole::Staging => self.docker.fresh_staging_volume(spec).await?,
-        };
         let download = job
             .source
             .client
@@ -390,27 +386,8 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(Error::Storage)?;
         let stored: ByteStream = Box::pin(download.body.map(|c| c.map_err(std::io::Error::other)));
-        let (stored, meter) = Metered::wrap(stored, job.progress.clone());
-        let compressed = archive::open(job.open.clone(), stored);
-        let reader = tokio_util::io::StreamReader::new(compressed);
-        let tar = async_compression::tokio::bufread::ZstdDecoder::new(reader);
-        let tar: ByteStream = Box::pin(tokio_util::io::ReaderStream::new(tar));
-        let role_name = match role {
-            VolumeRole::Data => "import",
-            VolumeRole::Staging => "staging",
-        };
-        let extracted = self.extract_into(spec, &volume, role_name, tar).await;
-        let outcome = meter.outcome();
-        match extracted {
-            Ok(()) => Ok(outcome),
-            // A damaged archive fails to open or to extract: the caller compares the outcome
-            // with what it expects and says so in its own words.
-            Err(e) => Err(Error::Job {
-                what: "filling the volume",
-                message: e.to_string(),
-                outcome: Some(outcome),
-            }),
-        }
+        self.fill_volume(spec, role, job.open.clone(), job.progress.clone(), stored)
+            .await
     }
 
     async fn staged(&self, id: &str) -> Result<bool> {

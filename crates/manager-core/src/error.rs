@@ -73,6 +73,12 @@ pub enum Error {
         /// Why not, in words.
         why: &'static str,
     },
+    /// A node's agent is not reporting, or stopped during a job; the node is named.
+    #[error("{0}")]
+    NodeUnavailable(String),
+    /// A job that no agent of this node holds.
+    #[error("no job {0} for this node")]
+    UnknownJob(String),
     /// The host firewall rules could not be read or written.
     #[error("host firewall: {0}")]
     Firewall(String),
@@ -129,6 +135,9 @@ impl Error {
 
     /// The failure says Docker itself is down or unreachable.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::DockerUnavailable(_))
+        matches!(
+            self,
+            Error::DockerUnavailable(_) | Error::NodeUnavailable(_)
+        )
     }
 }

@@ -14,6 +14,8 @@ pub mod firewall;
 pub mod host_ports;
 pub mod internal_tls;
 pub mod names;
+pub mod node_hub;
+pub mod node_protocol;
 pub mod ports;
 pub mod readiness;
 pub mod reports;
@@ -21,6 +23,7 @@ pub mod runtime;
 pub mod spec;
 pub mod stats;
 pub mod swarm;
+pub mod volume_jobs;
 pub mod weed_shell;
 
 pub use docker::{

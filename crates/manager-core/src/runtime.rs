@@ -31,6 +31,9 @@ use crate::stats::HostInfo;
 pub struct Capabilities {
     /// It can freeze a running server in place and thaw it (no CPU, memory kept).
     pub freeze: bool,
+    /// Servers are reached at their published host ports (on their node), not at the
+    /// engine's own ports on a network the daemon shares with them.
+    pub host_ports: bool,
 }
 
 /// A container labelled for a workspace, found by name or id.
@@ -45,11 +48,13 @@ pub struct Workload {
 }
 
 /// Where an archive goes: an object of an S3 bucket, through a client the job may use for that
-/// object only.
+/// object only, or (for a job run on another node) through URLs presigned for that object only.
 #[derive(Clone)]
 pub struct ArchiveTarget {
     /// A client of the bucket holding the archive.
     pub client: kalpana_s3_ops::BucketClient,
+    /// Presigns requests for the archive's object, at an origin the bucket's nodes can reach.
+    pub presigner: kalpana_s3_ops::Presigner,
     /// The archive's object key.
     pub key: String,
 }
@@ -62,9 +67,9 @@ impl std::fmt::Debug for ArchiveTarget {
     }
 }
 
-/// Sees the archive's bytes as a job moves them (what is stored, sealed): counted, hashed and
-/// reported by the caller.
-pub type Progress = Arc<dyn Fn(&bytes::Bytes) + Send + Sync>;
+/// Told how many more of the archive's bytes (as stored, sealed) a job has moved, as it moves
+/// them: for progress. The job's [`JobOutcome`] gives the total and its hash.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// "Archive this bucket's data to this target": a consistent read of the volume (the server
 /// frozen or stopped meanwhile, and running again afterwards if it ran), zstd-compressed,

@@ -4,7 +4,8 @@
 use bollard::models::{ContainerStatsResponse, SystemInfo};
 
 /// Resource use of a container at one moment (counters since it started).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerStats {
     /// Memory in use, without the inactive page cache (as `docker stats` shows it).
     pub memory_bytes: Option<u64>,
@@ -88,8 +89,12 @@ pub fn cpu_percent(before: &ContainerStats, after: &ContainerStats) -> Option<f6
 }
 
 /// The Docker host at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HostInfo {
+    /// The node's id in its cluster; empty for a lone engine.
+    #[serde(default)]
+    pub id: String,
     /// Host name.
     pub name: String,
     /// CPUs.
@@ -100,16 +105,46 @@ pub struct HostInfo {
     pub containers_running: u64,
     /// Docker's data directory.
     pub docker_root: String,
+    /// Free bytes there, as measured on the node itself (none: measure it where the daemon
+    /// runs, which is that host).
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
+    /// Size of that file system, the same way.
+    #[serde(default)]
+    pub disk_total_bytes: Option<u64>,
+    /// What the node's agent last said of it, for a cluster node (none for a lone engine).
+    #[serde(default)]
+    pub agent: Option<AgentPresence>,
+}
+
+/// A node agent as the daemon last heard it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPresence {
+    /// Seconds since its last report.
+    pub seen_secs_ago: u64,
+    /// Whether its Docker engine answered it then.
+    pub engine_ok: bool,
+    /// What the engine said when it did not.
+    pub engine_error: Option<String>,
 }
 
 impl From<SystemInfo> for HostInfo {
     fn from(i: SystemInfo) -> Self {
         HostInfo {
+            id: i
+                .swarm
+                .as_ref()
+                .and_then(|s| s.node_id.clone())
+                .unwrap_or_default(),
             name: i.name.unwrap_or_default(),
             cpus: i.ncpu.unwrap_or(0).max(0) as u64,
             memory_bytes: i.mem_total.unwrap_or(0).max(0) as u64,
             containers_running: i.containers_running.unwrap_or(0).max(0) as u64,
             docker_root: i.docker_root_dir.unwrap_or_default(),
+            disk_free_bytes: None,
+            disk_total_bytes: None,
+            agent: None,
         }
     }
 }

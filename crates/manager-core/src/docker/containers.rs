@@ -373,6 +373,63 @@ impl DockerClient {
         }
     }
 
+    /// The running container of Swarm service `service` on this engine (its task), if any.
+    pub async fn running_task_of(&self, service: &str) -> Result<Option<String>> {
+        names::check("service", service)?;
+        let opts = ListContainersOptions {
+            all: false,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("com.docker.swarm.service.name={service}")],
+            )])),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| Error::docker("list containers", e))?;
+        Ok(list.into_iter().find_map(|c| c.id))
+    }
+
+    /// The containers (name, running) that mount volume `volume`.
+    pub async fn containers_using(&self, volume: &str) -> Result<Vec<(String, bool)>> {
+        names::check("volume", volume)?;
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "volume".to_string(),
+                vec![volume.to_string()],
+            )])),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| Error::docker("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
+                let running = c.state.is_some_and(|s| s.to_string() == "running");
+                (
+                    if name.is_empty() {
+                        c.id.unwrap_or_default()
+                    } else {
+                        name
+                    },
+                    running,
+                )
+            })
+            .collect())
+    }
+
     /// Every container this daemon instance manages, running or not.
     pub async fn list_managed_containers(&self) -> Result<Vec<ContainerState>> {
         let opts = ListContainersOptions {

@@ -1,24 +1,29 @@
 //! The `swarm` runtime: bucket servers are Docker Swarm services, driven through a Swarm
 //! manager's Docker API. A bucket is service `kalpana-bucket-<id>`: one replica when it runs,
-//! zero when stopped, placed by Swarm's scheduler on a node labelled `kalpana.buckets=true`
-//! (its memory limit reserved) and pinned, once it first ran, to the node its volume was made
-//! on (volumes are node-local). Its S3 port is published in host mode on that node; the daemon
+//! zero when stopped, pinned at creation to the node labelled `kalpana.buckets=true` with the
+//! fewest buckets among those whose agent reports (Swarm's scheduler places it when none does,
+//! and pins it where it first ran); Swarm enforces the labels and its memory reservation.
+//! Volumes are node-local, so the pin never changes. Its S3 port is published in host mode on that node; the daemon
 //! reaches it at the node's `kalpana.public-host` label (or its Swarm address) and that port.
 //!
-//! What it does not do yet, and says so ([`Error::Unsupported`]): everything that must happen
-//! on the bucket's node itself — list or remove volumes, exec, container samples, archive and
-//! fill jobs, attachments. Those are the node agent's (`kalpana-buckets node`), not built yet.
+//! What must happen on the bucket's node itself (volumes listed, filled, archived or removed,
+//! container samples) is asked of that node's agent (`kalpana-buckets node`) through the
+//! [`NodeHub`], and so is running the engine's admin tool in a server. What it does not do,
+//! and says so ([`Error::Unsupported`]): volumes made ahead (the warm pool), freezing,
+//! attachments.
 //!
 //! Caveats: Swarm never restarts a stopped container: every 0→1 makes a new one (on the same
 //! volume). Its service events are the manager's (create, update, remove): a task dying on a
 //! node is seen by the next reconcile pass, not at once.
 
 mod engine_files;
+mod node_jobs;
 mod ops;
 mod service;
 mod state;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -31,6 +36,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::node_hub::NodeHub;
 use crate::reports::{ContainerEvent, ContainerState, ExecOutput, ManagedVolume, PullProgress};
 use crate::runtime::{
     ArchiveJob, Capabilities, FillJob, JobOutcome, Runtime, VolumeRole, Workload,
@@ -43,22 +49,25 @@ pub use service::{NODE_LABEL_BUCKETS, NODE_LABEL_PUBLIC_HOST};
 /// How long a start waits for the service's task to run.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Why node-local operations are refused, in words.
+/// Why the operations a cluster does not offer are refused, in words.
 pub(super) const NEEDS_AGENT: &str =
-    "it runs on the bucket's node, which needs the node agent (kalpana-buckets node), not built yet";
+    "the swarm runtime offers no volumes made ahead, freezing or attachments";
 
-/// A Swarm, through one manager's Docker API.
+/// A Swarm, through one manager's Docker API, and its nodes' agents.
 #[derive(Debug, Clone)]
 pub struct SwarmRuntime {
     docker: Docker,
     instance: String,
+    hub: Arc<NodeHub>,
+    /// Nodes chosen for volumes filled before their bucket's service existed.
+    planned: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl SwarmRuntime {
     /// A runtime on the Swarm manager at `manager` (`tcp://host:port`, `unix:///path`, or empty
-    /// for `DOCKER_HOST` or the local socket), for daemon instance `instance`. Nothing is sent
-    /// yet.
-    pub fn connect(manager: &str, instance: &str) -> Result<Self> {
+    /// for `DOCKER_HOST` or the local socket), for daemon instance `instance`, with the node
+    /// agents of `hub`. Nothing is sent yet.
+    pub fn connect(manager: &str, instance: &str, hub: Arc<NodeHub>) -> Result<Self> {
         let docker = if manager.is_empty() {
             Docker::connect_with_defaults()
         } else if let Some(path) = manager.strip_prefix("unix://") {
@@ -70,6 +79,8 @@ impl SwarmRuntime {
         Ok(SwarmRuntime {
             docker,
             instance: instance.to_string(),
+            hub,
+            planned: Arc::default(),
         })
     }
 }
@@ -82,7 +93,10 @@ impl Runtime for SwarmRuntime {
 
     fn capabilities(&self) -> Capabilities {
         // A task cannot be paused in place through the manager.
-        Capabilities { freeze: false }
+        Capabilities {
+            freeze: false,
+            host_ports: true,
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -149,8 +163,8 @@ impl Runtime for SwarmRuntime {
         Err(Self::unsupported("making a volume ahead"))
     }
 
-    async fn remove_volume(&self, _id: &str) -> Result<()> {
-        Err(Self::unsupported("removing a volume"))
+    async fn remove_volume(&self, id: &str) -> Result<()> {
+        self.remove_volume_everywhere(id).await
     }
 
     async fn create_server(&self, spec: &BucketSpec, _tls_written: bool) -> Result<String> {
@@ -160,7 +174,14 @@ impl Runtime for SwarmRuntime {
         let keep: Vec<String> = secrets.iter().map(|(f, _)| f.name.clone()).collect();
         let id = match self.service(&spec.id).await? {
             None => {
-                let s = service::service_spec(spec, false, None, &network, env, &secrets);
+                // Placed on the labelled node with the fewest buckets whose agent reports
+                // (Swarm's own spread counts running tasks only, and stacked new buckets on one
+                // node while others were starting); with no agent reporting, Swarm places it.
+                let pin = match self.planned(&spec.id) {
+                    Some(n) => Some(n),
+                    None => self.choose_node().await.ok(),
+                };
+                let s = service::service_spec(spec, false, pin.as_deref(), &network, env, &secrets);
                 match self.docker.create_service(s, None).await {
                     Ok(r) => r.id.unwrap_or_default(),
                     Err(e) => return Err(Error::docker("create service", e)),
@@ -298,7 +319,7 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn list_volumes(&self) -> Result<Vec<ManagedVolume>> {
-        Err(Self::unsupported("listing volumes"))
+        self.volumes_everywhere().await
     }
 
     async fn remove_server_named(&self, name: &str) -> Result<()> {
@@ -312,8 +333,8 @@ impl Runtime for SwarmRuntime {
         }
     }
 
-    async fn remove_volume_named(&self, _name: &str) -> Result<()> {
-        Err(Self::unsupported("removing a volume"))
+    async fn remove_volume_named(&self, name: &str) -> Result<()> {
+        self.remove_volume_named_everywhere(name).await
     }
 
     fn events(&self) -> BoxStream<'static, Result<ContainerEvent>> {
@@ -370,16 +391,17 @@ impl Runtime for SwarmRuntime {
 
     async fn exec(
         &self,
-        _id: &str,
-        _cmd: &[&str],
-        _stdin: &[u8],
-        _timeout: Duration,
+        id: &str,
+        cmd: &[&str],
+        stdin: &[u8],
+        timeout: Duration,
     ) -> Result<ExecOutput> {
-        Err(Self::unsupported("running a command in a server"))
+        self.exec_on_node(id, cmd, stdin, timeout).await
     }
 
-    async fn stats(&self, _id: &str) -> Result<Option<ContainerStats>> {
-        Err(Self::unsupported("sampling a server"))
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>> {
+        // The node's agent samples its containers and reports them.
+        Ok(self.hub.sample(id))
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>> {
@@ -400,12 +422,23 @@ impl Runtime for SwarmRuntime {
             .nodes()
             .await?
             .into_iter()
-            .map(|(id, n)| HostInfo {
-                name: n.hostname,
-                cpus: n.cpus,
-                memory_bytes: n.memory_bytes,
-                containers_running: running.get(&id).copied().unwrap_or(0),
-                docker_root: String::new(),
+            .map(|(id, n)| {
+                let (reported, agent) = match self.hub.presence(&id) {
+                    Some((h, a)) => (h, Some(a)),
+                    None => (None, None),
+                };
+                let reported = reported.unwrap_or_default();
+                HostInfo {
+                    name: n.hostname,
+                    cpus: n.cpus,
+                    memory_bytes: n.memory_bytes,
+                    containers_running: running.get(&id).copied().unwrap_or(0),
+                    docker_root: reported.docker_root,
+                    disk_free_bytes: reported.disk_free_bytes,
+                    disk_total_bytes: reported.disk_total_bytes,
+                    agent,
+                    id,
+                }
             })
             .collect())
     }
@@ -444,29 +477,24 @@ impl Runtime for SwarmRuntime {
         Err(Self::unsupported("dropping attachments"))
     }
 
-    async fn archive(&self, _spec: &BucketSpec, _job: ArchiveJob) -> Result<JobOutcome> {
-        Err(Self::unsupported("archiving a volume"))
+    async fn archive(&self, spec: &BucketSpec, job: ArchiveJob) -> Result<JobOutcome> {
+        self.archive_on_node(spec, job).await
     }
 
-    async fn fill(
-        &self,
-        _spec: &BucketSpec,
-        _role: VolumeRole,
-        _job: FillJob,
-    ) -> Result<JobOutcome> {
-        Err(Self::unsupported("filling a volume"))
+    async fn fill(&self, spec: &BucketSpec, role: VolumeRole, job: FillJob) -> Result<JobOutcome> {
+        self.fill_on_node(spec, role, job).await
     }
 
-    async fn staged(&self, _id: &str) -> Result<bool> {
-        Err(Self::unsupported("looking for a staging volume"))
+    async fn staged(&self, id: &str) -> Result<bool> {
+        self.staged_on_node(id).await
     }
 
-    async fn promote_staging(&self, _spec: &BucketSpec) -> Result<()> {
-        Err(Self::unsupported("promoting a staging volume"))
+    async fn promote_staging(&self, spec: &BucketSpec) -> Result<()> {
+        self.promote_on_node(spec).await
     }
 
-    async fn drop_staging(&self, _id: &str) -> Result<()> {
-        Err(Self::unsupported("dropping a staging volume"))
+    async fn drop_staging(&self, id: &str) -> Result<()> {
+        self.drop_staging_on_node(id).await
     }
 }
 
