@@ -33,6 +33,18 @@ pub fn presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
     }
 }
 
+/// A presigner for the origin the daemon itself uses (for jobs run on the cluster's nodes,
+/// which reach the bucket where the daemon does).
+pub fn internal_presigner(state: &Core, b: &BucketRecord) -> Result<Presigner> {
+    match b.kind() {
+        BucketKind::Managed => Ok(Presigner::new(
+            &lifecycle::endpoint_at(state, b, lifecycle::internal_origin(state, b)?)?,
+            &b.name,
+        )),
+        BucketKind::External => external::presigner(state, b),
+    }
+}
+
 /// The S3 origin clients use for the bucket, if it has one.
 pub fn public_endpoint(state: &Core, b: &BucketRecord) -> Option<String> {
     match b.kind() {

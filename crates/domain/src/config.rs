@@ -136,6 +136,13 @@ pub struct Config {
     /// default false: it refuses to start): it answers the API 503 and takes over when the
     /// lease runs out. Daemons on one store must share `KALPANA_MASTER_KEY`.
     pub standby: bool,
+    /// Where bucket servers run (`KALPANA_RUNTIME`): `docker` (the default: the one engine at
+    /// `DOCKER_HOST`) or `swarm` (a Docker Swarm, through the manager at
+    /// `KALPANA_SWARM_MANAGER`, default `DOCKER_HOST`, with a node agent on every bucket node).
+    pub runtime: RuntimeKind,
+    /// The Swarm manager's Docker API (`KALPANA_SWARM_MANAGER`, `tcp://host:port` or
+    /// `unix:///path`; empty: `DOCKER_HOST` or the local socket).
+    pub swarm_manager: String,
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
@@ -293,10 +300,33 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PROVIDER_URL_LINODE",
     "KALPANA_LEASE_SECS",
     "KALPANA_STANDBY",
+    "KALPANA_RUNTIME",
+    "KALPANA_SWARM_MANAGER",
     "KALPANA_SLEEP_AFTER_SECS",
     "KALPANA_TRAEFIK_UPSTREAM_HOST",
     "KALPANA_WAKE_QUEUE",
 ];
+
+/// Where bucket servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// One Docker engine.
+    Docker,
+    /// A Docker Swarm.
+    Swarm,
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "docker" => Ok(RuntimeKind::Docker),
+            "swarm" => Ok(RuntimeKind::Swarm),
+            other => Err(format!("{other:?} is not a runtime (docker, swarm)")),
+        }
+    }
+}
 
 /// Keys whose values are secrets: a config file holding one should be readable by its owner only.
 const SECRET_KEYS: &[&str] = &["KALPANA_ADMIN_TOKEN", "KALPANA_MASTER_KEY", "KALPANA_STORE"];
@@ -479,6 +509,7 @@ impl Config {
                 .map_err(|e| Error::Invalid(format!("KALPANA_EXTERNAL_ALLOW: {e}")))?,
             None => Vec::new(),
         };
+        let runtime = vars.parse("KALPANA_RUNTIME", RuntimeKind::Docker)?;
         Ok(Config {
             external_allow,
             listen: var("KALPANA_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -525,7 +556,11 @@ impl Config {
             },
             max_buckets_per_owner: vars.parse("KALPANA_MAX_BUCKETS_PER_OWNER", 50)?,
             firewall: vars.parse("KALPANA_FIREWALL", true)?,
-            volume_pool: vars.parse("KALPANA_VOLUME_POOL", 2)?,
+            // Volumes made ahead sit on one engine; a cluster places each bucket when made.
+            volume_pool: match runtime {
+                RuntimeKind::Docker => vars.parse("KALPANA_VOLUME_POOL", 2)?,
+                RuntimeKind::Swarm => 0,
+            },
             reserve_ports: vars.parse("KALPANA_RESERVE_PORTS", true)?,
             caps: Caps {
                 workspaces: vars.parse("KALPANA_MAX_WORKSPACES_PER_USER", 20)?,
@@ -541,6 +576,8 @@ impl Config {
             },
             lease_ttl: Duration::from_secs(vars.parse::<u64>("KALPANA_LEASE_SECS", 15)?.max(1)),
             standby: vars.parse("KALPANA_STANDBY", false)?,
+            runtime,
+            swarm_manager: var("KALPANA_SWARM_MANAGER").unwrap_or_default(),
             team_presign_max: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),

@@ -49,12 +49,14 @@ pub struct Point {
     pub block_write_bytes: u64,
 }
 
-/// One sample of the Docker host.
+/// One sample of a Docker host (the one engine, or each node of a cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostSample {
     /// When (RFC 3339).
     pub at: String,
+    /// The node's id in its cluster (empty for the one engine).
+    pub id: String,
     /// Host name.
     pub name: String,
     /// CPUs.
@@ -69,6 +71,12 @@ pub struct HostSample {
     pub disk_free_bytes: Option<u64>,
     /// Size of that file system.
     pub disk_total_bytes: Option<u64>,
+    /// Seconds since the node's agent last reported (cluster nodes only; none: never).
+    pub agent_seen_secs_ago: Option<u64>,
+    /// Whether the node's Docker engine answered its agent then.
+    pub engine_ok: Option<bool>,
+    /// What the engine said when it did not.
+    pub engine_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -76,7 +84,7 @@ struct Inner {
     series: HashMap<String, VecDeque<Point>>,
     last: HashMap<String, (Instant, ContainerStats)>,
     in_flight: HashSet<String>,
-    host: Option<HostSample>,
+    hosts: Vec<HostSample>,
 }
 
 /// Most container samples asked of Docker at once: enough that a slow container holds up no
@@ -189,13 +197,13 @@ impl Fleet {
         out
     }
 
-    /// The latest host sample.
-    pub fn host(&self) -> Option<HostSample> {
-        self.inner().host.clone()
+    /// The latest sample of every host.
+    pub fn hosts(&self) -> Vec<HostSample> {
+        self.inner().hosts.clone()
     }
 
-    fn set_host(&self, h: HostSample) {
-        self.inner().host = Some(h);
+    fn set_hosts(&self, h: Vec<HostSample>) {
+        self.inner().hosts = h;
     }
 }
 
@@ -211,31 +219,36 @@ fn disk_space(path: &str) -> (Option<u64>, Option<u64>) {
 }
 
 async fn sample_host(state: &Core, fleet: &Fleet) {
-    match crate::lifecycle::hosts(state).await.and_then(|h| {
-        h.into_iter()
-            .next()
-            .ok_or_else(|| crate::error::Error::Unavailable("the runtime names no host".into()))
-    }) {
-        Ok(HostInfo {
-            name,
-            cpus,
-            memory_bytes,
-            containers_running,
-            docker_root,
-        }) => {
-            let (disk_free_bytes, disk_total_bytes) = disk_space(&docker_root);
-            fleet.set_host(HostSample {
-                at: crate::model::now(),
-                name,
-                cpus,
-                memory_bytes,
-                containers_running,
-                docker_root,
-                disk_free_bytes,
-                disk_total_bytes,
-            });
+    match crate::lifecycle::hosts(state).await {
+        Ok(hosts) => {
+            let at = crate::model::now();
+            fleet.set_hosts(hosts.into_iter().map(|h| host_sample(&at, h)).collect());
         }
-        Err(e) => tracing::warn!(error = %e, "sampling the host failed"),
+        Err(e) => tracing::warn!(error = %e, "sampling the hosts failed"),
+    }
+}
+
+/// A host as the fleet shows it; the disk measured here unless its node's agent measured it.
+fn host_sample(at: &str, h: HostInfo) -> HostSample {
+    let (disk_free_bytes, disk_total_bytes) = match (h.disk_free_bytes, &h.agent) {
+        (Some(free), _) => (Some(free), h.disk_total_bytes),
+        // A cluster node's disk is not this host's to measure.
+        (None, Some(_)) => (None, None),
+        (None, None) => disk_space(&h.docker_root),
+    };
+    HostSample {
+        at: at.to_string(),
+        id: h.id,
+        name: h.name,
+        cpus: h.cpus,
+        memory_bytes: h.memory_bytes,
+        containers_running: h.containers_running,
+        docker_root: h.docker_root,
+        disk_free_bytes,
+        disk_total_bytes,
+        agent_seen_secs_ago: h.agent.as_ref().map(|a| a.seen_secs_ago),
+        engine_ok: h.agent.as_ref().map(|a| a.engine_ok),
+        engine_error: h.agent.and_then(|a| a.engine_error),
     }
 }
 

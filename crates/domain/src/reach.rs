@@ -8,12 +8,34 @@ use kalpana_s3_ops::BucketClient;
 /// The origin by which the daemon reaches each running bucket server, learnt when the daemon
 /// starts it and whenever reconcile looks at it, forgotten when it goes down.
 #[derive(Default)]
-pub struct Addresses(std::sync::Mutex<HashMap<String, String>>);
+pub struct Addresses {
+    origins: std::sync::Mutex<HashMap<String, String>>,
+    nodes: std::sync::Mutex<HashMap<String, String>>,
+}
 
 impl Addresses {
+    /// The cluster node bucket `id`'s server runs on or is pinned to, if known (none on one
+    /// engine).
+    pub fn node(&self, id: &str) -> Option<String> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Records (or forgets) the node of bucket `id`'s server.
+    pub fn set_node(&self, id: &str, node: Option<String>) {
+        let mut map = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        match node {
+            Some(n) => map.insert(id.to_string(), n),
+            None => map.remove(id),
+        };
+    }
+
     /// The origin of bucket `id`'s server, if known.
     pub fn get(&self, id: &str) -> Option<String> {
-        self.0
+        self.origins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
@@ -22,7 +44,7 @@ impl Addresses {
 
     /// Records (or, with `None`, forgets) the origin of bucket `id`'s server.
     pub fn set(&self, id: &str, origin: Option<String>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         match origin {
             Some(origin) => map.insert(id.to_string(), origin),
             None => map.remove(id),

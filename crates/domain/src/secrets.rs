@@ -67,6 +67,48 @@ impl MasterKey {
         hex::encode(&h.finalize()[..8])
     }
 
+    /// The enrolment token of cluster node `node_id` (`kbn_<node id>_<MAC>`): an HMAC of the
+    /// node's id under a key derived from the master key, so each node has its own, a token
+    /// speaks for its node only, and every daemon sharing the master key accepts it.
+    pub fn node_token(&self, node_id: &str) -> String {
+        format!(
+            "{NODE_TOKEN_PREFIX}{node_id}_{}",
+            hex::encode(self.node_mac(node_id))
+        )
+    }
+
+    /// The node a token is the enrolment token of, if it is one.
+    pub fn node_of_token(&self, token: &str) -> Option<String> {
+        use hmac::Mac;
+        let rest = token.strip_prefix(NODE_TOKEN_PREFIX)?;
+        let (node, mac) = rest.rsplit_once('_')?;
+        if !valid_node_id(node) {
+            return None;
+        }
+        let mac = hex::decode(mac).ok()?;
+        let mut m = self.node_hmac();
+        m.update(node.as_bytes());
+        m.verify_slice(&mac).ok()?;
+        Some(node.to_string())
+    }
+
+    fn node_hmac(&self) -> hmac::Hmac<Sha256> {
+        use hmac::Mac;
+        let mut h = Sha256::new();
+        h.update(b"kalpana-node-token-key:");
+        h.update(self.0.as_slice());
+        let key = h.finalize();
+        // An HMAC takes a key of any length.
+        <hmac::Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn node_mac(&self, node_id: &str) -> Vec<u8> {
+        use hmac::Mac;
+        let mut m = self.node_hmac();
+        m.update(node_id.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+
     /// Encrypts `plain` to base64 of nonce ‖ ciphertext.
     pub fn encrypt(&self, plain: &str) -> Result<String> {
         let mut nonce = [0u8; 12];
@@ -108,6 +150,17 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     f.write_all(contents)
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))
+}
+
+/// What every node enrolment token starts with.
+pub const NODE_TOKEN_PREFIX: &str = "kbn_";
+
+/// Whether `id` can be a Swarm node id (lower-case letters and digits, 1–64).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// A new API token (shown once).
@@ -159,6 +212,29 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_node_token_speaks_for_its_node_only_and_under_its_master_key_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::load(Some(&"11".repeat(32)), dir.path()).expect("key");
+        let other = MasterKey::load(Some(&"22".repeat(32)), dir.path()).expect("key");
+        let t = key.node_token("abc123");
+        assert_eq!(key.node_of_token(&t).as_deref(), Some("abc123"));
+        assert_eq!(other.node_of_token(&t), None);
+        let forged = t.replacen("abc123", "abc124", 1);
+        assert_eq!(key.node_of_token(&forged), None);
+        for bad in [
+            "",
+            "kbn_",
+            "kbn_abc123",
+            "kbn_ABC_00",
+            "kb_abc123_00",
+            "kbn_a b_00",
+        ] {
+            assert_eq!(key.node_of_token(bad), None, "{bad}");
+        }
+        assert_ne!(key.node_token("abc123"), key.node_token("abc124"));
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub fn observed(state: &Core, b: &BucketRecord, c: Option<&kalpana_manager_core:
     let s3_port = state.config.profile(b.engine).s3_port;
     let origin = c.and_then(|c| state.runtime.origin(c, s3_port));
     state.addresses.set(&b.id, origin);
+    state
+        .addresses
+        .set_node(&b.id, c.and_then(|c| c.node.clone()));
 }
 
 /// The origin the daemon itself uses to reach the bucket's S3 server: the one the runtime gave
@@ -97,6 +100,13 @@ pub fn internal_origin(state: &Core, b: &BucketRecord) -> Result<String> {
 /// The origin clients use for the bucket's S3 API: its routed host when Traefik routes it,
 /// otherwise the public host and the bucket's port.
 pub fn public_origin(state: &Core, b: &BucketRecord) -> Option<String> {
+    // On a cluster, the daemon reaches a running server where clients do: its node's public
+    // address and its published port.
+    if state.runtime.name() == "swarm" && routed_host(state, b).is_none() {
+        if let Some(origin) = state.addresses.get(&b.id) {
+            return Some(origin);
+        }
+    }
     match (routed_host(state, b), b.port) {
         (Some(host), _) => Some(state.config.routing.origin(&host)),
         (None, Some(port)) => Some(format!("http://{}:{port}", b.host)),

@@ -72,9 +72,12 @@ pub fn open(core: &Core, b: &BucketRecord, wait: bool) -> Result<(), u16> {
         }
     }
     let gate = core.sleep.of(b);
+    // On a cluster the server is reached at its node's published port, the same number.
+    let published = core.runtime.capabilities().host_ports;
     let tasks = bound
         .into_iter()
         .map(|(listener, host_port, engine_port)| {
+            let engine_port = if published { host_port } else { engine_port };
             tokio::spawn(listen(
                 core.clone(),
                 b.id.clone(),

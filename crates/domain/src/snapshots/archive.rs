@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kalpana_manager_core::runtime::{ArchiveTarget, FillJob};
+use kalpana_manager_core::runtime::{ArchiveTarget, FillJob, JobOutcome};
 
 use crate::context::Core;
 use crate::error::{Error, Result};
@@ -63,8 +63,8 @@ pub(super) async fn archive_present(state: &Core, s: &Snapshot) -> Result<()> {
     }
 }
 
-/// A job that reads the snapshot's archive from its bucket, every stored byte shown to `meter`
-/// (counted and hashed): its key unsealed from the archive's header by the master key, so the
+/// A job that reads the snapshot's archive from its bucket, every stored byte counted by
+/// `meter`: its key unsealed from the archive's header by the master key, so the
 /// job is handed that archive's key only.
 pub(super) async fn fill_job(state: &Core, s: &Snapshot, meter: &Meter) -> Result<FillJob> {
     let t = state
@@ -90,21 +90,33 @@ pub(super) async fn fill_job(state: &Core, s: &Snapshot, meter: &Meter) -> Resul
     Ok(FillJob {
         source: ArchiveTarget {
             client,
+            presigner: crate::clients::internal_presigner(state, &t)?,
             key: s.target.key.clone(),
         },
         open,
-        progress: Arc::new(move |chunk| {
+        progress: Arc::new(move |n| {
             if let Some(a) = &awake {
                 a.touch();
             }
-            m.observe(chunk)
+            m.observe(n)
         }),
     })
 }
 
-/// Whether what `meter` saw is the archive the snapshot recorded.
-pub(super) fn matches_record(s: &Snapshot, meter: &Meter) -> bool {
-    Some(meter.bytes()) == s.size_bytes && s.sha256.as_deref() == Some(meter.sha256().as_str())
+/// What a data job read, whether it went through or failed part-way (a damaged archive).
+pub(super) fn outcome_of(r: &Result<JobOutcome>) -> Option<&JobOutcome> {
+    match r {
+        Ok(o) => Some(o),
+        Err(Error::Runtime(kalpana_manager_core::Error::Job { outcome, .. })) => outcome.as_ref(),
+        Err(_) => None,
+    }
+}
+
+/// Whether what a fill read is the archive the snapshot recorded.
+pub(super) fn matches_record(s: &Snapshot, read: Option<&JobOutcome>) -> bool {
+    read.is_some_and(|o| {
+        Some(o.bytes) == s.size_bytes && s.sha256.as_deref() == Some(o.sha256.as_str())
+    })
 }
 
 /// The message for an archive that is not the one recorded (changed, cut or damaged).

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, volume_data};
 use crate::model::{BucketRecord, BucketStatus};
 
-use super::archive::{archive_present, event, fill_job, matches_record, recount_later, tampered};
+use super::archive::{
+    archive_present, event, fill_job, matches_record, outcome_of, recount_later, tampered,
+};
 use super::progress::Meter;
 use crate::requests::FromSnapshotRequest;
 
@@ -64,7 +66,7 @@ pub async fn import_for_new(state: &Core, b: &mut Locked) -> Result<()> {
     let meter = Meter::new(state, b, format!("filling from snapshot {}", s.id));
     let job = fill_job(state, &s, &meter).await?;
     let imported = volume_data::import(state, b, job).await;
-    if !matches_record(&s, &meter) {
+    if !matches_record(&s, outcome_of(&imported)) {
         return Err(Error::Unprocessable(tampered(&s)));
     }
     imported?;

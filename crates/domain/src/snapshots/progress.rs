@@ -3,11 +3,8 @@
 //! while the operation runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::context::Core;
 use crate::events::{BucketEvent, EventKind};
@@ -22,7 +19,6 @@ const RECORD_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Meter {
     bytes: Arc<AtomicU64>,
-    hasher: Arc<Mutex<Sha256>>,
     state: Core,
     bucket: BucketRecord,
     what: String,
@@ -33,21 +29,16 @@ impl Meter {
     pub fn new(state: &Core, bucket: &BucketRecord, what: String) -> Self {
         Meter {
             bytes: Arc::default(),
-            hasher: Arc::new(Mutex::new(Sha256::new())),
             state: state.clone(),
             bucket: bucket.clone(),
             what,
         }
     }
 
-    /// Takes one chunk of the archive into the count and the hash.
-    pub fn observe(&self, chunk: &Bytes) {
-        self.hasher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .update(chunk);
-        let before = self.bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        let after = before + chunk.len() as u64;
+    /// Counts `n` more bytes of the archive.
+    pub fn observe(&self, n: u64) {
+        let before = self.bytes.fetch_add(n, Ordering::SeqCst);
+        let after = before + n;
         if before / EVENT_EVERY != after / EVENT_EVERY {
             self.state.events.publish(BucketEvent::of(
                 EventKind::Snapshot,
@@ -61,13 +52,6 @@ impl Meter {
     /// Bytes so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::SeqCst)
-    }
-
-    /// The SHA-256 (hex) of every byte observed.
-    pub fn sha256(&self) -> String {
-        hex::encode(
-            std::mem::take(&mut *self.hasher.lock().unwrap_or_else(|p| p.into_inner())).finalize(),
-        )
     }
 
     /// Writes the byte count into the snapshot record `snapshot_id` every second (with

@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, volume_data};
 use crate::model::{now, BucketRecord, BucketStatus};
 
-use super::archive::{archive_present, event, fill_job, matches_record, recount_later, tampered};
+use super::archive::{
+    archive_present, event, fill_job, matches_record, outcome_of, recount_later, tampered,
+};
 use super::model::{Restore, RestoreStatus, Snapshot};
 use super::progress::Meter;
 
@@ -186,7 +188,7 @@ async fn stage(state: &Core, b: &BucketRecord, s: &Snapshot) -> std::result::Res
             .await
             .map_err(|e| format!("reading the archive failed: {e}"))?;
         let staged = volume_data::stage(state, b, job).await;
-        if !matches_record(s, &meter) {
+        if !matches_record(s, outcome_of(&staged)) {
             // A cut or altered archive usually fails to decompress or extract, too: either way
             // it is the archive's fault, and the engine's words about it are of no use.
             if let Err(e) = &staged {

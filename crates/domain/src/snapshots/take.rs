@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use kalpana_manager_core::runtime::{ArchiveJob, ArchiveTarget};
+use kalpana_manager_core::runtime::{ArchiveJob, ArchiveTarget, JobOutcome};
 
 use crate::context::Core;
 use crate::error::Result;
@@ -59,13 +59,13 @@ pub(super) async fn run(state: &Core, mut s: Snapshot) -> Result<()> {
     s.paused_millis = Some(started.elapsed().as_millis() as u64);
     recorder.stop().await;
     match outcome {
-        Ok(()) => {
-            let size = meter.bytes();
+        Ok(written) => {
+            let size = written.bytes;
             crate::usage::adjust(state, &t, 1, size as i64).await?;
             s.status = SnapshotStatus::Done;
             s.bytes_done = size;
             s.size_bytes = Some(size);
-            s.sha256 = Some(meter.sha256());
+            s.sha256 = Some(written.sha256);
             s.finished_at = Some(now());
             state.store.put_snapshot(&s).await?;
             event(
@@ -103,7 +103,7 @@ async fn archive(
     t: &BucketRecord,
     s: &Snapshot,
     meter: &Meter,
-) -> Result<()> {
+) -> Result<JobOutcome> {
     // The target takes the archive awake (a sleeping one wakes), and stays so while it streams.
     let awake = crate::sleep::awake_for_operation(state, t).await?;
     let target = crate::clients::s3(state, t)?;
@@ -115,17 +115,17 @@ async fn archive(
     let job = ArchiveJob {
         target: ArchiveTarget {
             client: target,
+            presigner: crate::clients::internal_presigner(state, t)?,
             key: s.target.key.clone(),
         },
         seal,
-        progress: Arc::new(move |chunk| {
+        progress: Arc::new(move |n| {
             if let Some(a) = &awake {
                 a.touch();
             }
-            m.observe(chunk)
+            m.observe(n)
         }),
     };
     let spec = lifecycle::spec_for(state, b)?;
-    state.runtime.archive(&spec, job).await?;
-    Ok(())
+    Ok(state.runtime.archive(&spec, job).await?)
 }
