@@ -28,6 +28,8 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The store as the core sees it, closed for writes before the lease is released.
     pub store_fence: Arc<kalpana_domain::store::fenced::FencedStore>,
+    /// The cluster's node agents (none report on the `docker` runtime).
+    pub nodes: Arc<kalpana_manager_core::node_hub::NodeHub>,
 }
 
 /// Handlers reach the domain's parts (`state.store`, `state.config`, …) and hand `&state` to

@@ -130,6 +130,8 @@ impl Error {
                 }
                 M::Storage(s) => s3_status(s),
                 M::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+                M::NodeUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "node_unavailable"),
+                M::UnknownJob(_) => (StatusCode::NOT_FOUND, "not_found"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "docker_error"),
             },
             Error::Domain(D::S3(s)) => s3_status(s),

@@ -24,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod mcp;
 pub mod metrics;
+pub mod node_agent;
 pub mod openapi;
 pub mod router;
 pub mod routes;

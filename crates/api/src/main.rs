@@ -29,6 +29,27 @@ enum Command {
         #[arg(long, env = "KALPANA_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// The node agent of a Docker Swarm bucket node (run by Swarm as a global service, with the
+    /// node's Docker socket): reports the node and runs its volume jobs, dialling out to the
+    /// daemon only.
+    Node {
+        /// The daemon's API, e.g. https://kalpana.example.com.
+        #[arg(long, env = "KALPANA_NODE_DAEMON")]
+        daemon: String,
+        /// The file holding this node's token (POST /api/nodes/<node id>/token).
+        #[arg(
+            long,
+            env = "KALPANA_NODE_TOKEN_FILE",
+            default_value = "/etc/kalpana/node-token"
+        )]
+        token_file: std::path::PathBuf,
+        /// The daemon instance whose buckets it serves.
+        #[arg(long, env = "KALPANA_INSTANCE", default_value = "default")]
+        instance: String,
+        /// A PEM file of the CA of the daemon's TLS certificate, when not a public one.
+        #[arg(long, env = "KALPANA_NODE_CA_FILE")]
+        ca_file: Option<std::path::PathBuf>,
+    },
     /// Copy every record (users, teams, buckets with their port reservations) from one store
     /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
     MigrateStore {
@@ -68,6 +89,20 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Mcp { url, token } => kalpana_api::mcp::run(url, token).await?,
+        Command::Node {
+            daemon,
+            token_file,
+            instance,
+            ca_file,
+        } => {
+            kalpana_api::node_agent::run(kalpana_api::node_agent::AgentConfig {
+                daemon,
+                token_file,
+                instance,
+                ca_file,
+            })
+            .await?
+        }
         Command::Serve { config } => {
             use kalpana_domain::config::{Config, Vars};
             let config = Config::from_vars(&Vars::load(config.as_deref())?)?;

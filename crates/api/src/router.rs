@@ -7,7 +7,7 @@ use axum::http::header::{
 };
 use axum::http::{HeaderValue, Method};
 use axum::middleware;
-use axum::routing::any;
+use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -23,8 +23,8 @@ use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
-    fleet, health, identities, inventory, keys, objects, presign, probe, sleep, snapshots, stats,
-    workspaces,
+    fleet, health, identities, inventory, keys, nodes, objects, presign, probe, sleep, snapshots,
+    stats, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -90,6 +90,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(snapshots::restore))
         .routes(routes!(fleet::fleet))
         .routes(routes!(fleet::metrics))
+        .routes(routes!(nodes::token))
         .routes(routes!(events::stream))
         .routes(routes!(admin::orphans))
         .routes(routes!(admin::remove_container))
@@ -112,6 +113,13 @@ pub fn router(state: AppState) -> Router {
         // part of the API (nor of its document).
         .route("/_kalpana/fallback", any(fallback::answer))
         .route("/_kalpana/fallback/{*rest}", any(fallback::answer))
+        // The node agents' protocol (kalpana_manager_core::node_protocol): their own token,
+        // their own body limits; not part of the API's document.
+        .route("/api/fleet/stats", post(nodes::report))
+        .route("/api/node/jobs", get(nodes::next_job))
+        .route("/api/node/jobs/{job}/parts", post(nodes::part))
+        .route("/api/node/jobs/{job}/progress", post(nodes::progress))
+        .route("/api/node/jobs/{job}/done", post(nodes::done))
         .merge(crate::console::routes(&state))
         .fallback(|| async { Error::NotFound("route") })
         .layer(middleware::from_fn_with_state(

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use kalpana_domain::context::CoreParts;
 use kalpana_domain::store::fenced::FencedStore;
 use kalpana_domain::Core;
-use kalpana_manager_core::{DockerClient, DockerRuntime, PortAllocator, Runtime};
+use kalpana_manager_core::{DockerClient, DockerRuntime, PortAllocator, Runtime, SwarmRuntime};
 
 use crate::app::{App, AppState};
 use crate::error::{Error, Result};
 use crate::{auth, router};
-use kalpana_domain::config::Config;
+use kalpana_domain::config::{Config, RuntimeKind};
 use kalpana_domain::events::EventBus;
 use kalpana_domain::secrets::MasterKey;
 use kalpana_domain::{reconcile, store, usage};
@@ -37,7 +37,15 @@ pub async fn build_state(config: Config) -> Result<AppState> {
                 .collect(),
         )
     });
-    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(docker, &config.network, firewall));
+    let nodes = Arc::new(kalpana_manager_core::node_hub::NodeHub::default());
+    let runtime: Arc<dyn Runtime> = match config.runtime {
+        RuntimeKind::Docker => Arc::new(DockerRuntime::new(docker, &config.network, firewall)),
+        RuntimeKind::Swarm => Arc::new(SwarmRuntime::connect(
+            &config.swarm_manager,
+            &config.instance,
+            nodes.clone(),
+        )?),
+    };
     let pool = kalpana_domain::lifecycle::pool::VolumePool::open(&config.data_dir);
     let core = Core(Arc::new(CoreParts {
         config,
@@ -65,6 +73,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         callers: Default::default(),
         shutdown: tokio::sync::watch::Sender::new(false),
         store_fence,
+        nodes,
     })))
 }
 

@@ -77,6 +77,8 @@ pub struct BucketView {
     latest_snapshot_at: Option<String>,
     /// How old that snapshot is, in seconds: a restore from it loses what was written since.
     latest_snapshot_age_secs: Option<u64>,
+    /// The cluster node holding its volume (swarm runtime only).
+    node: Option<String>,
     /// Seconds with no request after which it sleeps (0: never); managed buckets only.
     sleep_after_secs: Option<u64>,
     /// Awake, asleep or waking, and its last request and wake; managed buckets only.
@@ -98,6 +100,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
     };
     let kind = b.kind();
     let activity = kalpana_domain::sleep::activity(state, &b);
+    let node = state.addresses.node(&b.id);
     let (container, external) = match b.backend {
         kalpana_domain::model::Backend::Managed(c) => (c, None),
         kalpana_domain::model::Backend::External(t) => (Default::default(), Some(t)),
@@ -150,6 +153,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
             .as_deref()
             .and_then(kalpana_domain::model::seconds_since),
         latest_snapshot_at: b.latest_snapshot_at,
+        node,
         sleep_after_secs: activity.as_ref().map(|a| a.sleep_after_secs),
         activity,
         created_at: b.created_at,

@@ -49,7 +49,7 @@ pub struct FleetTotals {
 pub struct FleetView {
     /// Seconds between samples.
     sample_every_secs: u64,
-    /// The Docker hosts (one: the daemon's).
+    /// The Docker hosts: the one engine, or every node of the cluster.
     nodes: Vec<HostSample>,
     /// Sums.
     totals: FleetTotals,
@@ -96,7 +96,7 @@ pub async fn fleet(State(state): State<AppState>, caller: Caller) -> Result<Json
         .collect();
     Ok(Json(FleetView {
         sample_every_secs: state.config.fleet_sample_interval.as_secs(),
-        nodes: state.fleet.host().into_iter().collect(),
+        nodes: state.fleet.hosts(),
         totals,
         buckets,
     }))

@@ -15,6 +15,7 @@ pub mod health;
 pub mod identities;
 pub mod inventory;
 pub mod keys;
+pub mod nodes;
 pub mod objects;
 pub mod presign;
 pub mod probe;
