@@ -116,6 +116,23 @@ pub async fn get(c: &BucketClient, key: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(out))
 }
 
+/// A presigner for the bucket's S3 at the daemon's address of its server.
+pub async fn presigner(rt: &dyn Runtime, s: &BucketSpec) -> Result<kalpana_s3_ops::Presigner> {
+    let origin = rt
+        .address(&s.id, s.engine.s3_port)
+        .await?
+        .ok_or_else(|| anyhow!("a running server has no address"))?;
+    Ok(kalpana_s3_ops::Presigner::new(
+        &Endpoint {
+            url: origin,
+            region: "us-east-1".into(),
+            access_key: s.access_key.clone(),
+            secret_key: s.secret_key.clone(),
+        },
+        &s.name,
+    ))
+}
+
 /// Makes, starts and serves a bucket's server; returns its S3 client.
 pub async fn up(rt: &dyn Runtime, s: &BucketSpec) -> Result<BucketClient> {
     rt.create_volume(s).await?;
@@ -257,6 +274,7 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
     let job = ArchiveJob {
         target: ArchiveTarget {
             client: cb.clone(),
+            presigner: presigner(rt, &b).await?,
             key: "snap.sealed".into(),
         },
         seal: SealKey {
@@ -267,7 +285,7 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
             snapshot_id: "s1".into(),
         },
         progress: Arc::new(move |c| {
-            s2.fetch_add(c.len() as u64, Ordering::SeqCst);
+            s2.fetch_add(c, Ordering::SeqCst);
         }),
     };
     let archived = rt.archive(&a, job).await.context("archive")?;
@@ -304,6 +322,7 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
     let wrong = FillJob {
         source: ArchiveTarget {
             client: cb.clone(),
+            presigner: presigner(rt, &b).await?,
             key: "snap.sealed".into(),
         },
         open: OpenKey::Sealed(ArchiveKey::generate()),
@@ -326,6 +345,7 @@ pub async fn run(rt: Arc<dyn Runtime>, place: &Place, scope: Scope) -> Result<()
             FillJob {
                 source: ArchiveTarget {
                     client: cb.clone(),
+                    presigner: presigner(rt, &b).await?,
                     key: "snap.sealed".into(),
                 },
                 open: OpenKey::Sealed(key),

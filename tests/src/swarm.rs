@@ -100,3 +100,216 @@ impl Cluster {
         }
     }
 }
+
+/// The node agents of a test daemon on the cluster: one `kalpana-buckets node` process per
+/// node, in that node's network namespace, on that node's Docker socket, each with the token
+/// the daemon issued for its node. Killed when dropped.
+pub struct Agents {
+    children: Vec<(String, std::process::Child)>,
+    dir: std::path::PathBuf,
+}
+
+/// A node of the cluster as the agents see it.
+#[derive(Debug, Clone)]
+pub struct NodeRef {
+    /// Its Swarm node id.
+    pub id: String,
+    /// Its number N (host name kalpana-swarm-N, address 10.203.0.N).
+    pub n: u32,
+}
+
+impl Cluster {
+    /// Every node: id and number.
+    pub fn node_refs(&self) -> Result<Vec<NodeRef>> {
+        let out = self.docker(&["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])?;
+        out.lines()
+            .map(|l| {
+                let (id, host) = l.split_once(' ').context("node ls line")?;
+                let n = host
+                    .trim()
+                    .strip_prefix("kalpana-swarm-")
+                    .context("a kalpana-swarm-N host name")?
+                    .parse()?;
+                Ok(NodeRef {
+                    id: id.to_string(),
+                    n,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Agents {
+    /// Enrols every node with `daemon` (its admin asks for each node's token) and starts its
+    /// agent; the daemon must listen where the nodes reach it (`KALPANA_LISTEN` on the host's
+    /// cluster address, 10.203.0.254).
+    pub async fn start(cluster: &Cluster, daemon: &crate::Daemon) -> Result<Self> {
+        let dir = daemon.data_dir.join("agents");
+        std::fs::create_dir_all(&dir)?;
+        let mut agents = Agents {
+            children: Vec::new(),
+            dir,
+        };
+        for node in cluster.node_refs()? {
+            let (status, body) = daemon
+                .admin()
+                .send("POST", &format!("/api/nodes/{}/token", node.id), None)
+                .await?;
+            if status != 200 {
+                bail!("enrolling node {}: {status} {body}", node.id);
+            }
+            let token = body["token"].as_str().context("token")?.to_string();
+            crate::secrets::remember_secret(&token);
+            agents.spawn(&node, &token, daemon)?;
+        }
+        Ok(agents)
+    }
+
+    /// Starts the agent of `node` with `token`.
+    pub fn spawn(&mut self, node: &NodeRef, token: &str, daemon: &crate::Daemon) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let token_file = self.dir.join(format!("node-{}.token", node.n));
+        std::fs::write(&token_file, token)?;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))?;
+        let log = std::fs::File::create(self.log_path(node.n))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/kalpana-swarm-{}", node.n))
+            .arg("--")
+            .arg(crate::daemon_binary()?)
+            .arg("node")
+            .env(
+                "DOCKER_HOST",
+                format!("unix:///run/kalpana-swarm-{}/docker.sock", node.n),
+            )
+            .env("KALPANA_NODE_DAEMON", &daemon.url)
+            .env("KALPANA_NODE_TOKEN_FILE", &token_file)
+            .env("KALPANA_INSTANCE", &daemon.instance)
+            .env("KALPANA_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting a node agent (nsenter, as root)")?;
+        self.children.push((node.id.clone(), child));
+        Ok(())
+    }
+
+    /// The log file of node N's agent.
+    pub fn log_path(&self, n: u32) -> std::path::PathBuf {
+        self.dir.join(format!("agent-{n}.log"))
+    }
+
+    /// Every agent's log.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=3 {
+            out.push_str(&format!("--- agent {n}\n"));
+            out.push_str(&std::fs::read_to_string(self.log_path(n)).unwrap_or_default());
+        }
+        out
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Counts the bytes between this host and one TCP endpoint (ip:port) in both directions, by
+/// iptables rules of its own that only count (no target); removed when dropped.
+pub struct Traffic {
+    rules: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Traffic {
+    /// Starts counting the traffic to and from `ip:port`.
+    pub fn count(ip: &str, port: u16) -> Result<Self> {
+        let tag = format!("kb-count-{}", uuid::Uuid::new_v4().simple());
+        let port = port.to_string();
+        let rules = vec![
+            (
+                "OUTPUT",
+                vec![
+                    "-d",
+                    ip,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &port,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &tag,
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            ),
+            (
+                "INPUT",
+                vec![
+                    "-s",
+                    ip,
+                    "-p",
+                    "tcp",
+                    "--sport",
+                    &port,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &tag,
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            ),
+        ];
+        for (chain, rule) in &rules {
+            let ok = Command::new("iptables")
+                .args(["-w", "-I", chain])
+                .args(rule)
+                .status()
+                .context("iptables (as root)")?
+                .success();
+            if !ok {
+                bail!("iptables -I {chain} {} failed", rule.join(" "));
+            }
+        }
+        Ok(Traffic { rules })
+    }
+
+    /// Bytes counted so far, both ways.
+    pub fn bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for (chain, rule) in &self.rules {
+            let tag = rule.last().context("tag")?;
+            let out = Command::new("iptables")
+                .args(["-w", "-L", chain, "-v", "-x", "-n"])
+                .output()?;
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if line.contains(tag.as_str()) {
+                    total += line
+                        .split_whitespace()
+                        .nth(1)
+                        .context("bytes column")?
+                        .parse::<u64>()?;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        for (chain, rule) in &self.rules {
+            let _ = Command::new("iptables")
+                .args(["-w", "-D", chain])
+                .args(rule)
+                .status();
+        }
+    }
+}

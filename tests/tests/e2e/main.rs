@@ -31,5 +31,6 @@ mod snapshots;
 mod stats;
 mod store_outage;
 mod swarm;
+mod swarm_daemon;
 mod tenancy;
 mod workspaces;

@@ -24,7 +24,11 @@ async fn the_swarm_runtime_passes_the_server_checks_of_the_conformance_suite() -
         network: String::new(),
         ports: (first, first + 1),
     };
-    let rt = Arc::new(SwarmRuntime::connect(&cluster.manager, &instance)?);
+    let rt = Arc::new(SwarmRuntime::connect(
+        &cluster.manager,
+        &instance,
+        Default::default(),
+    )?);
     let outcome = runtime_suite::run(rt, &place, Scope::Servers).await;
     cluster.remove_instance(&instance);
     outcome
@@ -49,7 +53,7 @@ async fn spread(cluster: &kalpana_e2e::swarm::Cluster, instance: &str) -> anyhow
         network: String::new(),
         ports: (first, first + 1),
     };
-    let rt = SwarmRuntime::connect(&cluster.manager, instance)?;
+    let rt = SwarmRuntime::connect(&cluster.manager, instance, Default::default())?;
     rt.prepare().await.context("prepare")?;
 
     // Six buckets, one after another, as the daemon makes them.

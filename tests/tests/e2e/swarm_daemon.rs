@@ -1,0 +1,516 @@
+//! The daemon on the test Swarm (`KALPANA_RUNTIME=swarm`) with a node agent on every node:
+//! buckets made through the REST API spread over the nodes, samples of every node and bucket in
+//! the fleet, a snapshot taken and restored on a worker by its agent (the archive's bytes never
+//! cross the manager host's link), stop and start, keys, and a delete that leaves nothing on
+//! any node. The agents' tokens speak for their own node only.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use kalpana_e2e::swarm::{require_cluster, Agents, Cluster, Traffic};
+use kalpana_e2e::{noise, require_environment, Api, Daemon, DaemonOptions};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// The host's address on the cluster's bridge: where the nodes reach the daemon.
+const HOST_ON_CLUSTER: &str = "10.203.0.254";
+
+/// The node address and port of a bucket's direct endpoint (`http://ip:port`).
+fn ip_port(endpoint: &str) -> anyhow::Result<(String, u16)> {
+    let hp = endpoint
+        .strip_prefix("http://")
+        .with_context(|| format!("an http endpoint: {endpoint}"))?;
+    let (ip, port) = hp.split_once(':').context("host:port")?;
+    Ok((ip.to_string(), port.trim_end_matches('/').parse()?))
+}
+
+/// Counts what the daemon's host exchanges with the S3 servers of `views` meanwhile.
+fn count_traffic(views: &[&Value]) -> anyhow::Result<Vec<Traffic>> {
+    views
+        .iter()
+        .map(|v| {
+            let (ip, port) = ip_port(v["endpoint"].as_str().unwrap_or_default())?;
+            Traffic::count(&ip, port)
+        })
+        .collect()
+}
+
+fn counted(t: &[Traffic]) -> anyhow::Result<u64> {
+    t.iter().map(Traffic::bytes).sum()
+}
+
+async fn swarm_daemon(cluster: &Cluster) -> anyhow::Result<Daemon> {
+    Daemon::start_with(DaemonOptions {
+        env: vec![
+            ("KALPANA_RUNTIME".into(), "swarm".into()),
+            ("KALPANA_SWARM_MANAGER".into(), cluster.manager.clone()),
+            ("KALPANA_LISTEN".into(), format!("{HOST_ON_CLUSTER}:0")),
+            ("KALPANA_FLEET_SAMPLE_SECS".into(), "2".into()),
+            ("KALPANA_SLEEP_AFTER_SECS".into(), "0".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+async fn until<F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<Value>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if started.elapsed() > within {
+            bail!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_runs_buckets_across_the_swarm_with_an_agent_on_every_node() -> anyhow::Result<()>
+{
+    require_environment()?;
+    let cluster = require_cluster()?;
+    let d = swarm_daemon(&cluster).await?;
+    let outcome = scenario(&cluster, &d).await;
+    if outcome.is_err() {
+        eprintln!("daemon log:\n{}", d.log());
+    }
+    cluster.remove_instance(&d.instance);
+    outcome
+}
+
+async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {
+    let admin = d.admin();
+    let nodes = cluster.node_refs()?;
+    ensure!(nodes.len() == 3, "three nodes: {nodes:?}");
+
+    // Enrolment: admins only, known nodes only.
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, e) = alice
+        .send("POST", &format!("/api/nodes/{}/token", nodes[0].id), None)
+        .await?;
+    ensure!(status == 403, "a user enrols no node: {status} {e}");
+    let (status, e) = admin
+        .send("POST", "/api/nodes/nosuchnode0000000000000000/token", None)
+        .await?;
+    ensure!(status == 404, "an unknown node: {status} {e}");
+    let (status, e) = admin
+        .send("POST", "/api/nodes/BAD%20ID/token", None)
+        .await?;
+    ensure!(status == 400, "a malformed node id: {status} {e}");
+
+    let agents = Agents::start(cluster, d).await?;
+    let outcome = with_agents(cluster, d, &alice, &nodes).await;
+    if outcome.is_err() {
+        eprintln!("agent logs:\n{}", agents.logs());
+    }
+    outcome
+}
+
+async fn with_agents(
+    cluster: &Cluster,
+    d: &Daemon,
+    alice: &Api,
+    nodes: &[kalpana_e2e::swarm::NodeRef],
+) -> anyhow::Result<()> {
+    let admin = d.admin();
+    // Every node in the fleet, its agent heard from.
+    let fleet = until("three nodes reporting", Duration::from_secs(30), || async {
+        let (_, f) = admin.send("GET", "/api/fleet", None).await?;
+        let reporting = f["nodes"]
+            .as_array()
+            .map(|n| {
+                n.iter()
+                    .filter(|n| n["agentSeenSecsAgo"].as_u64().is_some_and(|s| s < 10))
+                    .count()
+            })
+            .unwrap_or(0);
+        Ok((reporting == 3).then_some(f))
+    })
+    .await?;
+    let ids: Vec<&str> = fleet["nodes"]
+        .as_array()
+        .context("nodes")?
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    for n in nodes {
+        ensure!(
+            ids.contains(&n.id.as_str()),
+            "node {} in the fleet: {fleet}",
+            n.id
+        );
+    }
+    println!("fleet nodes: {}", fleet["nodes"]);
+
+    // A node's token speaks for its node only; nothing else passes for one.
+    let token_of = |n: usize| -> anyhow::Result<String> {
+        let path = d.data_dir.join(format!("agents/node-{}.token", nodes[n].n));
+        Ok(std::fs::read_to_string(path)?.trim().to_string())
+    };
+    let t0 = token_of(0)?;
+    let report_for = |node: &str| json!({ "nodeId": node, "host": null, "engineOk": true, "engineError": null, "containers": [] });
+    let as_node0 = d.api(&t0);
+    let (status, e) = as_node0
+        .send("POST", "/api/fleet/stats", Some(report_for(&nodes[1].id)))
+        .await?;
+    ensure!(status == 403, "node 0 reports for node 1: {status} {e}");
+    let forged = t0.replacen(&nodes[0].id, &nodes[1].id, 1);
+    for (who, token) in [
+        ("a forged token", forged.as_str()),
+        ("a user's token", "kb_notanodetoken"),
+        ("the admin token", d.admin_token.as_str()),
+    ] {
+        let (status, e) = d
+            .api(token)
+            .send("POST", "/api/fleet/stats", Some(report_for(&nodes[1].id)))
+            .await?;
+        ensure!(status == 401, "{who}: {status} {e}");
+        let (status, e) = d
+            .api(token)
+            .send("GET", "/api/node/jobs?waitSecs=0", None)
+            .await?;
+        ensure!(status == 401, "{who} takes no job: {status} {e}");
+    }
+    let (status, e) = as_node0
+        .send("POST", "/api/node/jobs/nosuchjob/done", Some(json!({})))
+        .await?;
+    ensure!(
+        status == 404,
+        "finishing a job it does not hold: {status} {e}"
+    );
+    let (status, e) = as_node0.send("GET", "/api/buckets", None).await?;
+    ensure!(status == 401, "a node token is no user: {status} {e}");
+
+    // Six buckets through the API, spread by Swarm's scheduler.
+    let mut buckets: Vec<Value> = Vec::new();
+    let mut create_ms = Vec::new();
+    for i in 0..6 {
+        let t = Instant::now();
+        let (status, b) = alice
+            .create_bucket(json!({ "name": format!("spread{i}") }))
+            .await?;
+        ensure!(
+            status == 201 && b["status"] == "RUNNING",
+            "bucket {i}: {status} {b}"
+        );
+        create_ms.push(t.elapsed().as_millis() as u64);
+        buckets.push(b);
+    }
+    let ids: Vec<String> = buckets
+        .iter()
+        .map(|b| b["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let id = |i: usize| ids[i].clone();
+    let mut node_of: Vec<String> = Vec::new();
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..6 {
+        let shown = cluster.docker(&[
+            "service",
+            "inspect",
+            &format!("kalpana-bucket-{}", id(i)),
+            "-f",
+            "{{range .Spec.TaskTemplate.Placement.Constraints}}{{.}} {{end}}",
+        ])?;
+        let node = shown
+            .split_whitespace()
+            .find_map(|c| c.strip_prefix("node.id=="))
+            .with_context(|| format!("bucket {i} pinned: {shown}"))?
+            .to_string();
+        *per_node.entry(node.clone()).or_default() += 1;
+        node_of.push(node);
+    }
+    println!("buckets per node: {per_node:?}");
+    let (min, max) = (
+        per_node.values().min().copied().unwrap_or(0),
+        per_node.values().max().copied().unwrap_or(0),
+    );
+    ensure!(
+        per_node.len() == 3 && max - min <= 1,
+        "spread: {per_node:?}"
+    );
+
+    // Each view names its node, and its endpoint is that node's address.
+    let node_ip: BTreeMap<String, String> = nodes
+        .iter()
+        .map(|n| (n.id.clone(), format!("10.203.0.{}", n.n)))
+        .collect();
+    for i in 0..6 {
+        let (_, v) = alice
+            .send("GET", &format!("/api/buckets/{}", id(i)), None)
+            .await?;
+        let host = nodes
+            .iter()
+            .find(|n| n.id == node_of[i])
+            .map(|n| format!("kalpana-swarm-{}", n.n));
+        ensure!(
+            v["node"].as_str() == host.as_deref(),
+            "bucket {i} names its node: {v}"
+        );
+        let (ip, _) = ip_port(v["endpoint"].as_str().unwrap_or_default())?;
+        ensure!(
+            Some(&ip) == node_ip.get(&node_of[i]),
+            "bucket {i}'s endpoint is its node's: {v}"
+        );
+        buckets[i] = v;
+    }
+
+    // Objects through the API, reaching each bucket on its node.
+    for i in 0..6 {
+        let (status, e) = alice
+            .put_object(
+                &id(i),
+                "hello.txt",
+                format!("bucket {i}").into_bytes(),
+                None,
+            )
+            .await?;
+        ensure!(status == 201, "put into bucket {i}: {status} {e}");
+    }
+
+    // Every running bucket has samples from its node's agent.
+    until(
+        "a sample of every bucket",
+        Duration::from_secs(40),
+        || async {
+            let (_, f) = admin.send("GET", "/api/fleet", None).await?;
+            let sampled = f["buckets"]
+                .as_array()
+                .map(|b| b.iter().filter(|b| b["latest"].is_object()).count())
+                .unwrap_or(0);
+            Ok((sampled >= 6).then_some(f))
+        },
+    )
+    .await?;
+
+    // A snapshot of a bucket on a worker, into a bucket on another node, by the agents.
+    let manager_node = nodes
+        .iter()
+        .find(|n| n.n == 1)
+        .context("node 1")?
+        .id
+        .clone();
+    let src = (0..6)
+        .find(|&i| node_of[i] != manager_node)
+        .context("a bucket on a worker")?;
+    let vault = (0..6)
+        .find(|&i| node_of[i] != node_of[src])
+        .context("a bucket on another node")?;
+    let big = noise(6 << 20, 7);
+    let (status, e) = alice
+        .put_object(&id(src), "big.bin", big.clone(), None)
+        .await?;
+    ensure!(status == 201, "{status} {e}");
+    let path = format!("/api/buckets/{}/snapshots", id(src));
+    let traffic = count_traffic(&[&buckets[src], &buckets[vault]])?;
+    let (status, s) = alice
+        .send("POST", &path, Some(json!({ "targetBucketId": id(vault) })))
+        .await?;
+    ensure!(status == 202, "{status} {s}");
+    let snap = s["id"].as_str().context("snapshot id")?.to_string();
+    let done = until("the snapshot", Duration::from_secs(120), || async {
+        let (_, s) = alice.send("GET", &format!("{path}/{snap}"), None).await?;
+        Ok((s["status"] == "DONE" || s["status"] == "FAILED").then_some(s))
+    })
+    .await?;
+    let crossed = counted(&traffic)?;
+    drop(traffic);
+    ensure!(done["status"] == "DONE", "{done}");
+    let size = done["sizeBytes"].as_u64().context("size")?;
+    ensure!(size > 6 << 20, "the archive holds the noise: {done}");
+    // The archive as stored in the target is what the record says.
+    let key = done["target"]["key"].as_str().context("key")?.to_string();
+    let resp = alice
+        .request(
+            reqwest::Method::GET,
+            &kalpana_e2e::object_path(&id(vault), &key),
+        )
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == 200,
+        "the archive in the target: {}",
+        resp.status()
+    );
+    let stored = resp.bytes().await?;
+    ensure!(
+        stored.len() as u64 == size,
+        "stored {} of {size}",
+        stored.len()
+    );
+    ensure!(
+        done["sha256"].as_str() == Some(hex::encode(Sha256::digest(&stored)).as_str()),
+        "the stored archive's hash is the record's"
+    );
+    println!(
+        "snapshot on a worker: {size} archive bytes; bytes the daemon's host exchanged with the source's and the target's S3 servers meanwhile: {crossed}"
+    );
+    ensure!(
+        crossed < size / 20,
+        "the archive went through the daemon: {crossed} bytes for an archive of {size}"
+    );
+
+    // Written after the snapshot, then restored away.
+    let (status, _) = alice
+        .put_object(&id(src), "after.txt", b"later".to_vec(), None)
+        .await?;
+    ensure!(status == 201);
+    let traffic = count_traffic(&[&buckets[src], &buckets[vault]])?;
+    let (status, r) = alice
+        .send("POST", &format!("{path}/{snap}/restore"), None)
+        .await?;
+    ensure!(status == 202, "restore: {status} {r}");
+    let restored = until("the restore", Duration::from_secs(120), || async {
+        let (_, s) = alice.send("GET", &format!("{path}/{snap}"), None).await?;
+        Ok(matches!(s["restore"]["status"].as_str(), Some("DONE" | "FAILED")).then_some(s))
+    })
+    .await?;
+    ensure!(restored["restore"]["status"] == "DONE", "{restored}");
+    until(
+        "running after the restore",
+        Duration::from_secs(60),
+        || async {
+            let (_, b) = alice
+                .send("GET", &format!("/api/buckets/{}", id(src)), None)
+                .await?;
+            Ok((b["status"] == "RUNNING").then_some(b))
+        },
+    )
+    .await?;
+    let crossed = counted(&traffic)?;
+    drop(traffic);
+    let (status, _) = alice
+        .send(
+            "GET",
+            &format!("/api/buckets/{}/objects/after.txt", id(src)),
+            None,
+        )
+        .await?;
+    ensure!(
+        status == 404,
+        "written after the snapshot: gone after the restore ({status})"
+    );
+    let resp = alice
+        .request(
+            reqwest::Method::GET,
+            &kalpana_e2e::object_path(&id(src), "big.bin"),
+        )
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "restored object: {}", resp.status());
+    ensure!(
+        resp.bytes().await?.as_ref() == big.as_slice(),
+        "restored bytes equal"
+    );
+    println!(
+        "restore on a worker: bytes the daemon's host exchanged with the source's and the target's S3 servers meanwhile: {crossed}"
+    );
+    ensure!(
+        crossed < size / 20,
+        "the archive went through the daemon: {crossed} bytes for an archive of {size}"
+    );
+
+    // Stop and start: back on its node, on its data.
+    for action in ["stop", "start"] {
+        let (status, b) = alice
+            .send(
+                "POST",
+                &format!("/api/buckets/{}/{action}?wait=true", id(0)),
+                None,
+            )
+            .await?;
+        ensure!(status == 200 || status == 202, "{action}: {status} {b}");
+    }
+    let b = until(
+        "bucket 0 running again",
+        Duration::from_secs(60),
+        || async {
+            let (_, b) = alice
+                .send("GET", &format!("/api/buckets/{}", id(0)), None)
+                .await?;
+            Ok((b["status"] == "RUNNING").then_some(b))
+        },
+    )
+    .await?;
+    let resp = alice
+        .request(
+            reqwest::Method::GET,
+            &kalpana_e2e::object_path(&id(0), "hello.txt"),
+        )
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == 200,
+        "after a restart: {} {b}",
+        resp.status()
+    );
+    ensure!(resp.bytes().await?.as_ref() == b"bucket 0", "its own data");
+
+    // A read-only key on a worker's bucket works at the bucket's endpoint.
+    let (status, k) = alice
+        .send(
+            "POST",
+            &format!("/api/buckets/{}/keys", id(src)),
+            Some(json!({ "name": "reader", "access": "read" })),
+        )
+        .await?;
+    ensure!(status == 201, "a key: {status} {k}");
+    let (_, view) = alice
+        .send("GET", &format!("/api/buckets/{}", id(src)), None)
+        .await?;
+    let endpoint = view["endpoint"].as_str().context("endpoint")?.to_string();
+    let s3 = kalpana_e2e::s3_client(
+        &endpoint,
+        k["accessKey"].as_str().context("access key")?,
+        k["secretKey"].as_str().context("secret key")?,
+    );
+    let name = view["name"].as_str().context("name")?.to_string();
+    let got = until("the key works", Duration::from_secs(20), || async {
+        Ok(kalpana_e2e::get_bytes(&s3, &name, "big.bin")
+            .await
+            .ok()
+            .map(|b| json!(b.len())))
+    })
+    .await?;
+    ensure!(got == json!(big.len()), "read with the key at {endpoint}");
+
+    // Deleted: nothing of them on any node.
+    for i in 0..6 {
+        let status = alice.delete_bucket(&id(i), true).await?;
+        ensure!(
+            status == 200 || status == 202 || status == 204,
+            "delete {i}: {status}"
+        );
+    }
+    let filter = format!("label=kalpana.instance={}", d.instance);
+    until(
+        "nothing left on any node",
+        Duration::from_secs(60),
+        || async {
+            let mut left = Vec::new();
+            let services = cluster.docker(&["service", "ls", "-q", "--filter", &filter])?;
+            if !services.trim().is_empty() {
+                left.push(format!("services {services}"));
+            }
+            for node in &cluster.nodes {
+                for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
+                    let out = cluster.docker_at(node, &[what, &["--filter", &filter]].concat())?;
+                    if !out.trim().is_empty() {
+                        left.push(format!("{node} {what:?}: {out}"));
+                    }
+                }
+            }
+            Ok(left.is_empty().then_some(Value::Null))
+        },
+    )
+    .await?;
+    let mean = create_ms.iter().sum::<u64>() as f64 / create_ms.len() as f64;
+    println!("create to RUNNING through the API on swarm: mean {mean:.0} ms {create_ms:?}");
+    Ok(())
+}
