@@ -34,9 +34,9 @@ pub use docker_cli::{docker_exists, docker_inspect, remove_instance_resources};
 pub use docker_proxy::DockerProxy;
 pub use environment::{next_port_range, port_base, port_is_free, require_environment};
 pub use measure::{percentile, proc_memory};
-pub use s3::{get_bytes, s3_client, s3_client_no_retries, sign_s3};
+pub use s3::{get_bytes, s3_client, s3_client_no_retries, s3_client_to, sign_s3};
 pub use secrets::secrets_in;
-pub use traefik::{routed_daemon, Traefik};
+pub use traefik::{routed_daemon, routed_daemon_http, Traefik};
 
 /// The engine image the tests run.
 pub const ENGINE_IMAGE: &str = "kalpana-test/seaweedfs:4.48";

@@ -31,6 +31,41 @@ pub fn s3_client_no_retries(
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// [`s3_client_no_retries`] for a routed endpoint whose host the system resolver does not know
+/// (`http://<bucket>.<test domain>:<port>`): every host name resolves to `ip`, so the SDK
+/// connects there and still sends (and signs) the routed Host.
+pub fn s3_client_to(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    ip: std::net::IpAddr,
+) -> aws_sdk_s3::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_with_resolver(FixedResolver(ip));
+    let conf = s3_client_no_retries(endpoint, access_key, secret_key)
+        .config()
+        .to_builder()
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Resolves every name to one address.
+#[derive(Debug, Clone)]
+struct FixedResolver(std::net::IpAddr);
+
+impl aws_smithy_runtime_api::client::dns::ResolveDns for FixedResolver {
+    fn resolve_dns<'a>(
+        &'a self,
+        _name: &'a str,
+    ) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
+        aws_smithy_runtime_api::client::dns::DnsFuture::ready(Ok(vec![self.0]))
+    }
+}
+
 /// The whole body of an object, read over S3.
 pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
     let got = s3.get_object().bucket(bucket).key(key).send().await?;

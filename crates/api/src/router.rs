@@ -24,7 +24,7 @@ use crate::openapi::{self, ApiDoc};
 use crate::routes::{
     admin, attachments, buckets, connection, copy, defaults, docks, domains, events, fallback,
     fleet, health, identities, inventory, keys, nodes, objects, presign, probe, sleep, snapshots,
-    stats, workspaces,
+    stats, traefik, workspaces,
 };
 
 /// Every route of the REST API, described in the OpenAPI document as it is routed.
@@ -95,6 +95,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::orphans))
         .routes(routes!(admin::remove_container))
         .routes(routes!(admin::remove_volume))
+        .routes(routes!(traefik::config))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
 }
 

@@ -43,6 +43,56 @@ impl Default for ConnLimits {
     }
 }
 
+/// How Traefik is fed the routes of buckets.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TraefikProvider {
+    /// Traefik's Docker provider reads the labels of bucket containers (`traefik/traefik.yml`).
+    Docker,
+    /// Traefik's HTTP provider polls the daemon's `GET /api/traefik/config`
+    /// (`traefik/traefik-http.yml`), which answers only this bearer token.
+    Http {
+        /// `KALPANA_TRAEFIK_TOKEN`: a secret, never shown by `Debug`.
+        token: String,
+    },
+}
+
+impl TraefikProvider {
+    /// The token Traefik must present, when the HTTP provider is on.
+    pub fn http_token(&self) -> Option<&str> {
+        match self {
+            TraefikProvider::Docker => None,
+            TraefikProvider::Http { token } => Some(token),
+        }
+    }
+
+    /// From `KALPANA_TRAEFIK_PROVIDER` and `KALPANA_TRAEFIK_TOKEN`.
+    fn from_vars(vars: &Vars) -> Result<Self> {
+        match vars.get("KALPANA_TRAEFIK_PROVIDER").as_deref().map(str::trim) {
+            None | Some("docker") => Ok(TraefikProvider::Docker),
+            Some("http") => match vars.get("KALPANA_TRAEFIK_TOKEN") {
+                Some(token) => Ok(TraefikProvider::Http {
+                    token: token.trim().to_string(),
+                }),
+                None => Err(Error::Invalid(
+                    "KALPANA_TRAEFIK_TOKEN is required with KALPANA_TRAEFIK_PROVIDER=http: set it to a long random secret and give Traefik the same one (Authorization: Bearer <token>, see traefik/traefik-http.yml)".into(),
+                )),
+            },
+            Some(other) => Err(Error::Invalid(format!(
+                "KALPANA_TRAEFIK_PROVIDER={other:?} is not valid: `docker` (container labels) or `http` (Traefik polls the daemon)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for TraefikProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraefikProvider::Docker => f.write_str("Docker"),
+            TraefikProvider::Http { .. } => f.write_str("Http { token: <redacted> }"),
+        }
+    }
+}
+
 /// Everything the daemon is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -74,6 +124,10 @@ pub struct Config {
     /// Traefik routing (`KALPANA_BASE_DOMAIN`, `KALPANA_PUBLIC_SCHEME`, `KALPANA_PUBLIC_PORT`,
     /// `KALPANA_TRAEFIK_ENTRYPOINTS`, `KALPANA_TRAEFIK_CERTRESOLVER`).
     pub routing: RoutingConfig,
+    /// How Traefik learns the bucket routes (`KALPANA_TRAEFIK_PROVIDER`, `docker` by default:
+    /// labels on bucket containers; `http`: it polls `GET /api/traefik/config` with
+    /// `KALPANA_TRAEFIK_TOKEN`).
+    pub traefik_provider: TraefikProvider,
     /// Docker network of bucket containers (`KALPANA_DOCKER_NETWORK`, default `kalpana`).
     pub network: String,
     /// Name of this daemon instance, labelled on everything it makes (`KALPANA_INSTANCE`).
@@ -258,6 +312,8 @@ pub const KEYS: &[&str] = &[
     "KALPANA_PUBLIC_PORT",
     "KALPANA_TRAEFIK_ENTRYPOINTS",
     "KALPANA_TRAEFIK_CERTRESOLVER",
+    "KALPANA_TRAEFIK_PROVIDER",
+    "KALPANA_TRAEFIK_TOKEN",
     "KALPANA_DOCKER_NETWORK",
     "KALPANA_INSTANCE",
     "KALPANA_CONTAINER_MEMORY_MB",
@@ -329,7 +385,12 @@ impl std::str::FromStr for RuntimeKind {
 }
 
 /// Keys whose values are secrets: a config file holding one should be readable by its owner only.
-const SECRET_KEYS: &[&str] = &["KALPANA_ADMIN_TOKEN", "KALPANA_MASTER_KEY", "KALPANA_STORE"];
+const SECRET_KEYS: &[&str] = &[
+    "KALPANA_ADMIN_TOKEN",
+    "KALPANA_MASTER_KEY",
+    "KALPANA_STORE",
+    "KALPANA_TRAEFIK_TOKEN",
+];
 
 /// Where configuration values come from: the environment first, then the config file.
 #[derive(Debug, Clone, Default)]
@@ -525,6 +586,7 @@ impl Config {
             bind_ip,
             public_host,
             routing,
+            traefik_provider: TraefikProvider::from_vars(vars)?,
             network: var("KALPANA_DOCKER_NETWORK").unwrap_or_else(|| "kalpana".into()),
             instance: var("KALPANA_INSTANCE").unwrap_or_else(|| "default".into()),
             limits,
@@ -695,5 +757,40 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("KALPANA_RESYNC_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_traefik_provider_is_docker_by_default_and_http_needs_its_token() -> Result<()> {
+        let config = Config::from_vars(&Vars::from_maps(HashMap::new(), HashMap::new()))?;
+        assert_eq!(config.traefik_provider, TraefikProvider::Docker);
+        assert_eq!(config.traefik_provider.http_token(), None);
+
+        let env = map(&[("KALPANA_TRAEFIK_PROVIDER", "http")]);
+        let err = Config::from_vars(&Vars::from_maps(env, HashMap::new()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("KALPANA_TRAEFIK_TOKEN"), "{err}");
+
+        let env = map(&[("KALPANA_TRAEFIK_PROVIDER", "consul")]);
+        let err = Config::from_vars(&Vars::from_maps(env, HashMap::new()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("KALPANA_TRAEFIK_PROVIDER"), "{err}");
+
+        let env = map(&[
+            ("KALPANA_TRAEFIK_PROVIDER", "http"),
+            ("KALPANA_TRAEFIK_TOKEN", "s3cr3t-feed-token"),
+        ]);
+        let config = Config::from_vars(&Vars::from_maps(env, HashMap::new()))?;
+        assert_eq!(
+            config.traefik_provider.http_token(),
+            Some("s3cr3t-feed-token")
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t-feed-token"), "{shown}");
+        assert!(shown.contains("Http"), "{shown}");
+        Ok(())
     }
 }

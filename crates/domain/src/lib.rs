@@ -32,6 +32,7 @@ pub mod pending_usage;
 pub mod reach;
 pub mod reconcile;
 pub mod requests;
+pub mod routing_config;
 pub mod secrets;
 pub mod sleep;
 pub mod snapshots;

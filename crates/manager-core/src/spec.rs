@@ -106,6 +106,12 @@ pub struct RoutingConfig {
 }
 
 impl RoutingConfig {
+    /// The daemon's listener on host port `port` as Traefik reaches it
+    /// (`http://<upstream host>:<port>`): where a bucket's routers point.
+    pub fn upstream_url(&self, port: u16) -> String {
+        format!("http://{}:{port}", self.upstream_host)
+    }
+
     /// Public origin of `host`, e.g. `https://b.example.com` or `http://b.localhost:8081`.
     pub fn origin(&self, host: &str) -> String {
         let scheme = if self.scheme.is_empty() {
@@ -118,6 +124,25 @@ impl RoutingConfig {
             _ => format!("{scheme}://{host}"),
         }
     }
+}
+
+/// The name of bucket `id`'s S3 router and service in Traefik (`kalpana-<id>`; its console's
+/// is this plus `-console`), whichever provider feeds Traefik.
+pub fn router_name(id: &str) -> String {
+    format!("kalpana-{id}")
+}
+
+/// What a routed host is prefixed with to reach the bucket's console.
+pub const CONSOLE_HOST_PREFIX: &str = "console-";
+
+/// The Traefik rule that matches any of `hosts`, each prefixed with `prefix`:
+/// ``Host(`a`) || Host(`b`)``.
+pub fn host_rule(hosts: &[String], prefix: &str) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("Host(`{prefix}{h}`)"))
+        .collect::<Vec<_>>()
+        .join(" || ")
 }
 
 fn is_default_port(scheme: &str, port: u16) -> bool {
@@ -207,7 +232,7 @@ impl BucketSpec {
         }
         let s3 = self.routed_hosts.first().map(|h| self.routing.origin(h));
         let console = match (self.engine.console_port, self.routed_hosts.first()) {
-            (Some(_), Some(h)) => Some(self.routing.origin(&format!("console-{h}"))),
+            (Some(_), Some(h)) => Some(self.routing.origin(&format!("{CONSOLE_HOST_PREFIX}{h}"))),
             _ => None,
         };
         PublicOrigins { s3, console }
@@ -219,25 +244,15 @@ impl BucketSpec {
         if self.routing.base_domain.is_none() || self.routed_hosts.is_empty() {
             return labels;
         }
-        let router = format!("kalpana-{}", self.id);
-        let rule = self
-            .routed_hosts
-            .iter()
-            .map(|h| format!("Host(`{h}`)"))
-            .collect::<Vec<_>>()
-            .join(" || ");
+        let router = router_name(&self.id);
+        let rule = host_rule(&self.routed_hosts, "");
         labels.insert("traefik.enable".into(), "true".into());
         self.add_router(&mut labels, &router, rule, self.s3_port);
         if let Some(console_port) = self
             .console_port
             .filter(|_| self.engine.console_port.is_some())
         {
-            let rule = self
-                .routed_hosts
-                .iter()
-                .map(|h| format!("Host(`console-{h}`)"))
-                .collect::<Vec<_>>()
-                .join(" || ");
+            let rule = host_rule(&self.routed_hosts, CONSOLE_HOST_PREFIX);
             self.add_router(
                 &mut labels,
                 &format!("{router}-console"),
@@ -276,7 +291,7 @@ impl BucketSpec {
         // answer 502.
         labels.insert(
             format!("traefik.http.services.{name}.loadbalancer.server.url"),
-            format!("http://{}:{port}", self.routing.upstream_host),
+            self.routing.upstream_url(port),
         );
     }
 

@@ -22,4 +22,5 @@ pub mod probe;
 pub mod sleep;
 pub mod snapshots;
 pub mod stats;
+pub mod traefik;
 pub mod workspaces;

@@ -44,11 +44,7 @@ pub fn spec_for(state: &Core, b: &BucketRecord) -> Result<BucketSpec> {
     let s3_port = b
         .port
         .ok_or_else(|| Error::Internal(format!("bucket {} has no port", b.id)))?;
-    let mut routed_hosts = match (&cfg.routing.base_domain, &b.subdomain) {
-        (Some(base), Some(sub)) => vec![format!("{sub}.{base}")],
-        _ => Vec::new(),
-    };
-    routed_hosts.extend(b.linked_host.clone());
+    let routed_hosts = routed_hosts(cfg, b);
     Ok(BucketSpec {
         id: b.id.clone(),
         name: b.name.clone(),
@@ -66,6 +62,17 @@ pub fn spec_for(state: &Core, b: &BucketRecord) -> Result<BucketSpec> {
         limits: cfg.limits,
         generation: b.generation,
     })
+}
+
+/// Every host Traefik routes to the bucket's S3 API: `<subdomain>.<base domain>`, then its
+/// linked domain host (none without a base domain: routing is off).
+pub fn routed_hosts(cfg: &crate::config::Config, b: &BucketRecord) -> Vec<String> {
+    let mut hosts = match (&cfg.routing.base_domain, &b.subdomain) {
+        (Some(base), Some(sub)) => vec![format!("{sub}.{base}")],
+        _ => Vec::new(),
+    };
+    hosts.extend(b.linked_host.clone());
+    hosts
 }
 
 /// Learns the origin by which the daemon reaches a bucket's server from what the runtime

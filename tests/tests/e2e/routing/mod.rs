@@ -1,10 +1,13 @@
-//! Buckets routed through a real Traefik by their subdomain, and domain links.
+//! Buckets routed through a real Traefik by their subdomain, and domain links; `http_provider`:
+//! Traefik fed by the daemon instead of container labels.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kalpana_e2e::{docker_inspect, sign_s3, Daemon, DaemonOptions, Traefik};
 use serde_json::json;
+
+mod http_provider;
 
 const BASE: &str = "buckets.test";
 
