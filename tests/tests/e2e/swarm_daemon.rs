@@ -510,7 +510,317 @@ async fn with_agents(
         },
     )
     .await?;
-    let mean = create_ms.iter().sum::<u64>() as f64 / create_ms.len() as f64;
-    println!("create to RUNNING through the API on swarm: mean {mean:.0} ms {create_ms:?}");
+    // The same through a daemon on the host's one engine, in the same run.
+    let docker = Daemon::start().await?;
+    let (bob, _) = docker.new_user("bob").await?;
+    let mut docker_ms = Vec::new();
+    for i in 0..3 {
+        let t = Instant::now();
+        let (status, b) = bob
+            .create_bucket(json!({ "name": format!("base{i}") }))
+            .await?;
+        ensure!(
+            status == 201 && b["status"] == "RUNNING",
+            "docker bucket {i}: {status} {b}"
+        );
+        docker_ms.push(t.elapsed().as_millis() as u64);
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    println!(
+        "create to RUNNING through the API: swarm mean {:.0} ms {create_ms:?}, docker mean {:.0} ms {docker_ms:?}, ratio {:.2}",
+        mean(&create_ms),
+        mean(&docker_ms),
+        mean(&create_ms) / mean(&docker_ms).max(1.0)
+    );
     Ok(())
+}
+
+/// The service URL the feed gives Traefik for `router`.
+async fn fed_url(d: &Daemon, token: &str, router: &str) -> anyhow::Result<String> {
+    let resp = d
+        .anonymous()
+        .request(reqwest::Method::GET, "/api/traefik/config")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "the feed: {}", resp.status());
+    let config: Value = resp.json().await?;
+    Ok(
+        config["http"]["services"][router]["loadBalancer"]["servers"][0]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_routes_swarm_buckets_to_their_node_and_wakes_them_through_the_daemon(
+) -> anyhow::Result<()> {
+    use kalpana_e2e::{get_bytes, s3_client_to, Traefik};
+    require_environment()?;
+    let cluster = require_cluster()?;
+    let token = format!("feed-{}", uuid::Uuid::new_v4().simple());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let d = Daemon::start_with(DaemonOptions {
+        env: vec![
+            ("KALPANA_RUNTIME".into(), "swarm".into()),
+            ("KALPANA_SWARM_MANAGER".into(), cluster.manager.clone()),
+            ("KALPANA_LISTEN".into(), format!("{HOST_ON_CLUSTER}:0")),
+            ("KALPANA_BASE_DOMAIN".into(), "swarm.test".into()),
+            ("KALPANA_PUBLIC_PORT".into(), port.to_string()),
+            ("KALPANA_TRAEFIK_PROVIDER".into(), "http".into()),
+            ("KALPANA_TRAEFIK_TOKEN".into(), token.clone()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let outcome = async {
+        let _agents = Agents::start(&cluster, &d).await?;
+        let traefik = Traefik::start_http(port, &d.url, &token).await?;
+        let (alice, _) = d.new_user("alice").await?;
+        let (status, b) = alice.create_bucket(json!({ "name": "routed" })).await?;
+        ensure!(status == 201 && b["status"] == "RUNNING", "{status} {b}");
+        let id = b["id"].as_str().context("id")?.to_string();
+        let router = format!("kalpana-{id}");
+        let endpoint = b["endpoint"].as_str().context("endpoint")?.to_string();
+        ensure!(
+            endpoint.contains("routed.swarm.test"),
+            "routed endpoint: {b}"
+        );
+        let s3 = || {
+            s3_client_to(
+                &endpoint,
+                b["accessKey"].as_str().unwrap_or_default(),
+                b["secretKey"].as_str().unwrap_or_default(),
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            )
+        };
+        // Awake: Traefik goes straight to the bucket's node.
+        let url = until(
+            "the feed names the node",
+            Duration::from_secs(20),
+            || async {
+                let u = fed_url(&d, &token, &router).await?;
+                Ok(u.starts_with("http://10.203.0.").then_some(json!(u)))
+            },
+        )
+        .await?;
+        println!("awake: Traefik routes to {url}");
+        until(
+            "routed through Traefik",
+            Duration::from_secs(30),
+            || async {
+                Ok(s3()
+                    .head_bucket()
+                    .bucket("routed")
+                    .send()
+                    .await
+                    .ok()
+                    .map(|_| Value::Null))
+            },
+        )
+        .await?;
+        s3().put_object()
+            .bucket("routed")
+            .key("k")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"through traefik",
+            ))
+            .send()
+            .await?;
+        ensure!(get_bytes(&s3(), "routed", "k").await? == b"through traefik");
+        // Asleep: the feed sends Traefik to the daemon's listener, which wakes it.
+        let (status, e) = alice
+            .send("POST", &format!("/api/buckets/{id}/sleep"), None)
+            .await?;
+        ensure!(status == 200 || status == 202, "sleep: {status} {e}");
+        let asleep_url = until(
+            "the feed names the daemon",
+            Duration::from_secs(20),
+            || async {
+                let u = fed_url(&d, &token, &router).await?;
+                Ok(u.starts_with("http://127.0.0.1:").then_some(json!(u)))
+            },
+        )
+        .await?;
+        println!("asleep: Traefik routes to {asleep_url}");
+        // Traefik polls every 2 s: once it has the new route, a GET wakes the bucket.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let t = Instant::now();
+        ensure!(
+            get_bytes(&s3(), "routed", "k").await? == b"through traefik",
+            "a GET through Traefik wakes the bucket"
+        );
+        println!(
+            "a GET through Traefik woke the bucket in {} ms",
+            t.elapsed().as_millis()
+        );
+        let (_, v) = alice
+            .send("GET", &format!("/api/buckets/{id}"), None)
+            .await?;
+        ensure!(v["activity"]["state"] == "awake", "awake again: {v}");
+        until(
+            "the feed names the node again",
+            Duration::from_secs(20),
+            || async {
+                let u = fed_url(&d, &token, &router).await?;
+                Ok(u.starts_with("http://10.203.0.").then_some(json!(u)))
+            },
+        )
+        .await?;
+        let served: Vec<Value> = traefik
+            .access_log()
+            .into_iter()
+            .filter(|e| e["RouterName"] == format!("{router}@http"))
+            .collect();
+        ensure!(
+            served.len() >= 3,
+            "served by the bucket's router: {served:?}"
+        );
+        Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        eprintln!("daemon log:\n{}", d.log());
+    }
+    cluster.remove_instance(&d.instance);
+    outcome
+}
+
+/// The pid (as the host sees it) of the running task of service `service`, on its node.
+fn task_pid(cluster: &Cluster, service: &str) -> anyhow::Result<(String, u32, String)> {
+    for node in &cluster.nodes {
+        let ids = cluster.docker_at(
+            node,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={service}"),
+            ],
+        )?;
+        if let Some(c) = ids.split_whitespace().next() {
+            let pid = cluster
+                .docker_at(node, &["inspect", "-f", "{{.State.Pid}}", c])?
+                .trim()
+                .parse()?;
+            return Ok((node.clone(), pid, c.to_string()));
+        }
+    }
+    bail!("no running task of {service}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attached_service_reaches_its_bucket_across_nodes_and_loses_it_when_detached(
+) -> anyhow::Result<()> {
+    use kalpana_e2e::probe::connects_from_netns;
+    require_environment()?;
+    let cluster = require_cluster()?;
+    let d = swarm_daemon(&cluster).await?;
+    let app = format!("app-{}", &d.instance[d.instance.len() - 8..]);
+    let outcome = async {
+        let _agents = Agents::start(&cluster, &d).await?;
+        let (alice, _) = d.new_user("alice").await?;
+        let (status, w) = alice
+            .send("POST", "/api/workspaces", Some(json!({ "name": "dev" })))
+            .await?;
+        ensure!(status == 201, "{w}");
+        let wid = w["id"].as_str().context("id")?.to_string();
+        let (status, b) = alice
+            .create_bucket(json!({ "name": "shared", "workspaceId": wid }))
+            .await?;
+        ensure!(status == 201 && b["status"] == "RUNNING", "{status} {b}");
+        let id = b["id"].as_str().context("id")?.to_string();
+        // A workload: a service of the workspace, on a node of its own choosing.
+        let image = kalpana_e2e::ENGINE_IMAGE;
+        cluster.docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &app,
+            "--label",
+            &format!("kalpana.workspace.id={wid}"),
+            "--label",
+            &format!("kalpana.instance={}", d.instance),
+            image,
+            "master",
+            "-port=9333",
+        ])?;
+        let path = format!("/api/buckets/{id}/attachments");
+        let (status, a) = alice
+            .send(
+                "POST",
+                &path,
+                Some(json!({ "container": app, "access": "read" })),
+            )
+            .await?;
+        ensure!(status == 201, "attach: {status} {a}");
+        let aid = a["id"].as_str().context("attachment id")?.to_string();
+        // Its task (replaced by the update) is on the bucket's network and reaches its S3.
+        let network = format!("kalpana-att-{id}");
+        let bucket_ip = {
+            let (node, _, c) = task_pid(&cluster, &format!("kalpana-bucket-{id}"))?;
+            cluster
+                .docker_at(
+                    &node,
+                    &[
+                        "inspect",
+                        "-f",
+                        &format!(
+                            "{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"
+                        ),
+                        &c,
+                    ],
+                )?
+                .trim()
+                .parse::<std::net::IpAddr>()?
+        };
+        let reached = until(
+            "the workload reaches the bucket",
+            Duration::from_secs(60),
+            || async {
+                let Ok((_, pid, _)) = task_pid(&cluster, &app) else {
+                    return Ok(None);
+                };
+                Ok(connects_from_netns(pid, bucket_ip, 8333)?.then_some(json!(pid)))
+            },
+        )
+        .await?;
+        println!(
+            "the attached service's task (pid {reached}) reaches the bucket at {bucket_ip}:8333"
+        );
+        // Detached: its task is replaced off the network and reaches nothing.
+        let (status, e) = alice.send("DELETE", &format!("{path}/{aid}"), None).await?;
+        ensure!(status == 200 || status == 204, "detach: {status} {e}");
+        until(
+            "the workload no longer reaches the bucket",
+            Duration::from_secs(60),
+            || async {
+                let Ok((_, pid, _)) = task_pid(&cluster, &app) else {
+                    return Ok(None);
+                };
+                Ok((!connects_from_netns(pid, bucket_ip, 8333)?).then_some(Value::Null))
+            },
+        )
+        .await?;
+        let spec = cluster.docker(&[
+            "service",
+            "inspect",
+            &app,
+            "-f",
+            "{{json .Spec.TaskTemplate.Networks}}",
+        ])?;
+        ensure!(!spec.contains(&network), "off the bucket's network: {spec}");
+        Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        eprintln!("daemon log:\n{}", d.log());
+    }
+    let _ = cluster.docker(&["service", "rm", &app]);
+    cluster.remove_instance(&d.instance);
+    outcome
 }

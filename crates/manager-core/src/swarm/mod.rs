@@ -1,21 +1,22 @@
 //! The `swarm` runtime: bucket servers are Docker Swarm services, driven through a Swarm
 //! manager's Docker API. A bucket is service `kalpana-bucket-<id>`: one replica when it runs,
 //! zero when stopped, pinned at creation to the node labelled `kalpana.buckets=true` with the
-//! fewest buckets among those whose agent reports (Swarm's scheduler places it when none does,
-//! and pins it where it first ran); Swarm enforces the labels and its memory reservation.
+//! fewest buckets (among those whose agent reports, when any does); Swarm enforces the labels
+//! and its memory reservation.
 //! Volumes are node-local, so the pin never changes. Its S3 port is published in host mode on that node; the daemon
 //! reaches it at the node's `kalpana.public-host` label (or its Swarm address) and that port.
 //!
 //! What must happen on the bucket's node itself (volumes listed, filled, archived or removed,
 //! container samples) is asked of that node's agent (`kalpana-buckets node`) through the
-//! [`NodeHub`], and so is running the engine's admin tool in a server. What it does not do,
-//! and says so ([`Error::Unsupported`]): volumes made ahead (the warm pool), freezing,
-//! attachments.
+//! [`NodeHub`], and so is running the engine's admin tool in a server. Attached workloads are
+//! services put on the bucket's attachable overlay. What it does not do, and says so
+//! ([`Error::Unsupported`]): volumes made ahead (the warm pool), freezing.
 //!
 //! Caveats: Swarm never restarts a stopped container: every 0→1 makes a new one (on the same
 //! volume). Its service events are the manager's (create, update, remove): a task dying on a
 //! node is seen by the next reconcile pass, not at once.
 
+mod attachments;
 mod engine_files;
 mod node_jobs;
 mod ops;
@@ -51,7 +52,7 @@ pub(super) const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why the operations a cluster does not offer are refused, in words.
 pub(super) const NEEDS_AGENT: &str =
-    "the swarm runtime offers no volumes made ahead, freezing or attachments";
+    "the swarm runtime offers no volumes made ahead and no freezing";
 
 /// A Swarm, through one manager's Docker API, and its nodes' agents.
 #[derive(Debug, Clone)]
@@ -174,9 +175,9 @@ impl Runtime for SwarmRuntime {
         let keep: Vec<String> = secrets.iter().map(|(f, _)| f.name.clone()).collect();
         let id = match self.service(&spec.id).await? {
             None => {
-                // Placed on the labelled node with the fewest buckets whose agent reports
-                // (Swarm's own spread counts running tasks only, and stacked new buckets on one
-                // node while others were starting); with no agent reporting, Swarm places it.
+                // Placed on the labelled node with the fewest buckets (of those whose agent
+                // reports, when any does): Swarm's own spread counts running tasks only, and
+                // stacked new buckets on one node while others were starting (1/3/2 of six).
                 let pin = match self.planned(&spec.id) {
                     Some(n) => Some(n),
                     None => self.choose_node().await.ok(),
@@ -465,16 +466,16 @@ impl Runtime for SwarmRuntime {
         }
     }
 
-    async fn attach(&self, _id: &str, _workloads: &[String]) -> Result<()> {
-        Err(Self::unsupported("attaching a workload"))
+    async fn attach(&self, id: &str, workloads: &[String]) -> Result<()> {
+        self.attach_services(id, workloads).await
     }
 
-    async fn detach(&self, _id: &str, _workload: &str) -> Result<()> {
-        Err(Self::unsupported("detaching a workload"))
+    async fn detach(&self, id: &str, workload: &str) -> Result<()> {
+        self.detach_service(id, workload).await
     }
 
-    async fn drop_attachments(&self, _id: &str) -> Result<()> {
-        Err(Self::unsupported("dropping attachments"))
+    async fn drop_attachments(&self, id: &str) -> Result<()> {
+        self.detach_all(id).await
     }
 
     async fn archive(&self, spec: &BucketSpec, job: ArchiveJob) -> Result<JobOutcome> {

@@ -66,14 +66,27 @@ impl SwarmRuntime {
                 *load.entry(n).or_default() += 1;
             }
         }
-        nodes
+        // Nodes whose agents report first: only they can run its volume jobs.
+        let labelled: Vec<&String> = nodes
             .iter()
-            .filter(|(id, n)| n.for_buckets && self.hub.connected(id))
-            .min_by_key(|(id, _)| (load.get(*id).copied().unwrap_or(0), (*id).clone()))
-            .map(|(id, _)| id.clone())
-            .ok_or_else(|| {
-                Error::NodeUnavailable("no node labelled for buckets has a reporting agent".into())
-            })
+            .filter(|(_, n)| n.for_buckets)
+            .map(|(id, _)| id)
+            .collect();
+        let reporting: Vec<&String> = labelled
+            .iter()
+            .copied()
+            .filter(|id| self.hub.connected(id))
+            .collect();
+        let candidates = if reporting.is_empty() {
+            labelled
+        } else {
+            reporting
+        };
+        candidates
+            .into_iter()
+            .min_by_key(|id| (load.get(*id).copied().unwrap_or(0), (*id).clone()))
+            .cloned()
+            .ok_or_else(|| Error::NodeUnavailable("no node is labelled for buckets".into()))
     }
 
     /// Runs `work` for `spec`'s bucket on `node`; a job the agent says failed is an error.
@@ -339,8 +352,19 @@ impl SwarmRuntime {
         .await
     }
 
+    /// The nodes whose agents report; an error when none does.
+    fn reporting(&self) -> Result<Vec<String>> {
+        let nodes = self.hub.connected_nodes();
+        if nodes.is_empty() {
+            return Err(Error::NodeUnavailable(
+                "no node agent reports (kalpana-buckets node on every bucket node)".into(),
+            ));
+        }
+        Ok(nodes)
+    }
+
     async fn everywhere(&self, id: &str, work: Work) -> Result<()> {
-        for node in self.hub.connected_nodes() {
+        for node in self.reporting()? {
             self.on_node(&node, bare(id), work.clone(), JobExtras::default())
                 .await?;
         }
@@ -350,7 +374,7 @@ impl SwarmRuntime {
     /// The managed volumes of every reporting node.
     pub(super) async fn volumes_everywhere(&self) -> Result<Vec<ManagedVolume>> {
         let mut out = Vec::new();
-        for node in self.hub.connected_nodes() {
+        for node in self.reporting()? {
             let done = self
                 .on_node(&node, bare(""), Work::ListVolumes, JobExtras::default())
                 .await?;

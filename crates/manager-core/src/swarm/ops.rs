@@ -63,14 +63,35 @@ impl SwarmRuntime {
         op: &'static str,
         change: impl Fn(ServiceSpec) -> ServiceSpec,
     ) -> Result<()> {
+        self.modify_service(&container_name(id), op, change).await
+    }
+
+    /// [`SwarmRuntime::modify`] for any service, by name or id.
+    pub(super) async fn modify_service(
+        &self,
+        name: &str,
+        op: &'static str,
+        change: impl Fn(ServiceSpec) -> ServiceSpec,
+    ) -> Result<()> {
+        crate::names::check("service", name)?;
         let mut tries = 0;
         loop {
-            let Some(svc) = self.service(id).await? else {
-                return Err(Error::Docker {
-                    op,
-                    status: 404,
-                    message: format!("no such service: {}", container_name(id)),
-                });
+            let svc = match self
+                .docker
+                .inspect_service(name, None::<InspectServiceOptions>)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => match Error::docker(op, e) {
+                    e if e.is_not_found() => {
+                        return Err(Error::Docker {
+                            op,
+                            status: 404,
+                            message: format!("no such service: {name}"),
+                        })
+                    }
+                    e => return Err(e),
+                },
             };
             let current = svc.spec.clone().unwrap_or_default();
             let wanted = change(current.clone());
@@ -82,11 +103,7 @@ impl SwarmRuntime {
                 version: i32::try_from(version).unwrap_or(i32::MAX),
                 ..Default::default()
             };
-            match self
-                .docker
-                .update_service(&container_name(id), wanted, opts, None)
-                .await
-            {
+            match self.docker.update_service(name, wanted, opts, None).await {
                 Ok(_) => return Ok(()),
                 Err(e) => match Error::docker(op, e) {
                     Error::Docker { message, .. }
