@@ -416,6 +416,25 @@ async fn with_agents(
         "the archive went through the daemon: {crossed} bytes for an archive of {size}"
     );
 
+    // A new bucket from the snapshot: its volume filled by the agent of the node chosen for it,
+    // its service pinned there.
+    let (status, copy) = alice
+        .create_bucket(json!({
+            "name": "copy",
+            "fromSnapshot": { "bucketId": id(src), "snapshotId": snap }
+        }))
+        .await?;
+    ensure!(status == 201 && copy["status"] == "RUNNING", "fromSnapshot: {status} {copy}");
+    let copy_id = copy["id"].as_str().context("id")?.to_string();
+    let resp = alice
+        .request(reqwest::Method::GET, &kalpana_e2e::object_path(&copy_id, "big.bin"))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "the copy's object: {}", resp.status());
+    ensure!(resp.bytes().await?.as_ref() == big.as_slice(), "the copy holds the snapshot's bytes");
+    println!("fromSnapshot on swarm: the copy runs on {}", copy["node"]);
+    ensure!(alice.delete_bucket(&copy_id, true).await? < 300, "the copy deleted");
+
     // Stop and start: back on its node, on its data.
     for action in ["stop", "start"] {
         let (status, b) = alice
