@@ -424,16 +424,28 @@ async fn with_agents(
             "fromSnapshot": { "bucketId": id(src), "snapshotId": snap }
         }))
         .await?;
-    ensure!(status == 201 && copy["status"] == "RUNNING", "fromSnapshot: {status} {copy}");
+    ensure!(
+        status == 201 && copy["status"] == "RUNNING",
+        "fromSnapshot: {status} {copy}"
+    );
     let copy_id = copy["id"].as_str().context("id")?.to_string();
     let resp = alice
-        .request(reqwest::Method::GET, &kalpana_e2e::object_path(&copy_id, "big.bin"))
+        .request(
+            reqwest::Method::GET,
+            &kalpana_e2e::object_path(&copy_id, "big.bin"),
+        )
         .send()
         .await?;
     ensure!(resp.status() == 200, "the copy's object: {}", resp.status());
-    ensure!(resp.bytes().await?.as_ref() == big.as_slice(), "the copy holds the snapshot's bytes");
+    ensure!(
+        resp.bytes().await?.as_ref() == big.as_slice(),
+        "the copy holds the snapshot's bytes"
+    );
     println!("fromSnapshot on swarm: the copy runs on {}", copy["node"]);
-    ensure!(alice.delete_bucket(&copy_id, true).await? < 300, "the copy deleted");
+    ensure!(
+        alice.delete_bucket(&copy_id, true).await? < 300,
+        "the copy deleted"
+    );
 
     // Stop and start: back on its node, on its data.
     for action in ["stop", "start"] {
