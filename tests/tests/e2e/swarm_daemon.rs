@@ -511,6 +511,49 @@ async fn with_agents(
     .await?;
     ensure!(got == json!(big.len()), "read with the key at {endpoint}");
 
+    // An orphan volume on a node (managed, of this instance, of no bucket): listed, and removed
+    // there by its agent.
+    let stray = "kalpana-bucket-0123456789abcdef0123456789abcdef";
+    let last = cluster.nodes.last().context("a node")?.clone();
+    cluster.docker_at(
+        &last,
+        &[
+            "volume",
+            "create",
+            "--label",
+            "kalpana.managed=true",
+            "--label",
+            &format!("kalpana.instance={}", d.instance),
+            "--label",
+            "kalpana.bucket.id=0123456789abcdef0123456789abcdef",
+            stray,
+        ],
+    )?;
+    let (status, orphans) = admin.send("GET", "/api/admin/orphans", None).await?;
+    ensure!(status == 200, "{status} {orphans}");
+    ensure!(
+        orphans.to_string().contains(stray),
+        "the node's orphan is listed: {orphans}"
+    );
+    let (status, e) = admin
+        .send(
+            "DELETE",
+            &format!("/api/admin/orphans/volumes/{stray}"),
+            None,
+        )
+        .await?;
+    ensure!(status < 300, "removing the orphan: {status} {e}");
+    let left = cluster.docker_at(
+        &last,
+        &["volume", "ls", "-q", "--filter", &format!("name={stray}")],
+    )?;
+    ensure!(
+        left.trim().is_empty(),
+        "the orphan is gone from {last}: {left}"
+    );
+    let (status, _) = alice.send("GET", "/api/admin/orphans", None).await?;
+    ensure!(status == 403, "orphans are an admin's: {status}");
+
     // Deleted: nothing of them on any node.
     for i in 0..6 {
         let status = alice.delete_bucket(&id(i), true).await?;
