@@ -100,7 +100,11 @@ pub async fn run(config: Config) -> Result<()> {
     let (bound, renewal) = match kalpana_domain::lease::acquire(&state, &holder).await {
         Ok(()) => (
             None,
-            kalpana_domain::lease::spawn_renewal(state.core.clone(), holder.clone()),
+            kalpana_domain::lease::spawn_renewal(
+                state.core.clone(),
+                holder.clone(),
+                state.store_fence.clone(),
+            ),
         ),
         Err(kalpana_domain::error::Error::Conflict(_)) if state.config.standby => {
             let listener = bind(&state, &listen).await?;

@@ -41,13 +41,18 @@ pub async fn wait_for_lease(
     let every = (state.config.lease_ttl / 3).max(Duration::from_millis(200));
     let (won_tx, won_rx) = tokio::sync::oneshot::channel::<Result<tokio::task::JoinHandle<()>>>();
     let core = state.core.clone();
+    let fence = state.store_fence.clone();
     let me = holder.to_string();
     let trying = tokio::spawn(async move {
         let mut logged = false;
         loop {
             match kalpana_domain::lease::acquire(&core, &me).await {
                 Ok(()) => {
-                    let renewal = kalpana_domain::lease::spawn_renewal(core.clone(), me.clone());
+                    let renewal = kalpana_domain::lease::spawn_renewal(
+                        core.clone(),
+                        me.clone(),
+                        fence.clone(),
+                    );
                     let _ = won_tx.send(Ok(renewal));
                     return;
                 }

@@ -64,23 +64,44 @@ pub async fn acquire(state: &Core, holder: &str) -> Result<()> {
 }
 
 /// Renews the lease every third of its lifetime. A renewal refused because another daemon took
-/// the lease over ends the process (exit code 3); a store that does not answer is retried.
+/// the lease over ends the process (exit code 3); a store that does not answer is retried, and
+/// once it has not answered for a whole lease (another daemon may have taken over meanwhile)
+/// the store is `fence`d: the daemon makes no change until a renewal succeeds again.
 /// Not under the supervisor: the lease must outlive the work it guards, so a stop ends the
 /// renewal (abort the handle) only once that work has ended, right before it closes the store.
-pub fn spawn_renewal(state: Core, holder: String) -> tokio::task::JoinHandle<()> {
+pub fn spawn_renewal(
+    state: Core,
+    holder: String,
+    fence: std::sync::Arc<crate::store::fenced::FencedStore>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (state.config.lease_ttl / 3).max(Duration::from_millis(200));
+        // Counted from before the request: the lease runs from when it was asked for.
+        let mut held_since = std::time::Instant::now();
         loop {
             tokio::time::sleep(every).await;
             let ttl = state.config.lease_ttl.as_millis() as i64;
+            let asked = std::time::Instant::now();
             match state.store.acquire_lease(&holder, now_ms(), ttl).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    held_since = asked;
+                    if fence.is_suspended() {
+                        fence.resume();
+                        tracing::warn!(holder = %holder, "store lease held again: changes resume");
+                    }
+                }
                 Err(Error::Conflict(m)) => {
                     tracing::error!(holder = %holder, reason = %m, "store lease lost to another daemon; stopping so that only one acts on the buckets");
                     std::process::exit(3);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "renewing the store lease failed; retrying");
+                    if held_since.elapsed() >= state.config.lease_ttl && !fence.is_suspended() {
+                        fence.suspend();
+                        tracing::error!(holder = %holder, error = %e,
+                            "the store lease may have run out (no renewal for a whole lease): no change is made until it is held again");
+                    } else {
+                        tracing::warn!(error = %e, "renewing the store lease failed; retrying");
+                    }
                 }
             }
         }

@@ -309,3 +309,52 @@ async fn a_standby_answers_503_then_takes_over_and_reads_what_the_active_one_sea
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_outage_longer_than_the_lease_stops_every_change_until_the_lease_is_held_again(
+) -> anyhow::Result<()> {
+    let mut server = MongoServer::start().await?;
+    let mut d = Daemon::start_with(on_store(
+        server.uri("long-outage"),
+        &[("KALPANA_LEASE_SECS", "2")],
+    ))
+    .await?;
+    let (alice, _) = d.new_user("alice").await?;
+    let (status, b) = alice.create_bucket(json!({ "name": "kept" })).await?;
+    assert_eq!(status, 201, "{b}");
+    let id = b["id"].as_str().expect("id").to_string();
+    server.kill();
+    // No renewal for a whole lease: another daemon could hold it now, so this one changes nothing.
+    let started = Instant::now();
+    while !d.log().contains("no change is made until it is held again") {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "the daemon never stopped its changes after its lease could have run out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "changes stopped {:?} after the store went away (lease 2 s)",
+        started.elapsed()
+    );
+    server.restart().await?;
+    let back = Instant::now();
+    while !d.log().contains("store lease held again: changes resume") {
+        anyhow::ensure!(
+            back.elapsed() < Duration::from_secs(10),
+            "the daemon never took its lease again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, got) = alice
+        .send(
+            "PATCH",
+            &format!("/api/buckets/{id}"),
+            Some(json!({ "description": "after the long outage" })),
+        )
+        .await?;
+    assert_eq!(status, 200, "changes resume once the lease is held: {got}");
+    assert!(d.pid().is_some(), "the daemon is still running");
+    d.kill();
+    Ok(())
+}

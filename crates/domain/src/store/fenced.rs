@@ -4,6 +4,9 @@
 //!
 //! Guarantees: after [`FencedStore::close`], every write (and a lease renewal) is refused with
 //! 503 and logged at error level naming the write; reads and the lease release go through.
+//! [`FencedStore::suspend`] refuses writes the same way but for a while: while the daemon's
+//! lease may have run out (the store did not answer its renewals for a whole lease), until it
+//! holds the lease again ([`FencedStore::resume`]); lease renewals still go through.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use crate::snapshots::model::Snapshot;
 pub struct FencedStore {
     inner: Arc<dyn Store>,
     closed: AtomicBool,
+    suspended: AtomicBool,
 }
 
 impl FencedStore {
@@ -29,7 +33,30 @@ impl FencedStore {
         FencedStore {
             inner,
             closed: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
         }
+    }
+
+    /// Refuses every write but lease renewals until [`FencedStore::resume`].
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes writes again (unless closed).
+    pub fn resume(&self) {
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether writes are suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
+    fn lease_open(&self, write: &'static str) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return self.open(write);
+        }
+        Ok(())
     }
 
     /// Refuses every write from now on.
@@ -45,6 +72,11 @@ impl FencedStore {
             );
             return Err(Error::Unavailable(
                 "the daemon is stopping: the store takes no more writes from it".into(),
+            ));
+        }
+        if self.suspended.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "the daemon's store lease may have run out while the store did not answer: it makes no change until it holds the lease again".into(),
             ));
         }
         Ok(())
@@ -177,7 +209,7 @@ impl Store for FencedStore {
         self.inner.subdomain_taken(subdomain).await
     }
     async fn acquire_lease(&self, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<()> {
-        self.open("acquire_lease")?;
+        self.lease_open("acquire_lease")?;
         self.inner.acquire_lease(holder, now_ms, ttl_ms).await
     }
     async fn release_lease(&self, holder: &str) -> Result<()> {
