@@ -116,11 +116,17 @@ pub fn router(state: AppState) -> Router {
         .route("/_kalpana/fallback/{*rest}", any(fallback::answer))
         // The node agents' protocol (kalpana_manager_core::node_protocol): their own token,
         // their own body limits; not part of the API's document.
-        .route("/api/fleet/stats", post(nodes::report))
-        .route("/api/node/jobs", get(nodes::next_job))
-        .route("/api/node/jobs/{job}/parts", post(nodes::part))
-        .route("/api/node/jobs/{job}/progress", post(nodes::progress))
-        .route("/api/node/jobs/{job}/done", post(nodes::done))
+        .merge(
+            Router::new()
+                .route("/api/fleet/stats", post(nodes::report))
+                .route("/api/node/jobs", get(nodes::next_job))
+                .route("/api/node/jobs/{job}/parts", post(nodes::part))
+                .route("/api/node/jobs/{job}/progress", post(nodes::progress))
+                .route("/api/node/jobs/{job}/done", post(nodes::done))
+                .layer(DefaultBodyLimit::max(
+                    kalpana_manager_core::node_protocol::MAX_REPORT_BYTES,
+                )),
+        )
         .merge(crate::console::routes(&state))
         .fallback(|| async { Error::NotFound("route") })
         .layer(middleware::from_fn_with_state(

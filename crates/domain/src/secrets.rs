@@ -82,7 +82,8 @@ impl MasterKey {
         use hmac::Mac;
         let rest = token.strip_prefix(NODE_TOKEN_PREFIX)?;
         let (node, mac) = rest.rsplit_once('_')?;
-        if !valid_node_id(node) {
+        // One spelling of a token: lower-case hex, as issued.
+        if !valid_node_id(node) || mac.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
         let mac = hex::decode(mac).ok()?;

@@ -51,6 +51,7 @@ struct Inner {
     nodes: HashMap<String, Node>,
     jobs: HashMap<String, Pending>,
     samples: HashMap<String, (Instant, ContainerStats)>,
+    names: HashMap<String, String>,
 }
 
 /// The node agents as the daemon knows them.
@@ -83,6 +84,10 @@ impl NodeHub {
     pub fn report(&self, node: &str, report: NodeReport) {
         let now = Instant::now();
         let mut inner = self.inner();
+        // Old samples go, so what a report can add stays bounded by what is sampled lately.
+        inner
+            .samples
+            .retain(|_, (at, _)| at.elapsed() < AGENT_GONE_AFTER);
         for s in report.containers {
             inner.samples.insert(s.bucket_id, (now, s.stats));
         }
@@ -97,6 +102,16 @@ impl NodeHub {
         if first {
             tracing::info!(node, "node agent reported");
         }
+    }
+
+    /// Learns the host names of the cluster's nodes (by node id).
+    pub fn set_names(&self, names: HashMap<String, String>) {
+        self.inner().names = names;
+    }
+
+    /// The host name of node `node`, once learnt.
+    pub fn name(&self, node: &str) -> Option<String> {
+        self.inner().names.get(node).cloned()
     }
 
     /// Whether `node`'s agent reported lately.

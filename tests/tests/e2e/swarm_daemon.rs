@@ -483,6 +483,58 @@ async fn with_agents(
     );
     ensure!(resp.bytes().await?.as_ref() == b"bucket 0", "its own data");
 
+    // Its root credentials rotated: its server is made again, on its volume's node.
+    let (status, r) = alice
+        .send(
+            "POST",
+            &format!("/api/buckets/{}/credentials/rotate", id(0)),
+            None,
+        )
+        .await?;
+    ensure!(status == 200, "rotate: {status} {r}");
+    let (_, after) = alice
+        .send("GET", &format!("/api/buckets/{}", id(0)), None)
+        .await?;
+    ensure!(
+        after["node"] == buckets[0]["node"],
+        "rotated on its node: {after}"
+    );
+    let resp = alice
+        .request(
+            reqwest::Method::GET,
+            &kalpana_e2e::object_path(&id(0), "hello.txt"),
+        )
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "after a rotation: {}", resp.status());
+    ensure!(
+        resp.bytes().await?.as_ref() == b"bucket 0",
+        "its data after a rotation"
+    );
+
+    // A node's samples count for the buckets on it only.
+    let elsewhere = (0..6)
+        .find(|&i| buckets[i]["node"] != json!(format!("kalpana-swarm-{}", nodes[0].n)))
+        .context("a bucket on another node")?;
+    let spoof = json!({
+        "nodeId": nodes[0].id, "host": null, "engineOk": true, "engineError": null,
+        "containers": [{ "bucketId": id(elsewhere), "stats": {
+            "memoryBytes": 999_999_999_999u64, "rxBytes": 0, "txBytes": 0,
+            "blockReadBytes": 0, "blockWriteBytes": 0 } }]
+    });
+    for _ in 0..3 {
+        let (status, e) = as_node0
+            .send("POST", "/api/fleet/stats", Some(spoof.clone()))
+            .await?;
+        ensure!(status == 200, "{status} {e}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, f) = admin.send("GET", "/api/fleet", None).await?;
+    ensure!(
+        !f.to_string().contains("999999999999"),
+        "a node spoofed another node's bucket sample: {f}"
+    );
+
     // A read-only key on a worker's bucket works at the bucket's endpoint.
     let (status, k) = alice
         .send(

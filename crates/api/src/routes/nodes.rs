@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -106,8 +107,9 @@ pub async fn token(
 pub async fn report(
     State(state): State<AppState>,
     NodeCaller(node): NodeCaller,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReportAck>> {
+    let body = body.map_err(too_large)?;
     if body.len() > MAX_REPORT_BYTES {
         return Err(Error::BodyTooLarge(format!(
             "a report is limited to {MAX_REPORT_BYTES} bytes"
@@ -125,11 +127,24 @@ pub async fn report(
             "a report carries at most {MAX_SAMPLES} container samples"
         )));
     }
+    // A node speaks for the buckets on it only: samples of any other bucket are dropped.
+    let host = state.nodes.name(&node);
+    let mut report = report;
+    report
+        .containers
+        .retain(|c| host.is_some() && state.addresses.node(&c.bucket_id) == host);
     state.nodes.report(&node, report);
     Ok(Json(ReportAck {
         node_id: node,
         report_every_secs: REPORT_EVERY.as_secs(),
     }))
+}
+
+/// A body over the limit (or one that failed) as the API's JSON error.
+fn too_large(e: BytesRejection) -> Error {
+    Error::BodyTooLarge(format!(
+        "an agent's body is limited to {MAX_REPORT_BYTES} bytes ({e})"
+    ))
 }
 
 /// How long the next-job poll may wait.
@@ -180,8 +195,9 @@ pub async fn done(
     State(state): State<AppState>,
     NodeCaller(node): NodeCaller,
     PathParams(job): PathParams<String>,
-    body: Bytes,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
+    let body = body.map_err(too_large)?;
     if body.len() > MAX_REPORT_BYTES {
         return Err(Error::BodyTooLarge(format!(
             "an outcome is limited to {MAX_REPORT_BYTES} bytes"

@@ -178,9 +178,13 @@ impl Runtime for SwarmRuntime {
                 // Placed on the labelled node with the fewest buckets (of those whose agent
                 // reports, when any does): Swarm's own spread counts running tasks only, and
                 // stacked new buckets on one node while others were starting (1/3/2 of six).
+                // A service made again (a replaced server) goes back to its volume's node.
                 let pin = match self.planned(&spec.id) {
                     Some(n) => Some(n),
-                    None => self.choose_node().await.ok(),
+                    None => match self.locate_volume(&spec.id).await? {
+                        Some(n) => Some(n),
+                        None => self.choose_node().await.ok(),
+                    },
                 };
                 let s = service::service_spec(spec, false, pin.as_deref(), &network, env, &secrets);
                 match self.docker.create_service(s, None).await {
@@ -236,7 +240,19 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn remove_server(&self, id: &str) -> Result<()> {
-        let service_id = self.service(id).await?.and_then(|s| s.id);
+        let svc = self.service(id).await?;
+        // Its volume stays on its node: a server made again for it must go there.
+        if let Some(node) = svc
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(service::pinned_node)
+        {
+            self.planned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), node);
+        }
+        let service_id = svc.and_then(|s| s.id);
         if let Err(e) = self.docker.delete_service(&container_name(id)).await {
             match Error::docker("remove service", e) {
                 e if e.is_not_found() => {}
@@ -419,9 +435,14 @@ impl Runtime for SwarmRuntime {
                 }
             }
         }
-        Ok(self
-            .nodes()
-            .await?
+        let nodes = self.nodes().await?;
+        self.hub.set_names(
+            nodes
+                .iter()
+                .map(|(id, n)| (id.clone(), n.hostname.clone()))
+                .collect(),
+        );
+        Ok(nodes
             .into_iter()
             .map(|(id, n)| {
                 let (reported, agent) = match self.hub.presence(&id) {

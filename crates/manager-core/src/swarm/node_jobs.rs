@@ -41,6 +41,20 @@ impl SwarmRuntime {
             .cloned()
     }
 
+    /// The reporting node that holds bucket `id`'s data volume, if any does.
+    pub(super) async fn locate_volume(&self, id: &str) -> Result<Option<String>> {
+        let wanted = crate::spec::volume_name(id);
+        for node in self.hub.connected_nodes() {
+            let done = self
+                .on_node(&node, bare(""), Work::ListVolumes, JobExtras::default())
+                .await?;
+            if done.volumes.iter().any(|v| v.name == wanted) {
+                return Ok(Some(node));
+            }
+        }
+        Ok(None)
+    }
+
     /// A node for a new volume: of the nodes labelled for buckets whose agents report, the one
     /// with the fewest buckets pinned to it.
     pub(super) async fn choose_node(&self) -> Result<String> {
