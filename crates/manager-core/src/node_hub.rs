@@ -22,6 +22,12 @@ use crate::stats::{AgentPresence, ContainerStats, HostInfo};
 /// An agent not heard from for this long counts as gone: its jobs fail, none is handed to it.
 pub const AGENT_GONE_AFTER: Duration = Duration::from_secs(20);
 
+/// A job its agent took and then said nothing of (no progress, no part, no end; agents send a
+/// progress report at least every 10 s while a job runs) for this long has been dropped by that
+/// agent (it restarted, say): it fails, rather than holding its caller, and the bucket's lock,
+/// forever.
+pub const JOB_SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Seconds between an agent's reports.
 pub const REPORT_EVERY: Duration = Duration::from_secs(2);
 
@@ -41,6 +47,7 @@ struct Node {
 struct Pending {
     node: String,
     taken: bool,
+    heard: Instant,
     reply: Option<oneshot::Sender<JobDone>>,
     progress: Option<Progress>,
     parts: Option<PartSigner>,
@@ -55,9 +62,15 @@ struct Inner {
 }
 
 /// The node agents as the daemon knows them.
-#[derive(Default)]
 pub struct NodeHub {
     inner: Mutex<Inner>,
+    silence_limit: Duration,
+}
+
+impl Default for NodeHub {
+    fn default() -> Self {
+        Self::with_silence_limit(JOB_SILENCE_LIMIT)
+    }
 }
 
 impl std::fmt::Debug for NodeHub {
@@ -76,6 +89,15 @@ pub struct JobExtras {
 }
 
 impl NodeHub {
+    /// A hub that fails a taken job after `limit` without a word of it (see
+    /// [`JOB_SILENCE_LIMIT`]).
+    pub fn with_silence_limit(limit: Duration) -> Self {
+        NodeHub {
+            inner: Mutex::default(),
+            silence_limit: limit,
+        }
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -184,6 +206,7 @@ impl NodeHub {
                 Pending {
                     node: node.to_string(),
                     taken: false,
+                    heard: Instant::now(),
                     reply: Some(tx),
                     progress: extras.progress,
                     parts: extras.parts,
@@ -209,6 +232,17 @@ impl NodeHub {
                             "the agent of node {node} stopped reporting during the job"
                         )));
                     }
+                    let silent = self
+                        .inner()
+                        .jobs
+                        .get(&id)
+                        .is_some_and(|p| p.taken && p.heard.elapsed() > self.silence_limit);
+                    if silent {
+                        return Err(Error::NodeUnavailable(format!(
+                            "the agent of node {node} said nothing of the job for {} s (it may have restarted): the job is given up",
+                            self.silence_limit.as_secs()
+                        )));
+                    }
                 }
             }
         }
@@ -224,6 +258,7 @@ impl NodeHub {
                 if let Some(job) = n.queue.pop_front() {
                     if let Some(p) = inner.jobs.get_mut(&job.id) {
                         p.taken = true;
+                        p.heard = Instant::now();
                     }
                     return Some(job);
                 }
@@ -236,9 +271,13 @@ impl NodeHub {
         }
     }
 
+    /// Checks that `node`'s agent holds job `job`, and notes that it was heard of.
     fn taken_by(&self, node: &str, job: &str) -> Result<()> {
-        match self.inner().jobs.get(job) {
-            Some(p) if p.node == node && p.taken => Ok(()),
+        match self.inner().jobs.get_mut(job) {
+            Some(p) if p.node == node && p.taken => {
+                p.heard = Instant::now();
+                Ok(())
+            }
             _ => Err(Error::UnknownJob(job.to_string())),
         }
     }
@@ -288,5 +327,93 @@ impl Drop for Forget<'_> {
                 n.queue.retain(|j| j.id != self.1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_protocol::{JobBucket, NodeReport};
+
+    fn report(node: &str) -> NodeReport {
+        NodeReport {
+            node_id: node.into(),
+            host: None,
+            engine_ok: true,
+            engine_error: None,
+            containers: Vec::new(),
+        }
+    }
+
+    fn bucket() -> JobBucket {
+        JobBucket {
+            id: "b".into(),
+            name: "b".into(),
+            owner: "o".into(),
+            instance: "i".into(),
+            engine: crate::engine::EngineKind::Seaweedfs,
+            image: "img".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_goes_to_its_node_only_and_a_silent_one_is_given_up() {
+        let hub = Arc::new(NodeHub::with_silence_limit(Duration::from_secs(1)));
+        hub.report("n1", report("n1"));
+        hub.report("n2", report("n2"));
+        let h = hub.clone();
+        let job = tokio::spawn(async move {
+            h.run("n1", bucket(), Work::Staged, JobExtras::default())
+                .await
+        });
+        assert!(hub
+            .next_job("n2", Duration::from_millis(200))
+            .await
+            .is_none());
+        let taken = hub
+            .next_job("n1", Duration::from_secs(2))
+            .await
+            .expect("n1 takes it");
+        assert!(hub.finish("n2", &taken.id, JobDone::default()).is_err());
+        // Taken, then nothing: given up after the limit, not waited for forever.
+        let given_up = tokio::time::timeout(Duration::from_secs(10), job)
+            .await
+            .expect("not forever")
+            .expect("joined");
+        assert!(
+            matches!(&given_up, Err(Error::NodeUnavailable(m)) if m.contains("said nothing")),
+            "{given_up:?}"
+        );
+        assert!(
+            hub.finish("n1", &taken.id, JobDone::default()).is_err(),
+            "forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_agent_keeps_talking_ends_with_its_answer() {
+        let hub = Arc::new(NodeHub::with_silence_limit(Duration::from_secs(1)));
+        hub.report("n1", report("n1"));
+        let h = hub.clone();
+        let job = tokio::spawn(async move {
+            h.run("n1", bucket(), Work::Staged, JobExtras::default())
+                .await
+        });
+        let taken = hub
+            .next_job("n1", Duration::from_secs(2))
+            .await
+            .expect("taken");
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            hub.progress("n1", &taken.id, 0).expect("progress");
+            hub.report("n1", report("n1"));
+        }
+        let done = JobDone {
+            staged: Some(true),
+            ..Default::default()
+        };
+        hub.finish("n1", &taken.id, done).expect("finish");
+        let answer = job.await.expect("joined").expect("answered");
+        assert_eq!(answer.staged, Some(true));
     }
 }

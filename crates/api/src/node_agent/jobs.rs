@@ -65,7 +65,8 @@ fn kind(w: &Work) -> &'static str {
     }
 }
 
-/// Sends the bytes moved so far, once a second, while a job runs.
+/// Sends the bytes moved so far, once a second, while a job runs; at least every 10 s, even
+/// with nothing moved, so the daemon knows the job is still being worked on.
 fn progress_reporter(
     link: Link,
     job: String,
@@ -73,10 +74,13 @@ fn progress_reporter(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut sent = 0u64;
+        let mut quiet = 0u32;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = moved.load(Ordering::SeqCst);
-            if now > sent {
+            quiet += 1;
+            if now > sent || quiet >= 10 {
+                quiet = 0;
                 let path = format!("/api/node/jobs/{job}/progress");
                 let p = JobProgress { bytes: now - sent };
                 if link.post::<_, ()>(&path, &p).await.is_ok() {
