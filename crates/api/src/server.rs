@@ -233,6 +233,12 @@ fn reserve_ports(state: &AppState) {
 }
 
 async fn shutdown_signal() {
+    termination().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub(crate) async fn termination() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -248,5 +254,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

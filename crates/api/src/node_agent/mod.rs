@@ -115,7 +115,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(node = %node, daemon = %config.daemon, "node agent started");
     let reporter = tokio::spawn(report::run(link.clone(), docker, node.clone()));
     let worker = tokio::spawn(work(link, runtime));
-    shutdown_signal().await;
+    crate::server::termination().await;
     reporter.abort();
     worker.abort();
     tracing::info!(node = %node, "node agent stopped");
@@ -158,20 +158,5 @@ async fn next(link: &Link) -> anyhow::Result<Option<NodeJob>> {
         reqwest::StatusCode::NO_CONTENT => Ok(None),
         s if s.is_success() => Ok(Some(resp.json().await?)),
         s => bail!("{s}: {}", resp.text().await.unwrap_or_default()),
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
