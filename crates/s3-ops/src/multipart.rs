@@ -38,7 +38,18 @@ impl BucketClient {
             .iter()
             .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
             .collect();
-        self.client
+        self.complete_parts(key, upload_id, parts).await.map(drop)
+    }
+
+    /// Completes upload `upload_id` of `key` from `parts`; the object's ETag.
+    pub(crate) async fn complete_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<Option<String>> {
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -51,7 +62,7 @@ impl BucketClient {
             .send()
             .await
             .map_err(|e| Error::from_sdk("CompleteMultipartUpload", &self.endpoint, e))?;
-        Ok(())
+        Ok(out.e_tag)
     }
 
     /// Aborts upload `upload_id` of `key` (its parts are dropped).

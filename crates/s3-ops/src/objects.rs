@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 
@@ -189,34 +189,12 @@ impl BucketClient {
                 size: len,
             });
         }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_content_type(content_type.map(String::from))
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk("CreateMultipartUpload", &self.endpoint, e))?;
-        let upload_id = created.upload_id.ok_or_else(|| Error::S3 {
-            op: "CreateMultipartUpload",
-            status: 200,
-            code: "MissingUploadId".into(),
-            message: "the server gave no upload id".into(),
-        })?;
+        let upload_id = self.start_multipart(key, content_type).await?;
         match self.upload_parts(key, &upload_id, first, &mut body).await {
             Ok(done) => Ok(done),
             Err(e) => {
-                if let Err(abort) = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(bucket = %self.bucket, key, error = %Error::from_sdk("AbortMultipartUpload", &self.endpoint, abort), "aborting a failed multipart upload failed");
+                if let Err(abort) = self.abort_multipart(key, &upload_id).await {
+                    tracing::warn!(bucket = %self.bucket, key, error = %abort, "aborting a failed multipart upload failed");
                 }
                 Err(e)
             }
@@ -266,24 +244,8 @@ impl BucketClient {
                 }
             }
         }
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk("CompleteMultipartUpload", &self.endpoint, e))?;
-        Ok(Uploaded {
-            etag: out.e_tag,
-            size,
-        })
+        let etag = self.complete_parts(key, upload_id, parts).await?;
+        Ok(Uploaded { etag, size })
     }
 
     async fn upload_part(
