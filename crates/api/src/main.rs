@@ -49,6 +49,10 @@ enum Command {
         /// A PEM file of the CA of the daemon's TLS certificate, when not a public one.
         #[arg(long, env = "KALPANA_NODE_CA_FILE")]
         ca_file: Option<std::path::PathBuf>,
+        /// Seconds without an acknowledged heartbeat after which the agent stops its node's
+        /// bucket containers (the daemon's KALPANA_FENCE_SECS: keep them equal).
+        #[arg(long, env = "KALPANA_FENCE_SECS", default_value_t = 25)]
+        fence_secs: u64,
     },
     /// Copy every record (users, teams, buckets with their port reservations) from one store
     /// into another, e.g. from the embedded store into MongoDB. Stop the daemon first.
@@ -94,12 +98,14 @@ async fn main() -> anyhow::Result<()> {
             token_file,
             instance,
             ca_file,
+            fence_secs,
         } => {
             kalpana_api::node_agent::run(kalpana_api::node_agent::AgentConfig {
                 daemon,
                 token_file,
                 instance,
                 ca_file,
+                fence_after: std::time::Duration::from_secs(fence_secs.max(1)),
             })
             .await?
         }

@@ -95,6 +95,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::orphans))
         .routes(routes!(admin::remove_container))
         .routes(routes!(admin::remove_volume))
+        .routes(routes!(admin::set_aside))
+        .routes(routes!(admin::delete_set_aside))
         .routes(routes!(traefik::config))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
 }

@@ -66,6 +66,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
         sleep: Default::default(),
         proxies: Default::default(),
         tasks: Default::default(),
+        nodes: Default::default(),
     }));
     Ok(AppState(Arc::new(App {
         core,
@@ -136,6 +137,9 @@ pub async fn run(config: Config) -> Result<()> {
     }
     kalpana_domain::sleep::start(&state.core).await?;
     reconcile::spawn(state.core.clone());
+    if state.config.runtime == RuntimeKind::Swarm {
+        kalpana_domain::node_loss::spawn(state.core.clone());
+    }
     usage::spawn_periodic_sync(state.core.clone());
     kalpana_domain::pending_usage::spawn_flusher(state.core.clone());
     kalpana_domain::inventory::spawn_periodic_sync(state.core.clone());

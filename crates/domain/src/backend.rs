@@ -86,6 +86,15 @@ pub fn checked_while_down(b: &BucketRecord) -> bool {
 pub async fn refresh(state: &Core, b: &BucketRecord) {
     match b.kind() {
         BucketKind::Managed => {
+            // A bucket on a node gone quiet cannot answer; its node's lease decides its fate,
+            // and holding its lock through connection timeouts would only delay an evacuation.
+            if state
+                .addresses
+                .node(&b.id)
+                .is_some_and(|n| state.nodes.away(&n))
+            {
+                return;
+            }
             if let Err(e) = crate::usage::sync_one(state, &b.id).await {
                 tracing::warn!(bucket = %b.id, error = %e, "usage sync failed");
             }

@@ -197,6 +197,14 @@ pub struct Config {
     /// The Swarm manager's Docker API (`KALPANA_SWARM_MANAGER`, `tcp://host:port` or
     /// `unix:///path`; empty: `DOCKER_HOST` or the local socket).
     pub swarm_manager: String,
+    /// How long a node agent serves without its heartbeat acknowledged before it stops its
+    /// node's bucket containers (`KALPANA_FENCE_SECS`, default 25; the agents read the same
+    /// variable). Longer than the store lease, so a daemon takeover fences nobody.
+    pub fence_after: Duration,
+    /// How long after a node's last acknowledged heartbeat its buckets are evacuated
+    /// (`KALPANA_NODE_LOST_SECS`, default 40): at least the fencing time plus 10 s, the time a
+    /// fenced node takes to stop its containers and a margin.
+    pub node_lost_after: Duration,
     /// Longest lifetime of a presigned URL of a team bucket (`KALPANA_TEAM_PRESIGN_MAX_SECS`,
     /// default 3600): a member removed from the team keeps a URL no longer than this.
     pub team_presign_max: Duration,
@@ -358,6 +366,8 @@ pub const KEYS: &[&str] = &[
     "KALPANA_STANDBY",
     "KALPANA_RUNTIME",
     "KALPANA_SWARM_MANAGER",
+    "KALPANA_FENCE_SECS",
+    "KALPANA_NODE_LOST_SECS",
     "KALPANA_SLEEP_AFTER_SECS",
     "KALPANA_TRAEFIK_UPSTREAM_HOST",
     "KALPANA_WAKE_QUEUE",
@@ -517,6 +527,7 @@ impl Config {
             images.retain(|(k, _)| *k != engine);
             images.push((engine, image));
         }
+        let (fence_after, node_lost_after) = node_times(vars)?;
         let port_range = match var("KALPANA_PORT_RANGE") {
             Some(r) => r.parse::<PortRange>()?,
             None => PortRange::default(),
@@ -640,6 +651,8 @@ impl Config {
             standby: vars.parse("KALPANA_STANDBY", false)?,
             runtime,
             swarm_manager: var("KALPANA_SWARM_MANAGER").unwrap_or_default(),
+            fence_after,
+            node_lost_after,
             team_presign_max: Duration::from_secs(
                 vars.parse::<u64>("KALPANA_TEAM_PRESIGN_MAX_SECS", 3600)?
                     .max(1),
@@ -686,6 +699,26 @@ impl Config {
             self.bind_ip.to_string()
         }
     }
+}
+
+/// `KALPANA_FENCE_SECS` and `KALPANA_NODE_LOST_SECS`, checked against `KALPANA_LEASE_SECS`:
+/// a node fences only after a daemon takeover would have ended, and is evacuated only after it
+/// has had time to fence.
+fn node_times(vars: &Vars) -> Result<(Duration, Duration)> {
+    let lease: u64 = vars.parse::<u64>("KALPANA_LEASE_SECS", 15)?.max(1);
+    let fence: u64 = vars.parse("KALPANA_FENCE_SECS", 25)?;
+    let lost: u64 = vars.parse("KALPANA_NODE_LOST_SECS", 40)?;
+    if fence <= lease {
+        return Err(Error::Invalid(format!(
+            "KALPANA_FENCE_SECS={fence} must be longer than KALPANA_LEASE_SECS={lease}: a daemon takeover would make every node fence"
+        )));
+    }
+    if lost < fence + 10 {
+        return Err(Error::Invalid(format!(
+            "KALPANA_NODE_LOST_SECS={lost} must be at least KALPANA_FENCE_SECS={fence} + 10: a cut-off node must have stopped its buckets before they serve elsewhere"
+        )));
+    }
+    Ok((Duration::from_secs(fence), Duration::from_secs(lost)))
 }
 
 /// The per-user caps (`KALPANA_MAX_WORKSPACES_PER_USER` 20, `KALPANA_MAX_TEAMS_PER_USER` 10,
@@ -747,6 +780,27 @@ mod tests {
         let table = parse_file("KALPANA_LISTEN = { a = 1 }");
         assert!(table.is_err_and(|e| e.contains("KALPANA_LISTEN")));
         assert!(parse_file("KALPANA_LISTEN = ").is_err());
+    }
+
+    #[test]
+    fn fencing_outlasts_a_takeover_and_evacuation_waits_for_fencing() -> Result<()> {
+        let at = |pairs: &[(&str, &str)]| {
+            Config::from_vars(&Vars::from_maps(map(pairs), HashMap::new()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let short = at(&[("KALPANA_LEASE_SECS", "30"), ("KALPANA_FENCE_SECS", "30")]);
+        assert!(short.contains("KALPANA_FENCE_SECS=30"), "{short}");
+        let early = at(&[
+            ("KALPANA_FENCE_SECS", "25"),
+            ("KALPANA_NODE_LOST_SECS", "30"),
+        ]);
+        assert!(early.contains("KALPANA_NODE_LOST_SECS=30"), "{early}");
+        let config = Config::from_vars(&Vars::from_maps(HashMap::new(), HashMap::new()))?;
+        assert_eq!(config.fence_after, Duration::from_secs(25));
+        assert_eq!(config.node_lost_after, Duration::from_secs(40));
+        Ok(())
     }
 
     #[test]

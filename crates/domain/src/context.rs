@@ -67,6 +67,8 @@ pub struct CoreParts {
     pub proxies: crate::sleep::listeners::Proxies,
     /// Owner of background loops and detached tasks.
     pub tasks: Supervisor,
+    /// Cluster nodes' leases, and what is set aside on them.
+    pub nodes: crate::node_leases::Nodes,
 }
 
 /// The locks of the domain.

@@ -59,6 +59,10 @@ pub enum EventKind {
     /// A sleeping bucket woke, with how long it took.
     #[serde(rename = "bucket.wake")]
     Wake,
+    /// A bucket of a lost node serves again on another node from its latest snapshot (the
+    /// message gives the snapshot's time: what was written after it is lost).
+    #[serde(rename = "bucket.evacuated")]
+    Evacuated,
 }
 
 impl EventKind {
@@ -81,6 +85,7 @@ impl EventKind {
             EventKind::DockSync => "dock.sync",
             EventKind::Sleep => "bucket.sleep",
             EventKind::Wake => "bucket.wake",
+            EventKind::Evacuated => "bucket.evacuated",
         }
     }
 }

@@ -28,6 +28,8 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod node_leases;
+pub mod node_loss;
 pub mod pending_usage;
 pub mod reach;
 pub mod reconcile;

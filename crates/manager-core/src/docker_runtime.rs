@@ -429,4 +429,27 @@ impl Runtime for DockerRuntime {
         }
         self.docker.remove_volume(&staging_volume_name(id)).await
     }
+
+    async fn evacuate(
+        &self,
+        _spec: &BucketSpec,
+        _lost: &str,
+        _job: FillJob,
+    ) -> Result<(JobOutcome, String)> {
+        Err(Error::Unsupported {
+            op: "evacuating a lost node",
+            runtime: "docker",
+            why: "one engine has no other node to move buckets to",
+        })
+    }
+
+    async fn set_aside(
+        &self,
+        _node: &str,
+        _spec: &BucketSpec,
+        _name: &str,
+        _evacuated_at: &str,
+    ) -> Result<bool> {
+        Ok(false)
+    }
 }

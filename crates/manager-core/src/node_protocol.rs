@@ -145,6 +145,10 @@ pub enum Work {
         url: String,
         /// The archive's key (hex), or none for a plain (format 1) archive.
         key: Option<String>,
+        /// The bucket's data volume here is removed first (an evacuation onto a node that may
+        /// hold an old copy): the fill never merges into old data.
+        #[serde(default)]
+        fresh: bool,
     },
     /// Whether the bucket has a staging volume.
     Staged,
@@ -161,6 +165,14 @@ pub enum Work {
     },
     /// List the managed volumes on the node.
     ListVolumes,
+    /// Move the bucket's data volume aside into volume `name` (its bucket was evacuated from
+    /// this node while the node was lost): never served again, kept for an admin to delete.
+    SetAside {
+        /// The volume it goes into.
+        name: String,
+        /// When the bucket was evacuated (RFC 3339), as a label of that volume.
+        evacuated_at: String,
+    },
     /// Run the engine's own admin tool in the bucket's running server (its input and output
     /// may hold secrets: never logged).
     Exec {
@@ -287,6 +299,9 @@ pub struct JobDone {
     pub parts: Vec<(i32, String)>,
     /// For `exec`: what the command answered.
     pub exec: Option<WireExec>,
+    /// For `setAside`: whether there was a volume to set aside.
+    #[serde(default)]
+    pub set_aside: Option<bool>,
 }
 
 /// An [`ExecOutput`] on the wire (outputs base64).

@@ -233,4 +233,25 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Removes the bucket's staging volume and any helper left; none is fine.
     async fn drop_staging(&self, id: &str) -> Result<()>;
+
+    /// Brings a bucket whose node `lost` is gone back on another node: a fresh data volume
+    /// there filled by `job`, and the server pinned there, stopped (the caller starts it).
+    /// Returns what was read and the node. Only a cluster has nodes to lose.
+    async fn evacuate(
+        &self,
+        spec: &BucketSpec,
+        lost: &str,
+        job: FillJob,
+    ) -> Result<(JobOutcome, String)>;
+
+    /// On node `node`, which came back after its buckets were evacuated, moves bucket `spec`'s
+    /// old data volume aside into volume `name` (never served, labelled with `evacuated_at`).
+    /// False when that node holds no such volume.
+    async fn set_aside(
+        &self,
+        node: &str,
+        spec: &BucketSpec,
+        name: &str,
+        evacuated_at: &str,
+    ) -> Result<bool>;
 }

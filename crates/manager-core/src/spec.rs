@@ -46,6 +46,15 @@ pub fn volume_name(id: &str) -> String {
     format!("kalpana-bucket-{id}-data")
 }
 
+/// Name of the volume bucket `id`'s old data is set aside in on a node it was evacuated from
+/// (`stamp`: when, in Unix milliseconds): never served, kept for an admin to delete.
+pub fn set_aside_volume_name(id: &str, stamp: i64) -> String {
+    format!("kalpana-bucket-{id}-aside-{stamp}")
+}
+
+/// Label of a set-aside volume: when its bucket was evacuated (RFC 3339).
+pub const LABEL_SET_ASIDE: &str = "kalpana.set-aside";
+
 /// Label of a volume made ahead of a bucket (with its internal certificates) and not yet
 /// given to one.
 pub const LABEL_POOL: &str = "kalpana.pool";

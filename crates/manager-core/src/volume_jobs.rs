@@ -11,7 +11,7 @@ use crate::archive::{self, ByteStream, OpenKey, SealKey};
 use crate::docker_runtime::{DockerRuntime, Metered};
 use crate::error::{Error, Result};
 use crate::runtime::{JobOutcome, Progress, VolumeRole};
-use crate::spec::{staging_volume_name, volume_name, BucketSpec};
+use crate::spec::{staging_volume_name, volume_name, BucketSpec, LABEL_SET_ASIDE};
 
 impl DockerRuntime {
     /// Archives the bucket's volume through an export helper (nothing may write to it
@@ -114,6 +114,55 @@ impl DockerRuntime {
             tracing::warn!(bucket = %spec.id, error = %e, "removing the export helper failed");
         }
         copied
+    }
+
+    /// Moves the bucket's data volume on this engine aside into volume `name` (labelled
+    /// [`LABEL_SET_ASIDE`] with `evacuated_at`): copied, then the original and the stopped
+    /// containers holding it removed, so nothing here can serve it again. False when there is
+    /// no such volume; repeatable (a copy made before a failure is made again).
+    pub async fn set_aside_volume(
+        &self,
+        spec: &BucketSpec,
+        name: &str,
+        evacuated_at: &str,
+    ) -> Result<bool> {
+        let docker = self.docker();
+        let data = volume_name(&spec.id);
+        if !docker.volume_exists(&data).await? {
+            return Ok(false);
+        }
+        // A running holder (a task the node's engine restarted) must not be copied under it.
+        for holder in docker.containers_using(&data).await? {
+            if holder.1 {
+                docker
+                    .stop_container(&holder.0, std::time::Duration::from_secs(5))
+                    .await?;
+            }
+        }
+        self.remove_volume_and_holders(name).await?;
+        docker
+            .labelled_volume_with(
+                spec,
+                name.to_string(),
+                std::collections::HashMap::from([(
+                    LABEL_SET_ASIDE.to_string(),
+                    evacuated_at.to_string(),
+                )]),
+            )
+            .await?;
+        let from = docker.create_helper(spec, &data, "export").await?;
+        let tar: ByteStream = Box::pin(
+            docker
+                .archive(&from, spec.engine.data_path)
+                .map_err(std::io::Error::other),
+        );
+        let copied = self.extract_into(spec, name, "import", tar).await;
+        if let Err(e) = docker.remove_container(&from).await {
+            tracing::warn!(bucket = %spec.id, error = %e, "removing the export helper failed");
+        }
+        copied?;
+        self.remove_volume_and_holders(&data).await?;
+        Ok(true)
     }
 
     /// Removes volume `name` and the stopped containers that hold it (a running one is an

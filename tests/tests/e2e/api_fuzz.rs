@@ -48,7 +48,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() -> anyh
         .values()
         .map(|p| p.as_object().map_or(0, |m| m.len()))
         .sum();
-    assert_eq!(operations, 75, "operations in the document");
+    assert_eq!(operations, 77, "operations in the document");
     assert!(doc["components"]["responses"]["Refused"]["content"]["application/json"].is_object());
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operation") {

@@ -61,6 +61,7 @@ fn kind(w: &Work) -> &'static str {
         Work::RemoveVolume => "remove volume",
         Work::RemoveVolumeNamed { .. } => "remove volume by name",
         Work::ListVolumes => "list volumes",
+        Work::SetAside { .. } => "set aside",
         Work::Exec { .. } => "exec",
     }
 }
@@ -123,8 +124,18 @@ async fn execute(
             done.outcome = Some(WireOutcome::from(&outcome));
             done.parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
         }
-        Work::Fill { staging, url, key } => {
+        Work::Fill {
+            staging,
+            url,
+            key,
+            fresh,
+        } => {
             let open = open_key(key.as_deref())?;
+            if *fresh && !*staging {
+                runtime
+                    .remove_volume_and_holders(&volume_name(&spec.id))
+                    .await?;
+            }
             let resp = link
                 .http
                 .get(url)
@@ -170,6 +181,9 @@ async fn execute(
                 .exec(&task, &cmd, &stdin, Duration::from_secs(*timeout_secs))
                 .await?;
             done.exec = Some(kalpana_manager_core::node_protocol::WireExec::from(&out));
+        }
+        Work::SetAside { name, evacuated_at } => {
+            done.set_aside = Some(runtime.set_aside_volume(&spec, name, evacuated_at).await?)
         }
         Work::ListVolumes => {
             done.volumes = runtime

@@ -9,6 +9,7 @@
 //! credentials. A bucket container on the node cannot reach it (it has no port), and sees no
 //! token (the agent joins no bucket or overlay network; its token is a file only it mounts).
 
+mod fence;
 mod jobs;
 mod report;
 
@@ -30,6 +31,9 @@ pub struct AgentConfig {
     pub instance: String,
     /// A PEM file of the CA that signed the daemon's certificate, when not a public one.
     pub ca_file: Option<std::path::PathBuf>,
+    /// How long it serves without an acknowledged heartbeat before it stops its node's bucket
+    /// containers (`KALPANA_FENCE_SECS`).
+    pub fence_after: Duration,
 }
 
 /// Most jobs run at once.
@@ -113,10 +117,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     };
     let runtime = Arc::new(DockerRuntime::new(docker.clone(), "none", None));
     tracing::info!(node = %node, daemon = %config.daemon, "node agent started");
-    let reporter = tokio::spawn(report::run(link.clone(), docker, node.clone()));
+    let acked = fence::Acked::now();
+    let reporter = tokio::spawn(report::run(
+        link.clone(),
+        docker.clone(),
+        node.clone(),
+        acked.clone(),
+    ));
+    let fencer = tokio::spawn(fence::run(docker, node.clone(), acked, config.fence_after));
     let worker = tokio::spawn(work(link, runtime));
     crate::server::termination().await;
     reporter.abort();
+    fencer.abort();
     worker.abort();
     tracing::info!(node = %node, "node agent stopped");
     Ok(())

@@ -13,8 +13,16 @@ use super::Link;
 /// How often the containers are sampled (each sample asks Docker for a second or so).
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// Reports forever.
-pub(super) async fn run(link: Link, docker: DockerClient, node: String) {
+/// Longest a report may take: a cut-off daemon must not hold the heartbeat up.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reports forever; each acknowledged report is noted in `acked`.
+pub(super) async fn run(
+    link: Link,
+    docker: DockerClient,
+    node: String,
+    acked: super::fence::Acked,
+) {
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sampled: Option<Instant> = None;
@@ -42,7 +50,16 @@ pub(super) async fn run(link: Link, docker: DockerClient, node: String) {
             sampled = Some(Instant::now());
             report.containers = samples(&docker).await;
         }
-        match link.post::<_, ReportAck>("/api/fleet/stats", &report).await {
+        let sent = tokio::time::timeout(
+            REPORT_TIMEOUT,
+            link.post::<_, ReportAck>("/api/fleet/stats", &report),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REPORT_TIMEOUT:?}")));
+        if sent.is_ok() {
+            acked.mark();
+        }
+        match sent {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!(node = %node, "reports reach the daemon again");

@@ -95,3 +95,80 @@ async fn remove_orphan(
     tracing::warn!(name, admin = %caller.user.id, volume = matches!(kind, Kind::Volume), "orphan removed by an admin");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// An old volume set aside on a node that came back after its buckets were evacuated.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetAsideView {
+    /// The node (Swarm node id) it is on.
+    pub node: String,
+    /// The volume's name there.
+    pub volume: String,
+    /// The bucket whose data it held until the evacuation (the bucket serves elsewhere since).
+    pub bucket_id: String,
+    /// That bucket's name then.
+    pub bucket_name: String,
+    /// When the bucket was evacuated (RFC 3339): what it holds was written up to about then.
+    pub evacuated_at: String,
+    /// When it was set aside (RFC 3339).
+    pub set_aside_at: String,
+}
+
+/// `GET /api/admin/set-aside`: old volumes of evacuated buckets on nodes that came back (never
+/// served; deleted only by an admin).
+#[utoipa::path(
+    get,
+    path = "/api/admin/set-aside",
+    tag = "admin",
+    responses(
+        (status = 200, description = "volumes set aside, oldest first", body = [SetAsideView]),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn set_aside(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SetAsideView>>> {
+    caller.require_admin()?;
+    let list = kalpana_domain::node_loss::set_aside(&state).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(node, v)| SetAsideView {
+                node,
+                volume: v.volume,
+                bucket_id: v.bucket_id,
+                bucket_name: v.bucket_name,
+                evacuated_at: v.evacuated_at,
+                set_aside_at: v.set_aside_at,
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /api/admin/set-aside/{node}/{volume}`: deletes that set-aside volume and its data;
+/// 404 for any volume not listed as set aside.
+#[utoipa::path(
+    delete,
+    path = "/api/admin/set-aside/{node}/{volume}",
+    tag = "admin",
+    params(
+        ("node" = String, Path, description = "node id"),
+        ("volume" = String, Path, description = "volume name")
+    ),
+    responses(
+        (status = 204, description = "deleted, with its data"),
+        (status = "4XX", response = Refused),
+        (status = "5XX", response = Failed)
+    )
+)]
+pub async fn delete_set_aside(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((node, volume)): PathParams<(String, String)>,
+) -> Result<StatusCode> {
+    caller.require_admin()?;
+    kalpana_domain::node_loss::delete_set_aside(&state, &node, &volume).await?;
+    tracing::warn!(node = %node, volume = %volume, admin = %caller.user.id, "set-aside volume deleted by an admin");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -79,6 +79,9 @@ pub struct BucketView {
     latest_snapshot_age_secs: Option<u64>,
     /// The cluster node holding its volume (swarm runtime only).
     node: Option<String>,
+    /// Its last evacuation from a lost node: `snapshotAt` is the snapshot its data came back
+    /// from (whatever was written after it is lost); no `finishedAt` while it runs.
+    evacuation: Option<kalpana_domain::model::Evacuation>,
     /// Seconds with no request after which it sleeps (0: never); managed buckets only.
     sleep_after_secs: Option<u64>,
     /// Awake, asleep or waking, and its last request and wake; managed buckets only.
@@ -154,6 +157,7 @@ pub fn view(state: &AppState, mut b: BucketRecord, secret_key: Option<String>) -
             .and_then(kalpana_domain::model::seconds_since),
         latest_snapshot_at: b.latest_snapshot_at,
         node,
+        evacuation: b.evacuation,
         sleep_after_secs: activity.as_ref().map(|a| a.sleep_after_secs),
         activity,
         created_at: b.created_at,

@@ -128,11 +128,25 @@ pub async fn report(
         )));
     }
     // A node speaks for the buckets on it only: samples of any other bucket are dropped.
-    let host = state.nodes.name(&node);
+    let host = match state.nodes.name(&node) {
+        Some(h) => Some(h),
+        // Names are learnt from the manager's node list, which this asks for again.
+        None => {
+            if let Err(e) = state.runtime.hosts().await {
+                tracing::debug!(error = %e, "listing the Swarm's nodes failed");
+            }
+            state.nodes.name(&node)
+        }
+    };
     let mut report = report;
     report
         .containers
         .retain(|c| host.is_some() && state.addresses.node(&c.bucket_id) == host);
+    // The node's lease is renewed in the store before the heartbeat is acknowledged: an agent
+    // that hears nothing back fences its node (KALPANA_FENCE_SECS).
+    // The host name as the Swarm manager knows it (never as the agent says it).
+    let hostname = host.clone();
+    kalpana_domain::node_loss::heartbeat(&state.core, &node, hostname, report.engine_ok).await?;
     state.nodes.report(&node, report);
     Ok(Json(ReportAck {
         node_id: node,

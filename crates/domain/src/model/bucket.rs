@@ -167,6 +167,12 @@ pub struct BucketRecord {
     /// restore from it would lose is everything written since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_snapshot_at: Option<String>,
+    /// Its last evacuation from a lost node (a cluster's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evacuation: Option<super::Evacuation>,
+    /// Set while it is in ERROR because its node is lost and it had no usable snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_with_node: Option<super::LostWithNode>,
     /// RFC 3339 (UTC); set once, when it is made.
     pub created_at: String,
     /// RFC 3339 (UTC): when someone last changed the bucket; a recount or a migration
@@ -226,6 +232,8 @@ impl BucketRecord {
             sleep_after_secs: None,
             sleep: None,
             latest_snapshot_at: None,
+            evacuation: None,
+            lost_with_node: None,
             created_at: ts.clone(),
             updated_at: ts,
         }

@@ -3,10 +3,12 @@
 mod backend;
 mod bucket;
 mod keys;
+mod node;
 
 pub use backend::{Backend, BucketKind, Container, ExternalTarget, Provider};
 pub use bucket::{BucketRecord, FromSnapshot, SleepRecord, SnapshotPolicy};
 pub use keys::{Attachment, KeyAccess, KeyRotation, PendingRevoke, ScopedKey};
+pub use node::{Evacuation, LostWithNode, NodeRecord, SetAsideVolume};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;

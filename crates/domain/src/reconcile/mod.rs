@@ -230,6 +230,14 @@ async fn observe(
         return Ok(None);
     }
     let actual = state.runtime.inspect_server(&b.id).await?;
+    // A bucket whose node went quiet is neither restarted nor moved here: its node's lease
+    // decides (see `node_loss`).
+    if let Some(node) = actual.as_ref().and_then(|c| c.node.as_deref()) {
+        if state.nodes.away(node) {
+            tracing::debug!(bucket = %b.id, node, "bucket's node is away; left to the node lease");
+            return Ok(None);
+        }
+    }
     lifecycle::observed(state, &b, actual.as_ref());
     Ok(Some((b, actual)))
 }

@@ -13,6 +13,7 @@ use crate::lifecycle;
 use crate::model::{new_id, now, BucketRecord, BucketStatus};
 
 mod archive;
+pub mod evacuate;
 pub mod from_snapshot;
 pub mod model;
 mod progress;
@@ -74,12 +75,38 @@ async fn target(
             "a bucket cannot hold its own snapshots: give another targetBucketId".into(),
         ));
     }
+    same_node(state, of, &t).await?;
     // The archive's size is known only once written: a target already over its quota is
     // refused, and the archive is counted in its usage when it lands.
     if t.over_quota {
         return Err(crate::usage::over_quota(&t));
     }
     Ok(t)
+}
+
+/// Refuses a target on the same cluster node as the bucket: losing that node would lose both,
+/// so such a snapshot could not bring the bucket back (evacuation passes it over).
+async fn same_node(state: &Core, of: &BucketRecord, t: &BucketRecord) -> Result<()> {
+    if t.kind() != crate::model::BucketKind::Managed {
+        return Ok(());
+    }
+    let node_of = |id: String| async move {
+        Ok::<_, Error>(
+            state
+                .runtime
+                .inspect_server(&id)
+                .await?
+                .and_then(|c| c.node),
+        )
+    };
+    let (ours, theirs) = (node_of(of.id.clone()).await?, node_of(t.id.clone()).await?);
+    match (ours, theirs) {
+        (Some(a), Some(b)) if a == b => Err(Error::Unprocessable(format!(
+            "bucket {} is on node {a} like bucket {}: a snapshot there gives no protection against losing that node; give a targetBucketId on another node",
+            of.name, t.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Accepts a snapshot of a running managed bucket and starts it in the background.

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
+use crate::model::{BucketRecord, BucketStatus, Domain, NodeRecord, Team, User, Workspace};
 use crate::snapshots::model::Snapshot;
 
 /// A [`Store`] with writes that can be closed.
@@ -218,5 +218,12 @@ impl Store for FencedStore {
     async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
         self.open("claim_master_key")?;
         self.inner.claim_master_key(fingerprint).await
+    }
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        self.open("put_node")?;
+        self.inner.put_node(node).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.inner.list_nodes().await
     }
 }

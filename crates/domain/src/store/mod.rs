@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
+use crate::model::{BucketRecord, BucketStatus, Domain, NodeRecord, Team, User, Workspace};
 use crate::snapshots::model::Snapshot;
 
 /// The refusal of a write that changes a bucket's owner or name (the same on every store).
@@ -167,6 +167,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records `fingerprint` as the master key that seals this store's secrets, unless one is
     /// recorded already; returns the recorded one (atomic: the first daemon's key wins).
     async fn claim_master_key(&self, fingerprint: &str) -> Result<String>;
+
+    /// Writes a cluster node's record (its lease and what is set aside on it).
+    async fn put_node(&self, node: &NodeRecord) -> Result<()>;
+    /// Every cluster node's record.
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
 }
 
 /// The daemon lease as stored.

@@ -56,6 +56,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     super::suite_inventory::snapshots(&*store).await;
     lease(&*store).await;
     master_key(&*store).await;
+    nodes(&*store).await;
     concurrent_inserts(store.clone()).await;
 }
 
@@ -235,6 +236,42 @@ async fn hosts_and_domains(s: &dyn Store) {
 }
 
 /// The first master key recorded stays recorded.
+/// Node records: written whole, read back as written, one per node.
+async fn nodes(s: &dyn Store) {
+    use crate::model::{NodeRecord, SetAsideVolume};
+    assert!(s.list_nodes().await.expect("list").is_empty());
+    let mut n = NodeRecord {
+        id: "n1".into(),
+        hostname: Some("host-1".into()),
+        renewed_at_ms: 1_000,
+        engine_ok: true,
+        lost_at_ms: None,
+        set_aside: Vec::new(),
+    };
+    s.put_node(&n).await.expect("put");
+    n.lost_at_ms = Some(5_000);
+    n.set_aside.push(SetAsideVolume {
+        volume: "kalpana-bucket-b1-aside-5000".into(),
+        bucket_id: "b1".into(),
+        bucket_name: "photos".into(),
+        evacuated_at: now(),
+        set_aside_at: now(),
+    });
+    s.put_node(&n).await.expect("put again");
+    let other = NodeRecord {
+        id: "n2".into(),
+        hostname: None,
+        renewed_at_ms: 2_000,
+        engine_ok: false,
+        lost_at_ms: None,
+        set_aside: Vec::new(),
+    };
+    s.put_node(&other).await.expect("put n2");
+    let mut all = s.list_nodes().await.expect("list");
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all, vec![n, other]);
+}
+
 async fn master_key(s: &dyn Store) {
     assert_eq!(s.claim_master_key("k1").await.expect("claim"), "k1");
     assert_eq!(

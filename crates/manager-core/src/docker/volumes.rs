@@ -23,6 +23,28 @@ impl DockerClient {
         self.labelled_volume(spec, volume_name(&spec.id)).await
     }
 
+    /// Creates volume `name` with the bucket's labels and `extra` (an existing one is kept).
+    pub async fn labelled_volume_with(
+        &self,
+        spec: &BucketSpec,
+        name: String,
+        extra: HashMap<String, String>,
+    ) -> Result<String> {
+        names::check("volume", &name)?;
+        let mut labels = spec.volume_labels();
+        labels.extend(extra);
+        let req = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| Error::docker("create volume", e))?;
+        Ok(name)
+    }
+
     /// Creates volume `name` with the bucket's labels (an existing one is kept).
     async fn labelled_volume(&self, spec: &BucketSpec, name: String) -> Result<String> {
         names::check("volume", &name)?;

@@ -18,6 +18,7 @@
 
 mod attachments;
 mod engine_files;
+mod evacuation;
 mod node_jobs;
 mod ops;
 mod service;
@@ -29,9 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::models::{Task, TaskState};
-use bollard::query_parameters::{
-    EventsOptions, InspectServiceOptions, ListServicesOptions, ListTasksOptions,
-};
+use bollard::query_parameters::{EventsOptions, InspectServiceOptions, ListTasksOptions};
 use bollard::Docker;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -42,7 +41,7 @@ use crate::reports::{ContainerEvent, ContainerState, ExecOutput, ManagedVolume, 
 use crate::runtime::{
     ArchiveJob, Capabilities, FillJob, JobOutcome, Runtime, VolumeRole, Workload,
 };
-use crate::spec::{container_name, BucketSpec, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::spec::{container_name, BucketSpec};
 use crate::stats::{ContainerStats, HostInfo};
 
 pub use service::{NODE_LABEL_BUCKETS, NODE_LABEL_PUBLIC_HOST};
@@ -62,6 +61,11 @@ pub struct SwarmRuntime {
     hub: Arc<NodeHub>,
     /// Nodes chosen for volumes filled before their bucket's service existed.
     planned: Arc<Mutex<HashMap<String, String>>>,
+    /// Evacuations under way, by target node: counted as that node's buckets while they fill,
+    /// so that the buckets of a lost node spread over the others.
+    incoming: Arc<Mutex<HashMap<String, usize>>>,
+    /// One evacuation target chosen at a time.
+    choosing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SwarmRuntime {
@@ -82,6 +86,8 @@ impl SwarmRuntime {
             instance: instance.to_string(),
             hub,
             planned: Arc::default(),
+            incoming: Arc::default(),
+            choosing: Arc::default(),
         })
     }
 }
@@ -301,21 +307,7 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn list_servers(&self) -> Result<Vec<ContainerState>> {
-        let opts = ListServicesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![
-                    format!("{LABEL_MANAGED}=true"),
-                    format!("{LABEL_INSTANCE}={}", self.instance),
-                ],
-            )])),
-            ..Default::default()
-        };
-        let services = self
-            .docker
-            .list_services(Some(opts))
-            .await
-            .map_err(|e| Error::docker("list services", e))?;
+        let services = self.managed_services().await?;
         let tasks = self
             .docker
             .list_tasks(None::<ListTasksOptions>)
@@ -517,6 +509,25 @@ impl Runtime for SwarmRuntime {
 
     async fn drop_staging(&self, id: &str) -> Result<()> {
         self.drop_staging_on_node(id).await
+    }
+
+    async fn evacuate(
+        &self,
+        spec: &BucketSpec,
+        lost: &str,
+        job: FillJob,
+    ) -> Result<(JobOutcome, String)> {
+        self.evacuate_to_another(spec, lost, job).await
+    }
+
+    async fn set_aside(
+        &self,
+        node: &str,
+        spec: &BucketSpec,
+        name: &str,
+        evacuated_at: &str,
+    ) -> Result<bool> {
+        self.set_aside_on(node, spec, name, evacuated_at).await
     }
 }
 

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::ListServicesOptions;
-
 use super::{service, SwarmRuntime};
 use crate::error::{Error, Result};
 use crate::node_hub::{JobExtras, PartSigner};
@@ -15,10 +13,10 @@ use crate::node_protocol::{wire_open_key, JobBucket, JobDone, WireSeal, Work};
 use crate::reports::ManagedVolume;
 use crate::runtime::Runtime;
 use crate::runtime::{ArchiveJob, FillJob, JobOutcome, VolumeRole};
-use crate::spec::{BucketSpec, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::spec::BucketSpec;
 
 /// How long a presigned URL of a job stays valid.
-const URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+pub(super) const URL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
 impl SwarmRuntime {
     /// The node bucket `id`'s volume is on: its service's pin, or the node a fill chose for it
@@ -58,23 +56,18 @@ impl SwarmRuntime {
     /// A node for a new volume: of the nodes labelled for buckets whose agents report, the one
     /// with the fewest buckets pinned to it.
     pub(super) async fn choose_node(&self) -> Result<String> {
+        self.choose_node_but(None).await
+    }
+
+    /// [`SwarmRuntime::choose_node`], never `avoid`.
+    pub(super) async fn choose_node_but(&self, avoid: Option<&str>) -> Result<String> {
         let nodes = self.nodes().await?;
-        let opts = ListServicesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![
-                    format!("{LABEL_MANAGED}=true"),
-                    format!("{LABEL_INSTANCE}={}", self.instance),
-                ],
-            )])),
-            ..Default::default()
-        };
-        let services = self
-            .docker
-            .list_services(Some(opts))
-            .await
-            .map_err(|e| Error::docker("list services", e))?;
-        let mut load: HashMap<String, usize> = HashMap::new();
+        let services = self.managed_services().await?;
+        let mut load: HashMap<String, usize> = self
+            .incoming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for s in &services {
             if let Some(n) = s.spec.as_ref().and_then(service::pinned_node) {
                 *load.entry(n).or_default() += 1;
@@ -83,7 +76,7 @@ impl SwarmRuntime {
         // Nodes whose agents report first: only they can run its volume jobs.
         let labelled: Vec<&String> = nodes
             .iter()
-            .filter(|(_, n)| n.for_buckets)
+            .filter(|(id, n)| n.for_buckets && Some(id.as_str()) != avoid)
             .map(|(id, _)| id)
             .collect();
         let reporting: Vec<&String> = labelled
@@ -104,7 +97,7 @@ impl SwarmRuntime {
     }
 
     /// Runs `work` for `spec`'s bucket on `node`; a job the agent says failed is an error.
-    async fn on_node(
+    pub(super) async fn on_node(
         &self,
         node: &str,
         bucket: JobBucket,
@@ -264,6 +257,7 @@ impl SwarmRuntime {
             staging: role == VolumeRole::Staging,
             url,
             key: wire_open_key(&job.open),
+            fresh: false,
         };
         let extras = JobExtras {
             progress: Some(job.progress.clone()),
@@ -399,7 +393,7 @@ impl SwarmRuntime {
 }
 
 /// A job's bucket known by its id only (for jobs that need nothing more).
-fn bare(id: &str) -> JobBucket {
+pub(super) fn bare(id: &str) -> JobBucket {
     JobBucket {
         id: id.to_string(),
         name: String::new(),

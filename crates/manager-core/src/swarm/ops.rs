@@ -299,6 +299,24 @@ impl SwarmRuntime {
         }
     }
 
+    /// Every bucket service of this daemon instance.
+    pub(super) async fn managed_services(&self) -> Result<Vec<Service>> {
+        let opts = bollard::query_parameters::ListServicesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("{LABEL_MANAGED}=true"),
+                    format!("{LABEL_INSTANCE}={}", self.instance),
+                ],
+            )])),
+            ..Default::default()
+        };
+        self.docker
+            .list_services(Some(opts))
+            .await
+            .map_err(|e| Error::docker("list services", e))
+    }
+
     /// Every node's id → what the runtime says of it.
     pub(super) async fn nodes(&self) -> Result<HashMap<String, state::NodeView>> {
         let nodes = self

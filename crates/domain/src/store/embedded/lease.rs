@@ -8,6 +8,8 @@ use crate::store::{lease_held, Lease, MasterKeyRecord};
 
 /// The daemon lease (one row, key `daemon`).
 pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// Cluster nodes' records (their leases), by node id.
+pub(super) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 
 impl EmbeddedStore {
     // redb already keeps a second process from opening the file; the lease row makes the

@@ -20,7 +20,7 @@ mod snapshots;
 use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
+use crate::model::{BucketRecord, BucketStatus, Domain, NodeRecord, Team, User, Workspace};
 
 /// The embedded store.
 #[derive(Clone)]
@@ -63,6 +63,7 @@ impl EmbeddedStore {
             txn.open_table(identities::WORKSPACES).map_err(db_err)?;
             txn.open_table(buckets::LINKED_HOSTS).map_err(db_err)?;
             txn.open_table(lease::LEASES).map_err(db_err)?;
+            txn.open_table(lease::NODES).map_err(db_err)?;
             txn.open_table(inventory::DOCKS).map_err(db_err)?;
             txn.open_table(snapshots::SNAPSHOTS).map_err(db_err)?;
             txn.open_table(inventory::VOLUMES).map_err(db_err)?;
@@ -286,6 +287,23 @@ impl Store for EmbeddedStore {
 
     async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
         self.claim_master_key_impl(fingerprint).await
+    }
+
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        let n = node.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(lease::NODES)
+                .map_err(db_err)?
+                .insert(n.id.as_str(), encode(&n)?.as_slice())
+                .map_err(db_err)?;
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.blocking(|db| Self::all(db, lease::NODES)).await
     }
 }
 

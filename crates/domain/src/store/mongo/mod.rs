@@ -24,7 +24,7 @@ mod snapshots;
 use super::{BucketQuery, Store};
 use crate::error::{Error, Result};
 use crate::inventory::model::{Dock, InventoryQuery, InventoryRecord, InventoryWrite};
-use crate::model::{BucketRecord, BucketStatus, Domain, Team, User, Workspace};
+use crate::model::{BucketRecord, BucketStatus, Domain, NodeRecord, Team, User, Workspace};
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -153,6 +153,9 @@ impl MongoStore {
     }
     fn leases(&self) -> Collection<Document> {
         self.db.collection("leases")
+    }
+    fn nodes(&self) -> Collection<Document> {
+        self.db.collection("nodes")
     }
     fn domains(&self) -> Collection<Document> {
         self.db.collection("domains")
@@ -388,5 +391,18 @@ impl Store for MongoStore {
 
     async fn claim_master_key(&self, fingerprint: &str) -> Result<String> {
         self.claim_master_key_impl(fingerprint).await
+    }
+
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        self.nodes()
+            .replace_one(doc! { "_id": &node.id }, to_doc(&node.id, node)?)
+            .upsert(true)
+            .await
+            .map_err(mongo_err)?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.find_all(self.nodes(), doc! {}).await
     }
 }
