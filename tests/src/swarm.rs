@@ -42,6 +42,84 @@ pub fn require_cluster() -> Result<Cluster> {
 }
 
 impl Cluster {
+    /// Kills every process of node N (SIGKILL), as if its host died: those in its network
+    /// namespace (its engine, containerd, shims, agents) and those in its cgroups (its
+    /// containers). Returns how many were killed. The cluster must be made again afterwards
+    /// (`.ci/swarm-up` does it when it finds a node missing).
+    pub fn kill_node(&self, n: u32) -> Result<usize> {
+        let mut killed = 0;
+        for _ in 0..3 {
+            let mut pids: Vec<i32> = Vec::new();
+            let out = Command::new("ip")
+                .args(["netns", "pids", &format!("kalpana-swarm-{n}")])
+                .output()
+                .context("ip netns pids")?;
+            pids.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+            let out = Command::new("find")
+                .args([
+                    "/sys/fs/cgroup",
+                    "-path",
+                    &format!("*kalpana-swarm-{n}*"),
+                    "-name",
+                    "cgroup.procs",
+                ])
+                .output()
+                .context("find cgroups")?;
+            for f in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Ok(text) = std::fs::read_to_string(f) {
+                    pids.extend(
+                        text.split_whitespace()
+                            .filter_map(|p| p.parse::<i32>().ok()),
+                    );
+                }
+            }
+            pids.sort_unstable();
+            pids.dedup();
+            pids.retain(|p| *p > 1 && *p != std::process::id() as i32);
+            if pids.is_empty() {
+                break;
+            }
+            for p in &pids {
+                if sigkill(*p).is_ok() {
+                    killed += 1;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Ok(killed)
+    }
+
+    /// Kills node N's Docker engine only (SIGKILL of its dockerd): its containers keep running.
+    pub fn kill_engine(&self, n: u32) -> Result<i32> {
+        let pid: i32 = std::fs::read_to_string(format!("/run/kalpana-swarm-{n}/docker.pid"))
+            .with_context(|| format!("node {n}'s engine pid file"))?
+            .trim()
+            .parse()?;
+        sigkill(pid).with_context(|| format!("killing node {n}'s engine"))?;
+        Ok(pid)
+    }
+
+    /// Makes the cluster whole again after a test took a node away (`.ci/swarm-up`: it tears
+    /// a broken cluster down and makes it anew).
+    pub fn heal(&self) -> Result<()> {
+        let script = crate::repo_root().join(".ci/swarm-up");
+        let out = Command::new(&script)
+            .output()
+            .context("running .ci/swarm-up")?;
+        if !out.status.success() {
+            bail!(
+                ".ci/swarm-up failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// The `docker` CLI against the engine at `host` (`tcp://…` or a bare node address).
     pub fn docker_at(&self, host: &str, args: &[&str]) -> Result<String> {
         let h = if host.contains("://") {
@@ -107,6 +185,9 @@ impl Cluster {
 pub struct Agents {
     children: Vec<(String, std::process::Child)>,
     dir: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    url: String,
+    instance: String,
 }
 
 /// A node of the cluster as the agents see it.
@@ -144,11 +225,37 @@ impl Agents {
     /// agent; the daemon must listen where the nodes reach it (`KALPANA_LISTEN` on the host's
     /// cluster address, 10.203.0.254).
     pub async fn start(cluster: &Cluster, daemon: &crate::Daemon) -> Result<Self> {
+        Self::start_with(cluster, daemon, &[]).await
+    }
+
+    /// [`Agents::start`] with extra environment for every agent (e.g. `KALPANA_FENCE_SECS`).
+    pub async fn start_with(
+        cluster: &Cluster,
+        daemon: &crate::Daemon,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_to(cluster, daemon, &daemon.url, env).await
+    }
+
+    /// [`Agents::start_with`], the agents reporting to `url` (e.g. a relay in front of an
+    /// active daemon and its standby) rather than to `daemon` itself.
+    pub async fn start_to(
+        cluster: &Cluster,
+        daemon: &crate::Daemon,
+        url: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = daemon.data_dir.join("agents");
         std::fs::create_dir_all(&dir)?;
         let mut agents = Agents {
             children: Vec::new(),
             dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            url: url.to_string(),
+            instance: daemon.instance.clone(),
         };
         for node in cluster.node_refs()? {
             let (status, body) = daemon
@@ -160,13 +267,13 @@ impl Agents {
             }
             let token = body["token"].as_str().context("token")?.to_string();
             crate::secrets::remember_secret(&token);
-            agents.spawn(&node, &token, daemon)?;
+            agents.spawn(&node, &token)?;
         }
         Ok(agents)
     }
 
     /// Starts the agent of `node` with `token`.
-    pub fn spawn(&mut self, node: &NodeRef, token: &str, daemon: &crate::Daemon) -> Result<()> {
+    pub fn spawn(&mut self, node: &NodeRef, token: &str) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let token_file = self.dir.join(format!("node-{}.token", node.n));
         std::fs::write(&token_file, token)?;
@@ -181,10 +288,11 @@ impl Agents {
                 "DOCKER_HOST",
                 format!("unix:///run/kalpana-swarm-{}/docker.sock", node.n),
             )
-            .env("KALPANA_NODE_DAEMON", &daemon.url)
+            .env("KALPANA_NODE_DAEMON", &self.url)
             .env("KALPANA_NODE_TOKEN_FILE", &token_file)
-            .env("KALPANA_INSTANCE", &daemon.instance)
+            .env("KALPANA_INSTANCE", &self.instance)
             .env("KALPANA_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -312,4 +420,18 @@ impl Drop for Traffic {
                 .status();
         }
     }
+}
+
+/// `kill -9 pid`.
+fn sigkill(pid: i32) -> Result<()> {
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("kill")?
+        .success();
+    if !ok {
+        bail!("kill -9 {pid} failed");
+    }
+    Ok(())
 }
