@@ -47,17 +47,7 @@ impl DockerClient {
 
     /// Creates volume `name` with the bucket's labels (an existing one is kept).
     async fn labelled_volume(&self, spec: &BucketSpec, name: String) -> Result<String> {
-        names::check("volume", &name)?;
-        let req = VolumeCreateRequest {
-            name: Some(name.clone()),
-            labels: Some(spec.volume_labels()),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(req)
-            .await
-            .map_err(|e| Error::docker("create volume", e))?;
-        Ok(name)
+        self.labelled_volume_with(spec, name, HashMap::new()).await
     }
 
     /// Makes the data volume of a bucket that does not exist yet (id `id`, labelled as made
