@@ -33,7 +33,8 @@ enum Command {
     /// node's Docker socket): reports the node and runs its volume jobs, dialling out to the
     /// daemon only.
     Node {
-        /// The daemon's API, e.g. https://kalpana.example.com.
+        /// The daemon's API, e.g. https://kalpana.example.com; with a standby, both separated
+        /// by a comma (the agent reports to whichever is active).
         #[arg(long, env = "KALPANA_NODE_DAEMON")]
         daemon: String,
         /// The file holding this node's token (POST /api/nodes/<node id>/token).

@@ -40,7 +40,8 @@ impl Acked {
             .store(self.start.elapsed().as_millis() as u64, Ordering::SeqCst);
     }
 
-    fn silence(&self) -> Duration {
+    /// How long no heartbeat has been acknowledged.
+    pub(super) fn silence(&self) -> Duration {
         let at = Duration::from_millis(self.at_ms.load(Ordering::SeqCst));
         self.start.elapsed().saturating_sub(at)
     }

@@ -136,14 +136,19 @@ async fn execute(
                     .remove_volume_and_holders(&volume_name(&spec.id))
                     .await?;
             }
+            // The presigned URL is a credential: errors drop it before they are told or logged.
             let resp = link
                 .http
                 .get(url)
                 .timeout(Duration::from_secs(24 * 3600))
                 .send()
-                .await?
-                .error_for_status()?;
-            let stored: ByteStream = Box::pin(resp.bytes_stream().map_err(std::io::Error::other));
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(reqwest::Error::without_url)?;
+            let stored: ByteStream = Box::pin(
+                resp.bytes_stream()
+                    .map_err(|e| std::io::Error::other(e.without_url())),
+            );
             let role = if *staging {
                 VolumeRole::Staging
             } else {
@@ -234,7 +239,8 @@ async fn put_part(link: &Link, job: &str, number: i32, part: Bytes) -> anyhow::R
         .timeout(Duration::from_secs(600))
         .body(part)
         .send()
-        .await?;
+        .await
+        .map_err(reqwest::Error::without_url)?;
     let status = resp.status();
     if !status.is_success() {
         anyhow::bail!("uploading part {number}: {status}");

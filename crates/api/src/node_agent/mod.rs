@@ -4,7 +4,7 @@
 //! volume jobs the daemon hands it on its own Docker engine, moving archive bytes straight
 //! between its node and the archive's bucket.
 //!
-//! What it trusts: the daemon at the configured URL (and its TLS certificate). What it holds:
+//! What it trusts: the daemons at the configured URLs (and its TLS certificate). What it holds:
 //! the node's Docker socket (root on the node) and its own token, nothing of any bucket's
 //! credentials. A bucket container on the node cannot reach it (it has no port), and sees no
 //! token (the agent joins no bucket or overlay network; its token is a file only it mounts).
@@ -13,6 +13,7 @@ mod fence;
 mod jobs;
 mod report;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use kalpana_manager_core::{DockerClient, DockerRuntime};
 /// How the agent is set up.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The daemon's base URL (`https://…`).
+    /// The daemon's base URL (`https://…`), or several separated by commas: an active daemon
+    /// and its standbys, tried in turn when one cannot be reached or is a standby.
     pub daemon: String,
     /// The file holding this node's token.
     pub token_file: std::path::PathBuf,
@@ -36,20 +38,67 @@ pub struct AgentConfig {
     pub fence_after: Duration,
 }
 
+/// Longest a request to the daemons may take in all (a report has its own, shorter limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Most jobs run at once.
 const CONCURRENT_JOBS: usize = 4;
 
-/// The agent's connection to its daemon.
+/// The agent's connection to its daemon: the active one of the daemons it was given.
 #[derive(Clone)]
 pub(crate) struct Link {
     http: reqwest::Client,
-    base: String,
+    /// Every daemon's base URL (an active daemon and its standbys).
+    bases: Arc<[String]>,
+    /// The one that answered last: asked first.
+    current: Arc<AtomicUsize>,
     token: String,
 }
 
 impl Link {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base.trim_end_matches('/'))
+    /// Sends what `build` makes of a base URL to the daemon that answered last, within
+    /// `within` in all; when that one cannot be reached, does not answer in its share of the
+    /// time, or answers 502, 503 (a standby, a store outage) or 504 (a proxy in front of a dead
+    /// daemon), to the next one, each once. A daemon that answers otherwise is the one kept.
+    async fn send(
+        &self,
+        within: Duration,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let n = self.bases.len();
+        let share = within / n as u32;
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last_err = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            let base = self.bases[i].trim_end_matches('/');
+            // The last one tried gets whatever time is left of the others' shares too.
+            let budget = if k + 1 == n {
+                within - share * k as u32
+            } else {
+                share
+            };
+            match build(base)
+                .bearer_auth(&self.token)
+                .timeout(budget)
+                .send()
+                .await
+            {
+                Ok(resp) if !try_another(resp.status()) => {
+                    if i != first {
+                        tracing::info!(daemon = %base, "node agent: this daemon answers now");
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(resp);
+                }
+                Ok(resp) => last_err = Some(anyhow::anyhow!("{base}: {}", resp.status())),
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    last_err = Some(anyhow::Error::new(e.without_url()).context(base.to_string()))
+                }
+                Err(e) => return Err(anyhow::Error::new(e.without_url()).context(base.to_string())),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no daemon configured")))
     }
 
     /// POSTs `body` as JSON to the daemon's `path`; the answer as `T`.
@@ -58,12 +107,20 @@ impl Link {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
+        self.post_within(path, body, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Link::post`] within `within` in all, whichever daemons it tries.
+    pub(crate) async fn post_within<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        within: Duration,
+    ) -> anyhow::Result<T> {
         let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+            .send(within, |base| {
+                self.http.post(format!("{base}{path}")).json(body)
+            })
             .await
             .with_context(|| format!("POST {path}"))?;
         let status = resp.status();
@@ -79,6 +136,32 @@ impl Link {
         }
         Ok(resp.json().await?)
     }
+}
+
+/// Whether another daemon may answer where this one answered `status`: a standby (503), a
+/// proxy before a dead daemon (502, 504).
+fn try_another(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+/// The daemons' base URLs from `--daemon` (comma-separated: an active daemon and its standbys).
+fn daemon_urls(daemon: &str) -> anyhow::Result<Arc<[String]>> {
+    let urls: Vec<String> = daemon
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    if urls.is_empty() {
+        bail!("KALPANA_NODE_DAEMON names no daemon URL");
+    }
+    for u in &urls {
+        let parsed = reqwest::Url::parse(u).with_context(|| format!("daemon URL {u:?}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("daemon URL {u:?}: not http(s)");
+        }
+    }
+    Ok(urls.into())
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
@@ -103,16 +186,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(id) = engine_node.filter(|id| !id.is_empty() && *id != node) {
         bail!("this token is node {node}'s, but the local Docker engine is node {id}");
     }
+    // No redirects: the token goes to the configured daemons only.
     let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60));
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = &config.ca_file {
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
     }
     let link = Link {
         http: http.build()?,
-        base: config.daemon.clone(),
+        bases: daemon_urls(&config.daemon)?,
+        current: Arc::new(AtomicUsize::new(0)),
         token,
     };
     let runtime = Arc::new(DockerRuntime::new(docker.clone(), "none", None));
@@ -159,16 +244,30 @@ async fn work(link: Link, runtime: Arc<DockerRuntime>) {
 }
 
 async fn next(link: &Link) -> anyhow::Result<Option<NodeJob>> {
+    // Each daemon may hold the poll for 20 s.
+    let within = Duration::from_secs(30) * link.bases.len() as u32;
     let resp = link
-        .http
-        .get(link.url("/api/node/jobs?waitSecs=20"))
-        .bearer_auth(&link.token)
-        .timeout(Duration::from_secs(40))
-        .send()
+        .send(within, |base| {
+            link.http.get(format!("{base}/api/node/jobs?waitSecs=20"))
+        })
         .await?;
     match resp.status() {
         reqwest::StatusCode::NO_CONTENT => Ok(None),
         s if s.is_success() => Ok(Some(resp.json().await?)),
         s => bail!("{s}: {}", resp.text().await.unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_urls;
+
+    #[test]
+    fn daemon_urls_are_split_on_commas_and_checked() {
+        let urls = daemon_urls(" http://10.0.0.1:8080 ,https://b.example/ ").expect("two URLs");
+        assert_eq!(&urls[..], ["http://10.0.0.1:8080", "https://b.example/"]);
+        assert!(daemon_urls(" , ").is_err());
+        assert!(daemon_urls("http://a,ftp://b").is_err());
+        assert!(daemon_urls("not a url").is_err());
     }
 }

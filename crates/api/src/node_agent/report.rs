@@ -13,7 +13,8 @@ use super::Link;
 /// How often the containers are sampled (each sample asks Docker for a second or so).
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// Longest a report may take: a cut-off daemon must not hold the heartbeat up.
+/// Longest a report may take, shared between the daemons it tries: a cut-off daemon must not
+/// hold the heartbeat up.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reports forever; each acknowledged report is noted in `acked`.
@@ -50,19 +51,19 @@ pub(super) async fn run(
             sampled = Some(Instant::now());
             report.containers = samples(&docker).await;
         }
-        let sent = tokio::time::timeout(
-            REPORT_TIMEOUT,
-            link.post::<_, ReportAck>("/api/fleet/stats", &report),
-        )
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REPORT_TIMEOUT:?}")));
+        let sent = link
+            .post_within::<_, ReportAck>("/api/fleet/stats", &report, REPORT_TIMEOUT)
+            .await;
+        // Measured before this acknowledgement counts: how close the node came to fencing.
+        let unacked = acked.silence();
         if sent.is_ok() {
             acked.mark();
         }
         match sent {
             Ok(_) if failing => {
                 failing = false;
-                tracing::info!(node = %node, "reports reach the daemon again");
+                tracing::info!(node = %node, unacked_ms = unacked.as_millis() as u64,
+                    "reports reach the daemon again");
             }
             Ok(_) => {}
             Err(e) if !failing => {
