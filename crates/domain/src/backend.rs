@@ -90,7 +90,7 @@ pub async fn refresh(state: &Core, b: &BucketRecord) {
             // and holding its lock through connection timeouts would only delay an evacuation.
             if state
                 .addresses
-                .node(&b.id)
+                .node_id(&b.id)
                 .is_some_and(|n| state.nodes.away(&n))
             {
                 return;

@@ -45,11 +45,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Whether `name` (a node id or host name, as views and the runtime give them) is node `n`.
-pub fn names(n: &NodeRecord, name: &str) -> bool {
-    n.id == name || n.hostname.as_deref() == Some(name)
-}
-
 impl Nodes {
     fn cached(&self) -> Option<HashMap<String, NodeRecord>> {
         self.records
@@ -104,7 +99,7 @@ impl Nodes {
         Ok(rec)
     }
 
-    /// Whether node `node` (its id or host name) is lost, has not been heard from for a while,
+    /// Whether node `node` (its id) is lost, has not been heard from for a while,
     /// or its engine does not answer its agent: its buckets are left alone by reconcile and the
     /// periodic refresh (the lease decides). A node never heard from is not away.
     pub fn away(&self, node: &str) -> bool {
@@ -114,7 +109,7 @@ impl Nodes {
                 || now_ms() - n.renewed_at_ms > AWAY_AFTER.as_millis() as i64
         };
         self.cached()
-            .and_then(|r| r.into_values().find(|n| names(n, node)).map(|n| stale(&n)))
+            .and_then(|r| r.get(node).map(stale))
             .unwrap_or(false)
     }
 

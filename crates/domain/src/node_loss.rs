@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::context::Core;
 use crate::error::Result;
 use crate::model::{now, NodeRecord, SetAsideVolume};
-use crate::node_leases::{names, now_ms};
+use crate::node_leases::now_ms;
 use crate::snapshots::evacuate::{self, Evacuated};
 
 /// Renews node `id`'s lease for a heartbeat of its agent; the heartbeat may be acknowledged
@@ -31,6 +31,17 @@ pub async fn heartbeat(
     hostname: Option<String>,
     engine_ok: bool,
 ) -> Result<()> {
+    // An agent that reports faster than it should (or a flood under its token) renews once a
+    // second at most: the store and the other nodes' heartbeats are not held up by it.
+    let fresh = records(state).await?.get(id).is_some_and(|r| {
+        r.lost_at_ms.is_none()
+            && r.engine_ok == engine_ok
+            && (hostname.is_none() || r.hostname == hostname)
+            && now_ms() - r.renewed_at_ms < RENEW_AT_MOST_EVERY_MS
+    });
+    if fresh {
+        return Ok(());
+    }
     let mut was_lost = None;
     modify(state, id, |r| {
         r.renewed_at_ms = now_ms();
@@ -47,6 +58,9 @@ pub async fn heartbeat(
     }
     Ok(())
 }
+
+/// Least time between two writes of one node's lease.
+const RENEW_AT_MOST_EVERY_MS: i64 = 1_000;
 
 /// How often lost nodes are looked for.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -141,7 +155,7 @@ async fn pass(state: &Core, watch: &mut Watch) -> Result<()> {
     if scan {
         watch.last_scan = now;
         let servers = state.runtime.list_servers().await?;
-        // Servers name their node by host name: learn the names this daemon never heard.
+        // Messages name a node by host name too: learn the names this daemon never heard.
         let named: HashMap<String, String> = if lost.iter().any(|r| r.hostname.is_none()) {
             state
                 .runtime
@@ -162,7 +176,7 @@ async fn pass(state: &Core, watch: &mut Watch) -> Result<()> {
             let node = rec.id.as_str();
             let mut ids: Vec<String> = servers
                 .iter()
-                .filter(|c| c.node.as_deref().is_some_and(|n| names(rec, n)))
+                .filter(|c| c.node_id.as_deref() == Some(node))
                 .filter_map(|c| c.bucket_id.clone())
                 .collect();
             // Evacuations a failure or a killed daemon left unfinished (their service may be

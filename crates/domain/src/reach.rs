@@ -11,6 +11,7 @@ use kalpana_s3_ops::BucketClient;
 pub struct Addresses {
     origins: std::sync::Mutex<HashMap<String, String>>,
     nodes: std::sync::Mutex<HashMap<String, String>>,
+    node_ids: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Addresses {
@@ -22,6 +23,24 @@ impl Addresses {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// The id of that node: what decisions compare (host names need not be unique).
+    pub fn node_id(&self, id: &str) -> Option<String> {
+        self.node_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Records (or forgets) the id of the node of bucket `id`'s server.
+    pub fn set_node_id(&self, id: &str, node: Option<String>) {
+        let mut map = self.node_ids.lock().unwrap_or_else(|p| p.into_inner());
+        match node {
+            Some(n) => map.insert(id.to_string(), n),
+            None => map.remove(id),
+        };
     }
 
     /// Records (or forgets) the node of bucket `id`'s server.

@@ -435,6 +435,7 @@ impl Runtime for DockerRuntime {
         _spec: &BucketSpec,
         _lost: &str,
         _job: FillJob,
+        _resumed: bool,
     ) -> Result<(JobOutcome, String)> {
         Err(Error::Unsupported {
             op: "evacuating a lost node",

@@ -41,8 +41,12 @@ pub struct ContainerState {
     pub spec_revision: Option<u32>,
     /// Its address on each network it is on (network name → IPv4 address), while it runs.
     pub addresses: HashMap<String, String>,
-    /// The cluster node it runs on (or is pinned to); none on a single engine.
+    /// The cluster node it runs on (or is pinned to), by host name as views show it; none on
+    /// a single engine.
     pub node: Option<String>,
+    /// That node's id: what decisions compare (host names are the nodes' own and need not be
+    /// unique).
+    pub node_id: Option<String>,
 }
 
 /// What happened to a container, as far as the daemon cares.

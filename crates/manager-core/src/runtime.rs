@@ -236,12 +236,16 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Brings a bucket whose node `lost` is gone back on another node: a fresh data volume
     /// there filled by `job`, and the server pinned there, stopped (the caller starts it).
-    /// Returns what was read and the node. Only a cluster has nodes to lose.
+    /// Returns what was read and the node. Only a cluster has nodes to lose. `resumed`: a
+    /// daemon that was killed began it, and may have left a half-filled data volume on a node
+    /// other than the one chosen now; the bucket's data volumes on the reporting nodes but the
+    /// chosen and the lost one are removed once it is done.
     async fn evacuate(
         &self,
         spec: &BucketSpec,
         lost: &str,
         job: FillJob,
+        resumed: bool,
     ) -> Result<(JobOutcome, String)>;
 
     /// On node `node`, which came back after its buckets were evacuated, moves bucket `spec`'s

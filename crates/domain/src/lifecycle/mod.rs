@@ -84,6 +84,9 @@ pub fn observed(state: &Core, b: &BucketRecord, c: Option<&kalpana_manager_core:
     state
         .addresses
         .set_node(&b.id, c.and_then(|c| c.node.clone()));
+    state
+        .addresses
+        .set_node_id(&b.id, c.and_then(|c| c.node_id.clone()));
 }
 
 /// The origin the daemon itself uses to reach the bucket's S3 server: the one the runtime gave

@@ -184,6 +184,7 @@ mod tests {
             addresses: Default::default(),
             spec_revision: Some(SPEC_REVISION),
             node: None,
+            node_id: None,
         }
     }
 

@@ -232,7 +232,7 @@ async fn observe(
     let actual = state.runtime.inspect_server(&b.id).await?;
     // A bucket whose node went quiet is neither restarted nor moved here: its node's lease
     // decides (see `node_loss`).
-    if let Some(node) = actual.as_ref().and_then(|c| c.node.as_deref()) {
+    if let Some(node) = actual.as_ref().and_then(|c| c.node_id.as_deref()) {
         if state.nodes.away(node) {
             tracing::debug!(bucket = %b.id, node, "bucket's node is away; left to the node lease");
             return Ok(None);

@@ -42,11 +42,6 @@ pub struct LostNode {
 }
 
 impl LostNode {
-    /// Whether `name` (an id or host name) is this node.
-    fn is(&self, name: &str) -> bool {
-        self.id == name || self.hostname.as_deref() == Some(name)
-    }
-
     /// How messages name it.
     fn shown(&self) -> String {
         match &self.hostname {
@@ -80,8 +75,8 @@ pub async fn evacuate(state: &Core, id: &str, node: &LostNode) -> Result<Evacuat
             .runtime
             .inspect_server(&b.id)
             .await?
-            .and_then(|c| c.node);
-        if !on.as_deref().is_some_and(|n| node.is(n)) {
+            .and_then(|c| c.node_id);
+        if on.as_deref() != Some(lost) {
             return Ok(Evacuated::Nothing);
         }
     }
@@ -130,7 +125,7 @@ pub async fn evacuate(state: &Core, id: &str, node: &LostNode) -> Result<Evacuat
             s.id
         ),
     );
-    match move_data(state, &mut b, &s, lost).await {
+    match move_data(state, &mut b, &s, lost, resumed.is_some()).await {
         Ok(node) => {
             if let Some(e) = b.evacuation.as_mut() {
                 e.to_node = Some(node.clone());
@@ -162,12 +157,18 @@ pub async fn evacuate(state: &Core, id: &str, node: &LostNode) -> Result<Evacuat
 }
 
 /// The archive onto another node, checked; the bucket brought back there as its record says.
-async fn move_data(state: &Core, b: &mut Locked, s: &Snapshot, lost: &str) -> Result<String> {
+async fn move_data(
+    state: &Core,
+    b: &mut Locked,
+    s: &Snapshot,
+    lost: &str,
+    resumed: bool,
+) -> Result<String> {
     let started = std::time::Instant::now();
     let meter = Meter::new(state, b, format!("evacuation from node {lost}"));
     let job = fill_job(state, s, &meter).await?;
     let spec = lifecycle::spec_for(state, b)?;
-    let moved = state.runtime.evacuate(&spec, lost, job).await;
+    let moved = state.runtime.evacuate(&spec, lost, job, resumed).await;
     let read = moved.as_ref().map(|(o, _)| o.clone()).map_err(clone_err);
     if !matches_record(s, outcome_of(&read)) {
         if let Err(e) = &moved {
@@ -230,7 +231,7 @@ async fn usable_snapshot(
         };
         if t.kind() == BucketKind::Managed {
             let on = state.runtime.inspect_server(&t.id).await?;
-            if on.and_then(|c| c.node).is_some_and(|n| lost.is(&n)) {
+            if on.and_then(|c| c.node_id).as_deref() == Some(lost.id.as_str()) {
                 continue;
             }
         }

@@ -75,7 +75,7 @@ async fn target(
             "a bucket cannot hold its own snapshots: give another targetBucketId".into(),
         ));
     }
-    same_node(state, of, &t).await?;
+    same_node(state, of, &t, asked.is_some()).await?;
     // The archive's size is known only once written: a target already over its quota is
     // refused, and the archive is counted in its usage when it lands.
     if t.over_quota {
@@ -84,27 +84,36 @@ async fn target(
     Ok(t)
 }
 
-/// Refuses a target on the same cluster node as the bucket: losing that node would lose both,
+/// Refuses a target on the same cluster node as the bucket (`asked`: the caller named it): losing that node would lose both,
 /// so such a snapshot could not bring the bucket back (evacuation passes it over).
-async fn same_node(state: &Core, of: &BucketRecord, t: &BucketRecord) -> Result<()> {
+async fn same_node(state: &Core, of: &BucketRecord, t: &BucketRecord, asked: bool) -> Result<()> {
     if t.kind() != crate::model::BucketKind::Managed {
         return Ok(());
     }
+    // Compared by node id (host names need not be unique), named by host name.
     let node_of = |id: String| async move {
         Ok::<_, Error>(
             state
                 .runtime
                 .inspect_server(&id)
                 .await?
-                .and_then(|c| c.node),
+                .and_then(|c| Some((c.node_id?, c.node.unwrap_or_default()))),
         )
     };
     let (ours, theirs) = (node_of(of.id.clone()).await?, node_of(t.id.clone()).await?);
     match (ours, theirs) {
-        (Some(a), Some(b)) if a == b => Err(Error::Unprocessable(format!(
-            "bucket {} is on node {a} like bucket {}: a snapshot there gives no protection against losing that node; give a targetBucketId on another node",
-            of.name, t.name
-        ))),
+        (Some((a, name)), Some((b, _))) if a == b => {
+            // The daemon's own snapshot bucket is not the tenant's to know by name.
+            let target = if asked {
+                format!("the target bucket {}", t.name)
+            } else {
+                "the daemon's snapshot bucket".to_string()
+            };
+            Err(Error::Unprocessable(format!(
+                "bucket {} is on node {name} like {target}: a snapshot there gives no protection against losing that node; give a targetBucketId on another node",
+                of.name
+            )))
+        }
         _ => Ok(()),
     }
 }

@@ -364,6 +364,7 @@ impl DockerClient {
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                     addresses,
                     node: None,
+                    node_id: None,
                 }))
             }
             Err(e) => match Error::docker("inspect container", e) {
@@ -475,6 +476,7 @@ impl DockerClient {
                     spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
                     addresses,
                     node: None,
+                    node_id: None,
                 }
             })
             .collect())

@@ -94,6 +94,30 @@ impl SwarmRuntime {
         Ok(outcome)
     }
 
+    /// Removes bucket `spec`'s data volume from every reporting node but `keep`: what an
+    /// evacuation a killed daemon began left on a node the one that finished it did not choose.
+    /// Best effort: a node that fails is logged (its volume is labelled with the bucket and
+    /// removed with it).
+    pub(super) async fn remove_half_made(&self, spec: &BucketSpec, keep: &[&str]) {
+        for node in self.hub.connected_nodes() {
+            if keep.contains(&node.as_str()) {
+                continue;
+            }
+            let done = self
+                .on_node(
+                    &node,
+                    JobBucket::of(spec),
+                    Work::RemoveVolume,
+                    JobExtras::default(),
+                )
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(bucket = %spec.id, node = %node, error = %e,
+                    "removing what an interrupted evacuation left on a node failed");
+            }
+        }
+    }
+
     /// Moves bucket `id`'s data volume on `node` aside into `name`; false when it had none.
     pub(super) async fn set_aside_on(
         &self,

@@ -516,8 +516,13 @@ impl Runtime for SwarmRuntime {
         spec: &BucketSpec,
         lost: &str,
         job: FillJob,
+        resumed: bool,
     ) -> Result<(JobOutcome, String)> {
-        self.evacuate_to_another(spec, lost, job).await
+        let (outcome, node) = self.evacuate_to_another(spec, lost, job).await?;
+        if resumed {
+            self.remove_half_made(spec, &[lost, node.as_str()]).await;
+        }
+        Ok((outcome, node))
     }
 
     async fn set_aside(

@@ -118,8 +118,9 @@ pub fn of_service(
             }
         }
     }
-    let node = running_on
-        .or_else(|| service::pinned_node(&spec))
+    let node_id = running_on.or_else(|| service::pinned_node(&spec));
+    let node = node_id
+        .clone()
         .map(|id| nodes.get(&id).map_or(id, |n| n.hostname.clone()));
     ContainerState {
         id: svc.id.clone().unwrap_or_default(),
@@ -133,6 +134,7 @@ pub fn of_service(
         spec_revision: labels.get(LABEL_SPEC_REVISION).and_then(|r| r.parse().ok()),
         addresses,
         node,
+        node_id,
     }
 }
 
