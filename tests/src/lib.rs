@@ -23,6 +23,7 @@ mod measure;
 mod s3;
 mod secrets;
 mod traefik;
+mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,7 @@ pub use measure::{percentile, proc_memory};
 pub use s3::{get_bytes, s3_client, s3_client_no_retries, s3_client_to, sign_s3};
 pub use secrets::secrets_in;
 pub use traefik::{routed_daemon, routed_daemon_http, Traefik};
+pub use wait::until;
 
 /// The engine image the tests run.
 pub const ENGINE_IMAGE: &str = "kalpana-test/seaweedfs:4.48";

@@ -220,6 +220,27 @@ impl Cluster {
     }
 }
 
+/// Waits (30 s at most) until the daemon of `admin` hears every node's agent; the fleet then.
+pub async fn fleet_reporting(admin: &crate::Api, nodes: usize) -> Result<serde_json::Value> {
+    crate::until(
+        "every node's agent reporting",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, f) = admin.send("GET", "/api/fleet", None).await?;
+            let reporting = f["nodes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .filter(|n| n["agentSeenSecsAgo"].as_u64().is_some_and(|s| s < 10))
+                        .count()
+                })
+                .unwrap_or(0);
+            Ok((reporting == nodes).then_some(f))
+        },
+    )
+    .await
+}
+
 impl Agents {
     /// Enrols every node with `daemon` (its admin asks for each node's token) and starts its
     /// agent; the daemon must listen where the nodes reach it (`KALPANA_LISTEN` on the host's

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use kalpana_e2e::swarm::{require_cluster, Agents, Cluster, Traffic};
-use kalpana_e2e::{noise, require_environment, Api, Daemon, DaemonOptions};
+use kalpana_e2e::{noise, require_environment, until, Api, Daemon, DaemonOptions};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -52,23 +52,6 @@ async fn swarm_daemon(cluster: &Cluster) -> anyhow::Result<Daemon> {
         ..Default::default()
     })
     .await
-}
-
-async fn until<F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<Value>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<Value>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if started.elapsed() > within {
-            bail!("{what}: not within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,19 +104,7 @@ async fn with_agents(
 ) -> anyhow::Result<()> {
     let admin = d.admin();
     // Every node in the fleet, its agent heard from.
-    let fleet = until("three nodes reporting", Duration::from_secs(30), || async {
-        let (_, f) = admin.send("GET", "/api/fleet", None).await?;
-        let reporting = f["nodes"]
-            .as_array()
-            .map(|n| {
-                n.iter()
-                    .filter(|n| n["agentSeenSecsAgo"].as_u64().is_some_and(|s| s < 10))
-                    .count()
-            })
-            .unwrap_or(0);
-        Ok((reporting == 3).then_some(f))
-    })
-    .await?;
+    let fleet = kalpana_e2e::swarm::fleet_reporting(&admin, 3).await?;
     let ids: Vec<&str> = fleet["nodes"]
         .as_array()
         .context("nodes")?

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context};
 use kalpana_e2e::mongo::MongoServer;
 use kalpana_e2e::swarm::{Agents, Cluster, NodeRef};
 use kalpana_e2e::{noise, Api, Daemon, DaemonOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// Where the nodes reach the host.
@@ -23,21 +23,7 @@ const MIB_100: usize = 100 << 20;
 /// Buckets with a snapshot; one more has none.
 pub const SNAPSHOTTED: usize = 5;
 
-/// Polls `f` every 250 ms until it gives a value, at most `within`.
-pub async fn until<F, Fut>(what: &str, within: Duration, mut f: F) -> anyhow::Result<Value>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<Value>>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        ensure!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+pub use kalpana_e2e::until;
 
 /// `GET` of an object through the API: status and body.
 pub async fn get_object(api: &Api, id: &str, key: &str) -> anyhow::Result<(u16, Vec<u8>)> {
@@ -94,20 +80,33 @@ pub async fn agents(cluster: &Cluster, d: &Daemon, url: &str) -> anyhow::Result<
 
 /// Waits until all three agents report.
 pub async fn reporting(admin: &Api) -> anyhow::Result<()> {
-    until("three nodes reporting", Duration::from_secs(30), || async {
-        let (_, f) = admin.send("GET", "/api/fleet", None).await?;
-        let n = f["nodes"]
-            .as_array()
-            .map(|n| {
-                n.iter()
-                    .filter(|n| n["agentSeenSecsAgo"].as_u64().is_some_and(|s| s < 10))
-                    .count()
-            })
-            .unwrap_or(0);
-        Ok((n == 3).then_some(f))
-    })
-    .await
-    .map(drop)
+    kalpana_e2e::swarm::fleet_reporting(admin, 3)
+        .await
+        .map(drop)
+}
+
+/// Runs `scenario` against one daemon on a MongoDB of its own with fencing agents on every
+/// node; the logs are printed when it fails; afterwards the instance is swept and the cluster
+/// made whole again.
+pub async fn on_one_daemon(
+    scenario: impl AsyncFnOnce(&Cluster, &Daemon) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    kalpana_e2e::require_environment()?;
+    let cluster = kalpana_e2e::swarm::require_cluster()?;
+    let (_mongo, store) = store().await?;
+    let instance = kalpana_e2e::new_instance();
+    let d = Daemon::start_with(options(&cluster, &instance, &store, &[])).await?;
+    let agents = agents(&cluster, &d, &d.url).await?;
+    let outcome = scenario(&cluster, &d).await;
+    if outcome.is_err() {
+        eprintln!("daemon log:\n{}", d.log());
+        eprintln!("agent logs:\n{}", agents.logs());
+    }
+    drop(agents);
+    cluster.remove_instance(&d.instance);
+    drop(d);
+    // A node was taken away: the cluster is made whole again for whatever runs next.
+    outcome.and(cluster.heal())
 }
 
 /// Node labels restored on drop (the setup moves `kalpana.buckets` to place buckets).
@@ -244,27 +243,29 @@ pub async fn populate(
 }
 
 /// Polls until every snapshotted bucket has been evacuated and serves its snapshot's data:
-/// when each did, after `since`.
+/// when each did, after `since`. A bucket not back in time fails it with what was seen last.
 pub async fn serving_again(
     alice: &Api,
     b: &Buckets,
     since: Instant,
 ) -> anyhow::Result<Vec<Duration>> {
     let mut back_at = vec![None; SNAPSHOTTED];
+    let mut last_seen = vec![String::from("nothing yet"); SNAPSHOTTED];
     let deadline = Duration::from_secs(150);
     while back_at.iter().any(Option::is_none) {
         ensure!(
             since.elapsed() < deadline,
-            "not every bucket served again within {deadline:?}: {back_at:?}"
+            "not every bucket served again within {deadline:?}: {back_at:?}; last seen: {last_seen:?}"
         );
         for (i, id) in b.ids.iter().take(SNAPSHOTTED).enumerate() {
             if back_at[i].is_some() {
                 continue;
             }
-            let (_, v) = alice
+            let (status, v) = alice
                 .send("GET", &format!("/api/buckets/{id}"), None)
                 .await?;
             if v["evacuation"]["finishedAt"].is_null() {
+                last_seen[i] = format!("view {status}: {} {}", v["status"], v["evacuation"]);
                 continue;
             }
             let (status, body) = get_object(alice, id, "big.bin").await?;
@@ -273,6 +274,11 @@ pub async fn serving_again(
                 ensure!(
                     Sha256::digest(&body).to_vec() == b.digests[i],
                     "bucket {i} serves the snapshot's 100 MiB"
+                );
+            } else {
+                last_seen[i] = format!(
+                    "evacuated; GET big.bin {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
                 );
             }
         }
@@ -338,7 +344,8 @@ pub fn log_line(log: &str, needle: &str) -> Option<String> {
     log.lines().map(strip_colours).find(|l| l.contains(needle))
 }
 
-fn strip_colours(l: &str) -> String {
+/// `l` without its terminal colour codes.
+pub fn strip_colours(l: &str) -> String {
     let mut out = String::with_capacity(l.len());
     let mut chars = l.chars();
     while let Some(c) = chars.next() {

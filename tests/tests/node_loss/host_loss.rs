@@ -4,30 +4,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use kalpana_e2e::swarm::{require_cluster, Cluster};
-use kalpana_e2e::{require_environment, Daemon};
+use kalpana_e2e::swarm::Cluster;
+use kalpana_e2e::Daemon;
 
 use crate::common::{self, Buckets, NODE_LOST_SECS};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_hosts_buckets_serve_elsewhere_from_their_snapshots_and_an_engine_crash_moves_nothing(
 ) -> anyhow::Result<()> {
-    require_environment()?;
-    let cluster = require_cluster()?;
-    let (_mongo, store) = common::store().await?;
-    let instance = kalpana_e2e::new_instance();
-    let d = Daemon::start_with(common::options(&cluster, &instance, &store, &[])).await?;
-    let agents = common::agents(&cluster, &d, &d.url).await?;
-    let outcome = scenario(&cluster, &d).await;
-    if outcome.is_err() {
-        eprintln!("daemon log:\n{}", d.log());
-        eprintln!("agent logs:\n{}", agents.logs());
-    }
-    drop(agents);
-    cluster.remove_instance(&d.instance);
-    drop(d);
-    // The node is gone: the cluster is made whole again for whatever runs next.
-    outcome.and(cluster.heal())
+    common::on_one_daemon(scenario).await
 }
 
 async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {

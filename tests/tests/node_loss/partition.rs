@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use kalpana_e2e::swarm::{require_cluster, Cluster, NodeRef};
-use kalpana_e2e::{require_environment, Daemon};
+use kalpana_e2e::swarm::{Cluster, NodeRef};
+use kalpana_e2e::Daemon;
 use serde_json::Value;
 
 use crate::common::{self, Buckets, SNAPSHOTTED};
@@ -137,21 +137,7 @@ impl Drop for Probe {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cut_off_node_fences_itself_and_no_bucket_ever_answers_from_two_nodes(
 ) -> anyhow::Result<()> {
-    require_environment()?;
-    let cluster = require_cluster()?;
-    let (_mongo, store) = common::store().await?;
-    let instance = kalpana_e2e::new_instance();
-    let d = Daemon::start_with(common::options(&cluster, &instance, &store, &[])).await?;
-    let agents = common::agents(&cluster, &d, &d.url).await?;
-    let outcome = scenario(&cluster, &d).await;
-    if outcome.is_err() {
-        eprintln!("daemon log:\n{}", d.log());
-        eprintln!("agent logs:\n{}", agents.logs());
-    }
-    drop(agents);
-    cluster.remove_instance(&d.instance);
-    drop(d);
-    outcome.and(cluster.heal())
+    common::on_one_daemon(scenario).await
 }
 
 async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {
