@@ -41,8 +41,9 @@ pub async fn stream(
             };
             match received {
                 Ok(ev) => {
+                    // A team bucket's events go to the team's members only: its creator, once
+                    // removed from the team, sees no more of it (as in `Caller::access`).
                     let visible = caller.user.admin
-                        || ev.user_id == caller.user.id
                         || match &ev.team_id {
                             Some(team) => state
                                 .store
@@ -51,7 +52,7 @@ pub async fn stream(
                                 .ok()
                                 .flatten()
                                 .is_some_and(|t| t.members.contains(&caller.user.id)),
-                            None => false,
+                            None => ev.user_id == caller.user.id,
                         };
                     if !visible {
                         continue;

@@ -196,6 +196,7 @@ async fn a_removed_member_loses_the_root_secret_of_the_bucket_they_made() -> any
     let took = list_allowed_within("intruder", &intruder, "bobs", Duration::from_secs(5)).await;
     println!("injected intruder identity listed {took:?} after weed shell made it");
 
+    let bob_stream = events(&bob).await?;
     let started = Instant::now();
     let (status, removed) = alice
         .send(
@@ -231,7 +232,54 @@ async fn a_removed_member_loses_the_root_secret_of_the_bucket_they_made() -> any
     );
     let new_root = client_of(&endpoint, &b["accessKey"], &rotated[0]["secretKey"]);
     assert!(lists(&new_root, "bobs").await, "the new root secret");
+
+    // Nor its events: the stream he had open carries nothing of it once he is out, while a
+    // member's carries the stop.
+    let mut bob_events = bob_stream.bytes_stream();
+    let mut alice_events = events(&alice).await?.bytes_stream();
+    let (status, e) = alice
+        .send("POST", &format!("/api/buckets/{id}/stop"), None)
+        .await?;
+    assert_eq!(status, 200, "{e}");
+    let alice_saw = read_for(&mut alice_events, Duration::from_secs(10), "STOPPED").await;
+    assert!(alice_saw.contains(&id), "a member's stream: {alice_saw}");
+    let bob_saw = read_for(&mut bob_events, Duration::from_secs(2), "STOPPED").await;
+    assert!(
+        !bob_saw.contains("STOPPED"),
+        "the removed creator's stream: {bob_saw}"
+    );
+
     // Last: the shape of the answer, once everything it did was checked.
     assert_team_answer(&removed, &tid);
     Ok(())
+}
+
+/// The event stream of `api`'s user, open.
+async fn events(api: &kalpana_e2e::Api) -> anyhow::Result<reqwest::Response> {
+    let (http, base, token) = api.raw();
+    let resp = http
+        .get(format!("{base}/api/events"))
+        .bearer_auth(token.unwrap_or_default())
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "events: {}", resp.status());
+    Ok(resp)
+}
+
+/// What `stream` carries within `within`, or until it holds `until`.
+async fn read_for(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    within: Duration,
+    until: &str,
+) -> String {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut text = String::new();
+    while !text.contains(until) {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(c))) => text.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+    }
+    text
 }
