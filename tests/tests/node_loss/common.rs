@@ -362,14 +362,49 @@ pub fn strip_colours(l: &str) -> String {
     out
 }
 
-/// The timeline lines every scenario prints.
-pub fn print_timeline(what: &str, back_at: &[Duration], lines: &[(&str, Option<String>)]) {
+/// When a node was lost (killed or cut off): for timeouts and for the log's timestamps.
+pub struct Loss {
+    /// On the test's clock.
+    pub at: Instant,
+    /// On the wall clock the logs use.
+    pub wall: time::OffsetDateTime,
+}
+
+impl Loss {
+    /// Now.
+    pub fn now() -> Self {
+        Loss {
+            at: Instant::now(),
+            wall: time::OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// Milliseconds from `loss` to the timestamp that starts log line `line`.
+fn offset_ms(loss: &Loss, line: &str) -> Option<i128> {
+    let stamp = line.split_whitespace().next()?;
+    let t =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t - loss.wall).whole_milliseconds())
+}
+
+/// The timeline every scenario prints: each log line's time after the loss, then each
+/// bucket's.
+pub fn print_timeline(
+    what: &str,
+    loss: &Loss,
+    back_at: &[Duration],
+    lines: &[(&str, Option<String>)],
+) {
     println!("timeline of {what} (times relative to the loss):");
     for (label, line) in lines {
-        println!(
-            "  {label}: {}",
-            line.as_deref().unwrap_or("(no such log line)")
-        );
+        match line {
+            Some(l) => match offset_ms(loss, l) {
+                Some(ms) => println!("  {label} at +{ms} ms: {l}"),
+                None => println!("  {label}: {l}"),
+            },
+            None => println!("  {label}: (no such log line)"),
+        }
     }
     for (i, t) in back_at.iter().enumerate() {
         println!("  bucket {i} serving again at +{} ms", t.as_millis());

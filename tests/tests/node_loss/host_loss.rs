@@ -57,17 +57,18 @@ async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {
     );
 
     // Now the host: every process of the node.
-    let killed_at = Instant::now();
+    let loss = common::Loss::now();
     let killed = cluster.kill_node(victim.n)?;
     println!(
         "node {}: {killed} processes killed at {}",
         victim.n,
         kalpana_domain::model::now()
     );
-    let back_at = common::serving_again(&alice, &b, killed_at).await?;
+    let back_at = common::serving_again(&alice, &b, loss.at).await?;
     let log = d.log();
     common::print_timeline(
         "a host loss",
+        &loss,
         &back_at,
         &[
             (

@@ -157,11 +157,10 @@ async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {
         .collect();
     let probe = Probe::start(2, &Value::Array(targets), d.data_dir.join("probe.jsonl"))?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cut_at = Instant::now();
-    let cut_wall = kalpana_domain::model::now();
+    let loss = common::Loss::now();
     let cut = Cut::make(victim.n)?;
-    println!("node {} cut off at {cut_wall}", victim.n);
-    let back_at = common::serving_again(&alice, &b, cut_at).await?;
+    println!("node {} cut off at {}", victim.n, loss.wall);
+    let back_at = common::serving_again(&alice, &b, loss.at).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let old = format!("10.203.0.{}", victim.n);
     let rounds = probe.rounds();
@@ -193,6 +192,7 @@ async fn scenario(cluster: &Cluster, d: &Daemon) -> anyhow::Result<()> {
             .unwrap_or_default();
     common::print_timeline(
         "a partition",
+        &loss,
         &back_at,
         &[
             (

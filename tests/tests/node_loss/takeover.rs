@@ -2,7 +2,7 @@
 //! MongoDB, same master key, the agents given both daemons' URLs) takes over, finishes every
 //! evacuation once, and no node is fenced by the takeover itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use kalpana_e2e::swarm::{require_cluster, Agents, Cluster};
@@ -78,7 +78,7 @@ async fn scenario(cluster: &Cluster, pair: &mut Pair, agents: &Agents) -> anyhow
         "the standby answers 503 while the other acts: {status}"
     );
 
-    let killed_at = Instant::now();
+    let loss = common::Loss::now();
     let killed = cluster.kill_node(victim.n)?;
     println!("node {}: {killed} processes killed", victim.n);
     // The active daemon dies as soon as it has begun to evacuate.
@@ -95,7 +95,7 @@ async fn scenario(cluster: &Cluster, pair: &mut Pair, agents: &Agents) -> anyhow
     )
     .await?;
     pair.active.kill();
-    let daemon_killed = killed_at.elapsed();
+    let daemon_killed = loss.at.elapsed();
     let began_by_active = evacuating(&pair.active.log());
     let finished_by_active = evacuated(&pair.active.log());
     println!(
@@ -106,11 +106,12 @@ async fn scenario(cluster: &Cluster, pair: &mut Pair, agents: &Agents) -> anyhow
     );
 
     let on_standby = pair.standby.api(&token);
-    let back_at = common::serving_again(&on_standby, &b, killed_at).await?;
+    let back_at = common::serving_again(&on_standby, &b, loss.at).await?;
     let active_log = pair.active.log();
     let standby_log = pair.standby.log();
     common::print_timeline(
         "a daemon takeover during an evacuation",
+        &loss,
         &back_at,
         &[
             (
