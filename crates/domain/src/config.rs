@@ -199,7 +199,8 @@ pub struct Config {
     pub swarm_manager: String,
     /// How long a node agent serves without its heartbeat acknowledged before it stops its
     /// node's bucket containers (`KALPANA_FENCE_SECS`, default 25; the agents read the same
-    /// variable). Longer than the store lease, so a daemon takeover fences nobody.
+    /// variable). At least the store lease and a third of it, plus 5 s, so a daemon takeover
+    /// fences nobody.
     pub fence_after: Duration,
     /// How long after a node's last acknowledged heartbeat its buckets are evacuated
     /// (`KALPANA_NODE_LOST_SECS`, default 40): at least the fencing time plus 10 s, the time a
@@ -708,9 +709,12 @@ fn node_times(vars: &Vars) -> Result<(Duration, Duration)> {
     let lease: u64 = vars.parse::<u64>("KALPANA_LEASE_SECS", 15)?.max(1);
     let fence: u64 = vars.parse("KALPANA_FENCE_SECS", 25)?;
     let lost: u64 = vars.parse("KALPANA_NODE_LOST_SECS", 40)?;
-    if fence <= lease {
+    // A takeover lasts up to the lease, a third of it more (the standby's next try), the new
+    // daemon's start and an agent's next report: 5 s covers the last two (2.1–2.8 s measured).
+    let takeover = lease + lease.div_ceil(3) + 5;
+    if fence < takeover {
         return Err(Error::Invalid(format!(
-            "KALPANA_FENCE_SECS={fence} must be longer than KALPANA_LEASE_SECS={lease}: a daemon takeover would make every node fence"
+            "KALPANA_FENCE_SECS={fence} must be at least {takeover} with KALPANA_LEASE_SECS={lease} (the lease, a third of it and 5 s): a daemon takeover would make every node fence"
         )));
     }
     if lost < fence + 10 {
@@ -792,6 +796,14 @@ mod tests {
         };
         let short = at(&[("KALPANA_LEASE_SECS", "30"), ("KALPANA_FENCE_SECS", "30")]);
         assert!(short.contains("KALPANA_FENCE_SECS=30"), "{short}");
+        let tight = at(&[("KALPANA_LEASE_SECS", "3"), ("KALPANA_FENCE_SECS", "8")]);
+        assert!(tight.contains("at least 9"), "{tight}");
+        let enough = at(&[
+            ("KALPANA_LEASE_SECS", "3"),
+            ("KALPANA_FENCE_SECS", "9"),
+            ("KALPANA_NODE_LOST_SECS", "19"),
+        ]);
+        assert!(enough.is_empty(), "{enough}");
         let early = at(&[
             ("KALPANA_FENCE_SECS", "25"),
             ("KALPANA_NODE_LOST_SECS", "30"),

@@ -10,14 +10,20 @@ use kalpana_s3_ops::BucketClient;
 #[derive(Default)]
 pub struct Addresses {
     origins: std::sync::Mutex<HashMap<String, String>>,
-    nodes: std::sync::Mutex<HashMap<String, String>>,
-    node_ids: std::sync::Mutex<HashMap<String, String>>,
+    nodes: std::sync::Mutex<HashMap<String, NodeOf>>,
+}
+
+/// The cluster node a bucket's server runs on or is pinned to.
+#[derive(Clone)]
+struct NodeOf {
+    /// Its host name, as views show it.
+    name: Option<String>,
+    /// Its id: what decisions compare (host names need not be unique).
+    id: Option<String>,
 }
 
 impl Addresses {
-    /// The cluster node bucket `id`'s server runs on or is pinned to, if known (none on one
-    /// engine).
-    pub fn node(&self, id: &str) -> Option<String> {
+    fn node_of(&self, id: &str) -> Option<NodeOf> {
         self.nodes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -25,31 +31,26 @@ impl Addresses {
             .cloned()
     }
 
-    /// The id of that node: what decisions compare (host names need not be unique).
+    /// The host name of the cluster node bucket `id`'s server runs on or is pinned to, if
+    /// known (none on one engine).
+    pub fn node(&self, id: &str) -> Option<String> {
+        self.node_of(id).and_then(|n| n.name)
+    }
+
+    /// The id of that node.
     pub fn node_id(&self, id: &str) -> Option<String> {
-        self.node_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.node_of(id).and_then(|n| n.id)
     }
 
-    /// Records (or forgets) the id of the node of bucket `id`'s server.
-    pub fn set_node_id(&self, id: &str, node: Option<String>) {
-        let mut map = self.node_ids.lock().unwrap_or_else(|p| p.into_inner());
-        match node {
-            Some(n) => map.insert(id.to_string(), n),
-            None => map.remove(id),
-        };
-    }
-
-    /// Records (or forgets) the node of bucket `id`'s server.
-    pub fn set_node(&self, id: &str, node: Option<String>) {
+    /// Records the node (host name and id) of bucket `id`'s server; forgets it when both are
+    /// none.
+    pub fn set_node(&self, id: &str, name: Option<String>, node_id: Option<String>) {
         let mut map = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        match node {
-            Some(n) => map.insert(id.to_string(), n),
-            None => map.remove(id),
-        };
+        if name.is_none() && node_id.is_none() {
+            map.remove(id);
+        } else {
+            map.insert(id.to_string(), NodeOf { name, id: node_id });
+        }
     }
 
     /// The origin of bucket `id`'s server, if known.

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 /// Where the nodes reach the host.
 pub const HOST_ON_CLUSTER: &str = "10.203.0.254";
 /// The agents' and daemons' fencing time.
-pub const FENCE_SECS: u64 = 8;
+pub const FENCE_SECS: u64 = 10;
 /// When a silent node is lost.
-pub const NODE_LOST_SECS: u64 = 18;
+pub const NODE_LOST_SECS: u64 = 20;
 /// The daemons' store lease.
 const LEASE_SECS: &str = "3";
 const MIB_100: usize = 100 << 20;

@@ -81,12 +81,11 @@ pub fn observed(state: &Core, b: &BucketRecord, c: Option<&kalpana_manager_core:
     let s3_port = state.config.profile(b.engine).s3_port;
     let origin = c.and_then(|c| state.runtime.origin(c, s3_port));
     state.addresses.set(&b.id, origin);
-    state
-        .addresses
-        .set_node(&b.id, c.and_then(|c| c.node.clone()));
-    state
-        .addresses
-        .set_node_id(&b.id, c.and_then(|c| c.node_id.clone()));
+    state.addresses.set_node(
+        &b.id,
+        c.and_then(|c| c.node.clone()),
+        c.and_then(|c| c.node_id.clone()),
+    );
 }
 
 /// The origin the daemon itself uses to reach the bucket's S3 server: the one the runtime gave
