@@ -127,7 +127,8 @@ pub async fn report(
             "a report carries at most {MAX_SAMPLES} container samples"
         )));
     }
-    // A node speaks for the buckets on it only: samples of any other bucket are dropped.
+    // A node speaks for the buckets on it only (by node id: host names need not be unique):
+    // samples of any other bucket are dropped.
     let host = match state.nodes.name(&node) {
         Some(h) => Some(h),
         // Names are learnt from the manager's node list, which this asks for again.
@@ -141,7 +142,7 @@ pub async fn report(
     let mut report = report;
     report
         .containers
-        .retain(|c| host.is_some() && state.addresses.node(&c.bucket_id) == host);
+        .retain(|c| state.addresses.node_id(&c.bucket_id).as_deref() == Some(node.as_str()));
     // The node's lease is renewed in the store before the heartbeat is acknowledged: an agent
     // that hears nothing back fences its node (KALPANA_FENCE_SECS).
     // The host name as the Swarm manager knows it (never as the agent says it).

@@ -84,8 +84,9 @@ async fn target(
     Ok(t)
 }
 
-/// Refuses a target on the same cluster node as the bucket (`asked`: the caller named it): losing that node would lose both,
-/// so such a snapshot could not bring the bucket back (evacuation passes it over).
+/// Refuses a target on the same cluster node as the bucket (`asked`: the caller named the
+/// target): losing that node would lose both, so such a snapshot could not bring the bucket
+/// back (evacuation passes it over).
 async fn same_node(state: &Core, of: &BucketRecord, t: &BucketRecord, asked: bool) -> Result<()> {
     if t.kind() != crate::model::BucketKind::Managed {
         return Ok(());
