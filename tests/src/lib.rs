@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 pub use api_client::Api;
 pub use build::daemon_binary;
 pub use daemon::{mongodb_store, new_instance, Daemon, DaemonOptions};
-pub use data::{enc, noise, object_path, pattern};
+pub use data::{enc, noise, object_path, pattern, strip_colours};
 pub use docker_cli::{docker_exists, docker_inspect, remove_instance_resources};
 pub use docker_proxy::DockerProxy;
 pub use environment::{next_port_range, port_base, port_is_free, require_environment};

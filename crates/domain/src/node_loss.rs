@@ -324,6 +324,5 @@ pub async fn delete_set_aside(state: &Core, node: &str, volume: &str) -> Result<
     }
     state.runtime.remove_volume_named(volume).await?;
     modify(state, node, |r| r.set_aside.retain(|v| v.volume != volume)).await?;
-    tracing::info!(node = %node, volume = %volume, "set-aside volume deleted");
     Ok(())
 }

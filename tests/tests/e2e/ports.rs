@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use kalpana_e2e::{docker_exists, docker_inspect, get_bytes, s3_client, Daemon, DaemonOptions};
+use kalpana_e2e::{
+    docker_exists, docker_inspect, get_bytes, s3_client, strip_colours, Daemon, DaemonOptions,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -146,24 +148,6 @@ fn log_lines(d: &Daemon, needle: &str) -> Vec<String> {
         .map(strip_colours)
         .filter(|l| l.contains(needle))
         .collect()
-}
-
-/// A log line without its terminal colour codes (`ESC [ … m`).
-fn strip_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test]

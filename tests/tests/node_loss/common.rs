@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use kalpana_e2e::mongo::MongoServer;
 use kalpana_e2e::swarm::{Agents, Cluster, NodeRef};
-use kalpana_e2e::{noise, Api, Daemon, DaemonOptions};
+use kalpana_e2e::{noise, strip_colours, Api, Daemon, DaemonOptions};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -342,24 +342,6 @@ pub async fn check_evacuated(
 /// The first line of `log` holding `needle`, without colours.
 pub fn log_line(log: &str, needle: &str) -> Option<String> {
     log.lines().map(strip_colours).find(|l| l.contains(needle))
-}
-
-/// `l` without its terminal colour codes.
-pub fn strip_colours(l: &str) -> String {
-    let mut out = String::with_capacity(l.len());
-    let mut chars = l.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// When a node was lost (killed or cut off): for timeouts and for the log's timestamps.

@@ -218,7 +218,7 @@ fn ids_of(log: &str, needle: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains(needle))
         .filter_map(|l| {
-            let l = common::strip_colours(l);
+            let l = kalpana_e2e::strip_colours(l);
             let at = l.find("bucket=")? + "bucket=".len();
             Some(l[at..].split_whitespace().next()?.to_string())
         })
@@ -227,7 +227,7 @@ fn ids_of(log: &str, needle: &str) -> Vec<String> {
 
 /// The number after `key` in a log line (colours stripped).
 fn number_after(line: &str, key: &str) -> Option<u64> {
-    let l = common::strip_colours(line);
+    let l = kalpana_e2e::strip_colours(line);
     let at = l.find(key)? + key.len();
     l[at..]
         .chars()
